@@ -1,0 +1,325 @@
+"""TFLite/gemmlowp fixed-point requantization primitives, vectorized and bit-exact in NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "INT32_MIN",
+    "INT32_MAX",
+    "SHIFT_MIN",
+    "SHIFT_MAX",
+    "wrap_int32",
+    "saturating_rounding_doubling_high_mul",
+    "rounding_divide_by_pot",
+    "multiply_by_quantized_multiplier",
+    "quantize_multiplier",
+    "per_channel_multipliers",
+]
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+#: Range of ``shift`` accepted by :func:`multiply_by_quantized_multiplier`. ``1 << shift`` must
+#: be a valid int32 and ``-shift`` a valid gemmlowp exponent (<= 31).
+SHIFT_MIN = -31
+SHIFT_MAX = 30
+
+_MASK32 = (1 << 32) - 1
+
+
+def _int_array(name, value, lo, hi):
+    """Return ``value`` as an int64 array after checking its dtype and value range.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name used in error messages.
+    value : array_like
+        Integer-valued input (any integer dtype, Python int or nested list of ints).
+    lo, hi : int
+        Inclusive bounds every element must satisfy.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``value`` converted to int64 (same shape).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not of an integer dtype (bool and float are rejected).
+    ValueError
+        If any element lies outside ``[lo, hi]``.
+    """
+    arr = np.asarray(value)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype, got {arr.dtype}")
+    if arr.size:
+        amin, amax = int(arr.min()), int(arr.max())
+        if amin < lo or amax > hi:
+            raise ValueError(
+                f"{name} values must be in [{lo}, {hi}], got range [{amin}, {amax}]"
+            )
+    return arr.astype(np.int64)
+
+
+def wrap_int32(value):
+    """Wrap integers to 32-bit two's complement, as a C ``int32_t`` computation would.
+
+    Parameters
+    ----------
+    value : array_like of int
+        Integer values (int64 or Python ints within int64 range).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 array with every element reduced modulo 2**32 into [-2**31, 2**31 - 1].
+    """
+    v = np.asarray(value, dtype=np.int64)
+    return ((v + (1 << 31)) & _MASK32) - (1 << 31)
+
+
+def _srdhm(a, b):
+    """Unchecked int64 core of :func:`saturating_rounding_doubling_high_mul`."""
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    ab = a * b  # |a*b| <= 2**62: exact in int64
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    num = ab + nudge
+    # C '/' truncates toward zero: arithmetic shift floors, so add 1 to negative inexact quotients.
+    quot = (num >> 31) + ((num < 0) & ((num & ((1 << 31) - 1)) != 0))
+    return np.where(overflow, INT32_MAX, quot)
+
+
+def _rdbpot(x, exponent):
+    """Unchecked int64 core of :func:`rounding_divide_by_pot`."""
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def _mbqm(x, multiplier, shift):
+    """Unchecked int64 core of :func:`multiply_by_quantized_multiplier`."""
+    left_shift = np.maximum(shift, 0)
+    right_shift = np.maximum(-shift, 0)
+    # x * (1 << left_shift) is an int32 multiply in C: it wraps modulo 2**32.
+    shifted = wrap_int32(x * (np.int64(1) << left_shift))
+    return _rdbpot(_srdhm(shifted, multiplier), right_shift)
+
+
+def saturating_rounding_doubling_high_mul(a, b):
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values, elementwise.
+
+    Computes ``(a * b + nudge) / 2**31`` with C truncating division, where ``nudge`` is
+    ``2**30`` for a non-negative product and ``1 - 2**30`` otherwise (i.e. the result is
+    ``floor(a * b / 2**31 + 1/2)``). The single overflowing case ``a == b == -2**31``
+    saturates to ``2**31 - 1``.
+
+    Parameters
+    ----------
+    a, b : array_like of int
+        int32-valued operands; broadcast against each other.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 result with the broadcast shape of ``a`` and ``b``.
+
+    Raises
+    ------
+    TypeError
+        If an operand has a non-integer dtype.
+    ValueError
+        If an operand has values outside the int32 range.
+    """
+    a64 = _int_array("a", a, INT32_MIN, INT32_MAX)
+    b64 = _int_array("b", b, INT32_MIN, INT32_MAX)
+    return _srdhm(a64, b64).astype(np.int32)
+
+
+def rounding_divide_by_pot(x, exponent):
+    """gemmlowp ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero.
+
+    Implemented literally: ``mask = 2**exponent - 1``, ``remainder = x & mask``,
+    ``threshold = (mask >> 1) + (x < 0)``, result ``(x >> exponent) + (remainder >
+    threshold)`` with an arithmetic right shift.
+
+    Parameters
+    ----------
+    x : array_like of int
+        int32-valued dividend.
+    exponent : array_like of int
+        Power-of-two exponent in [0, 31]; broadcast against ``x``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 result with the broadcast shape of ``x`` and ``exponent``.
+
+    Raises
+    ------
+    TypeError
+        If an operand has a non-integer dtype.
+    ValueError
+        If ``x`` is outside the int32 range or ``exponent`` outside [0, 31].
+    """
+    x64 = _int_array("x", x, INT32_MIN, INT32_MAX)
+    e64 = _int_array("exponent", exponent, 0, 31)
+    return _rdbpot(x64, e64).astype(np.int32)
+
+
+def multiply_by_quantized_multiplier(acc, multiplier, shift):
+    """TFLite ``MultiplyByQuantizedMultiplier`` (double-rounding variant), elementwise.
+
+    ``left_shift = max(shift, 0)``, ``right_shift = max(-shift, 0)``; the result is
+    ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc * 2**left_shift, multiplier),
+    right_shift)`` where ``acc * 2**left_shift`` wraps modulo 2**32 like the int32 multiply
+    in C.
+
+    Parameters
+    ----------
+    acc : array_like of int
+        int32-valued accumulators, e.g. shape ``[..., F]``.
+    multiplier : array_like of int
+        int32 quantized multipliers (Q0.31), broadcast against ``acc`` (e.g. shape ``[F]``).
+    shift : array_like of int
+        Exponents in [-31, 30] (positive = left shift), broadcast against ``acc``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 result with the broadcast shape of the inputs.
+
+    Raises
+    ------
+    TypeError
+        If an input has a non-integer dtype.
+    ValueError
+        If ``acc`` or ``multiplier`` is outside the int32 range or ``shift`` outside
+        [-31, 30].
+    """
+    acc64 = _int_array("acc", acc, INT32_MIN, INT32_MAX)
+    mult64 = _int_array("multiplier", multiplier, INT32_MIN, INT32_MAX)
+    shift64 = _int_array("shift", shift, SHIFT_MIN, SHIFT_MAX)
+    return _mbqm(acc64, mult64, shift64).astype(np.int32)
+
+
+def _round_half_away(v):
+    """Round float64 values half away from zero exactly (C ``round``, i.e. TfLiteRound)."""
+    whole = np.trunc(v)
+    frac = v - whole  # exact for IEEE doubles
+    return whole + np.where(np.abs(frac) >= 0.5, np.sign(v), 0.0)
+
+
+def quantize_multiplier(real):
+    """TFLite ``QuantizeMultiplier``: split a real multiplier into (int32 Q0.31, shift).
+
+    ``real == quantized_multiplier * 2**(shift - 31)`` approximately, computed exactly as
+    tensorflow/lite/kernels/internal/quantization_util.cc does: ``frexp``, round the
+    fraction times 2**31 half away from zero, renormalize a result of 2**31 to 2**30 with
+    ``shift + 1``, and flush to ``(0, 0)`` when ``shift < -31``. Zero gives ``(0, 0)``.
+
+    Parameters
+    ----------
+    real : float or array_like of float
+        Finite real multiplier(s), evaluated in float64. Negative values are quantized as
+        the C code does (negative multiplier) but are not meaningful for TFLite models.
+
+    Returns
+    -------
+    quantized_multiplier : numpy.ndarray
+        int32 array of the same shape as ``real``.
+    shift : numpy.ndarray
+        int32 array of the same shape as ``real``. It is not range-checked here; values
+        outside [-31, 30] are rejected later by :func:`multiply_by_quantized_multiplier`.
+
+    Raises
+    ------
+    TypeError
+        If ``real`` is not of a real numeric dtype.
+    ValueError
+        If ``real`` contains NaN or infinity.
+    """
+    arr = np.asarray(real)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "fiu":
+        raise TypeError(f"real must be a real number or array of them, got dtype {arr.dtype}")
+    r = arr.astype(np.float64)
+    if not np.all(np.isfinite(r)):
+        raise ValueError(f"real must be finite, got {r[~np.isfinite(r)].ravel()[0]!r}")
+    frac, exp = np.frexp(r)
+    q = _round_half_away(frac * float(1 << 31)).astype(np.int64)
+    shift = exp.astype(np.int64)
+    carry = q == (1 << 31)
+    q = np.where(carry, q // 2, q)
+    shift = shift + carry
+    flush = shift < -31
+    q = np.where(flush, 0, q)
+    shift = np.where(flush, 0, shift)
+    return q.astype(np.int32), shift.astype(np.int32)
+
+
+def _positive_scale(name, value, float32):
+    """Return ``value`` as a float64 array after checking it is finite and positive."""
+    arr = np.asarray(value)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real number or array of them, got dtype {arr.dtype}")
+    if float32:
+        with np.errstate(over="ignore"):
+            arr = arr.astype(np.float32)
+    arr = arr.astype(np.float64)
+    bad = ~(np.isfinite(arr) & (arr > 0))
+    if np.any(bad):
+        what = " as float32" if float32 else ""
+        raise ValueError(
+            f"{name} must be finite and > 0{what}, got {arr[bad].ravel()[0]!r}"
+        )
+    return arr
+
+
+def per_channel_multipliers(input_scale, weight_scales, output_scale, *, float32_scales=True):
+    """Per-output-channel (multiplier, shift) as TFLite's PopulateConvolutionQuantizationParams.
+
+    ``effective_scale[f] = double(input_scale) * double(weight_scales[f]) /
+    double(output_scale)`` (in that order, in float64), then :func:`quantize_multiplier`.
+
+    Parameters
+    ----------
+    input_scale : float
+        Input tensor scale (> 0).
+    weight_scales : float or array_like of float
+        Per-output-channel weight scales, shape ``[F]`` (or a scalar for per-tensor).
+    output_scale : float
+        Output tensor scale (> 0).
+    float32_scales : bool, optional
+        TFLite stores scales as float32 and widens them to double; by default the scales
+        are therefore first rounded to float32, which makes the result bit-exact with a
+        ``.tflite`` model whose scales print as the given values. Pass False to use the
+        given float64 values unrounded.
+
+    Returns
+    -------
+    multiplier : numpy.ndarray
+        int32 array shaped like ``weight_scales``.
+    shift : numpy.ndarray
+        int32 array shaped like ``weight_scales``.
+
+    Raises
+    ------
+    TypeError
+        If a scale is not a real number.
+    ValueError
+        If a scale is not finite and positive, or ``input_scale``/``output_scale`` is not a
+        scalar, or ``weight_scales`` has more than one dimension.
+    """
+    s_in = _positive_scale("input_scale", input_scale, float32_scales)
+    s_w = _positive_scale("weight_scales", weight_scales, float32_scales)
+    s_out = _positive_scale("output_scale", output_scale, float32_scales)
+    if s_in.ndim != 0:
+        raise ValueError(f"input_scale must be a scalar, got shape {s_in.shape}")
+    if s_out.ndim != 0:
+        raise ValueError(f"output_scale must be a scalar, got shape {s_out.shape}")
+    if s_w.ndim > 1:
+        raise ValueError(f"weight_scales must have shape [F] or be a scalar, got {s_w.shape}")
+    effective = (s_in * s_w) / s_out
+    return quantize_multiplier(effective)

@@ -1,0 +1,1 @@
+"""pwconv host driver: layer programs, device backends and the NumPy API."""

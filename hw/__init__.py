@@ -1,0 +1,1 @@
+"""pwconv gateware: the systolic array, its sequencer, requantizer and top level."""

@@ -1,0 +1,145 @@
+"""The weight-stationary systolic array: skew, a grid of PEs, column accumulators and de-skew."""
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from pwconv.config import ArrayConfig
+from .delay import delayed
+from .layouts import pixel_beat, weight_word
+from .pe import ProcessingElement
+
+__all__ = ["SystolicArray", "beat_layout", "column_sum_layout"]
+
+
+def beat_layout(cfg: ArrayConfig):
+    """One beat entering the array: channels, weight address and the beat's place in its pixel."""
+    return data.StructLayout({
+        "x":     pixel_beat(cfg),
+        "addr":  weight_word(cfg)["addr"].shape,
+        "tile":  unsigned(max(1, (cfg.max_tiles - 1).bit_length())),
+        "first": unsigned(1),   # first beat of a (pixel, column tile): restart the accumulators
+        "last":  unsigned(1),   # last beat of a (pixel, column tile): the sums are complete
+    })
+
+
+def column_sum_layout(cfg: ArrayConfig):
+    """A completed (pixel, column tile): ``cols`` exact sums over all C products, and the tile."""
+    return data.StructLayout({
+        "acc":  data.ArrayLayout(cfg.acc_shape, cfg.cols),
+        "tile": unsigned(max(1, (cfg.max_tiles - 1).bit_length())),
+    })
+
+
+class SystolicArray(wiring.Component):
+    """A ``rows`` x ``cols`` grid of int8 MACs, weight-stationary, folding C and F in time.
+
+    Dataflow: beat lane ``r`` (input channel) enters row ``r`` after an input skew of ``r``
+    cycles and flows right one PE per cycle; partial sums flow down one PE per cycle, so column
+    ``c`` completes a beat's dot product ``c`` cycles after column 0. Each column accumulates the
+    beats of one (pixel, column tile) from ``first`` to ``last``, then the output de-skew delays
+    column ``c`` by ``cols - 1 - c`` cycles so that all ``cols`` sums leave together.
+
+    Each PE holds the weights of every (column tile, beat) of the layer at address
+    ``tile * beats + beat``: weights stay put while pixels stream, and a layer with C > rows or
+    F > cols keeps every MAC busy every cycle (one beat per cycle, no reloads).
+
+    Members
+    -------
+    beat : In(beat_layout), beat_valid : In(1)
+        One beat per cycle when valid; no handshake (the array never stalls).
+    sums : Out(column_sum_layout), sums_valid : Out(1)
+        A completed (pixel, column tile), ``LATENCY`` cycles after its last beat entered.
+    weight : In(weight_word), weight_en : In(1)
+        Weight write port; write only while ``busy`` is low.
+    busy : Out(1)
+        Some beat is still inside the array.
+
+    Timing: latency ``rows + cols + 1`` cycles from the last beat to ``sums_valid``;
+    throughput one beat per cycle, i.e. ``rows * cols`` MACs per cycle.
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"Configuration must be an ArrayConfig, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "beat":       In(beat_layout(cfg)),
+            "beat_valid": In(1),
+            "sums":       Out(column_sum_layout(cfg)),
+            "sums_valid": Out(1),
+            "weight":     In(weight_word(cfg)),
+            "weight_en":  In(1),
+            "busy":       Out(1),
+        })
+
+    @property
+    def config(self):
+        return self._cfg
+
+    @property
+    def latency(self):
+        """Cycles from a beat entering to its column sums leaving."""
+        return self._cfg.rows + self._cfg.cols + 1
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+
+        # Control travels beside the data: control[d] is the beat that entered d cycles ago.
+        control_layout = data.StructLayout({
+            "valid": 1, "first": 1, "last": 1, "tile": self.beat.tile.shape()})
+        control = [Signal(control_layout, name="control_d0")]
+        m.d.comb += [
+            control[0].valid.eq(self.beat_valid),
+            control[0].first.eq(self.beat.first),
+            control[0].last.eq(self.beat.last),
+            control[0].tile.eq(self.beat.tile),
+        ]
+        for d in range(1, self.latency + 1):
+            stage = Signal(control_layout, name=f"control_d{d}")
+            m.d.sync += stage.eq(control[d - 1])
+            control.append(stage)
+        m.d.comb += self.busy.eq(sum(stage.valid for stage in control) != 0)
+
+        # The grid. PE (r, c) sees the weight address at cycle t + r + c and x at t + r + c + 1.
+        pes = [[None] * cfg.cols for _ in range(cfg.rows)]
+        for r in range(cfg.rows):
+            for c in range(cfg.cols):
+                pe = ProcessingElement(
+                    depth=cfg.weight_depth,
+                    psum_in_shape=cfg.psum_shape(r) if r > 0 else None,
+                    psum_out_shape=cfg.psum_shape(r + 1))
+                m.submodules[f"pe_{r}_{c}"] = pes[r][c] = pe
+                m.d.comb += [
+                    pe.w_addr.eq(self.weight.addr),
+                    pe.w_data.eq(self.weight.data[c]),
+                    pe.w_en.eq(self.weight_en & (self.weight.row == r)),
+                ]
+                if c == 0:      # input skew: row r starts r cycles late
+                    m.d.comb += [
+                        pe.addr_in.eq(delayed(m, self.beat.addr, r, name=f"addr_skew{r}")),
+                        pe.x_in.eq(delayed(m, self.beat.x[r], r + 1, name=f"x_skew{r}")),
+                    ]
+                else:
+                    m.d.comb += [
+                        pe.addr_in.eq(pes[r][c - 1].addr_out),
+                        pe.x_in.eq(pes[r][c - 1].x_out),
+                    ]
+                if r > 0:
+                    m.d.comb += pe.psum_in.eq(pes[r - 1][c].psum_out)
+
+        # Column c's dot product for a beat leaves row rows-1 at t + rows + c + 1: accumulate the
+        # beats of a (pixel, tile) there, then de-skew so that all columns leave at t + latency.
+        for c in range(cfg.cols):
+            acc = Signal(cfg.acc_shape, name=f"acc{c}", reset_less=True)
+            ctl = control[cfg.rows + c + 1]
+            with m.If(ctl.valid):
+                m.d.sync += acc.eq(Mux(ctl.first, 0, acc) + pes[cfg.rows - 1][c].psum_out)
+            m.d.comb += self.sums.acc[c].eq(
+                delayed(m, acc, cfg.cols - 1 - c, name=f"acc{c}_deskew"))
+        m.d.comb += [
+            self.sums_valid.eq(control[-1].valid & control[-1].last),
+            self.sums.tile.eq(control[-1].tile),
+        ]
+        return m

@@ -1,0 +1,21 @@
+"""Fixed delay lines: the registers that skew and de-skew data around the systolic array."""
+
+from amaranth.hdl import Signal
+
+__all__ = ["delayed"]
+
+
+def delayed(m, value, cycles, *, name, reset_less=True):
+    """Return ``value`` delayed by ``cycles`` clock cycles through a chain of registers.
+
+    Datapath registers are ``reset_less`` by default so that they pack into DSP and RAM
+    primitives; control bits that must start cleared pass ``reset_less=False``.
+    """
+    if cycles < 0:
+        raise ValueError(f"Delay must be a non-negative number of cycles, not {cycles}")
+    stage = value
+    for index in range(cycles):
+        reg = Signal(value.shape(), name=f"{name}_d{index + 1}", reset_less=reset_less)
+        m.d.sync += reg.eq(stage)
+        stage = reg
+    return stage

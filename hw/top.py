@@ -1,0 +1,128 @@
+"""The pwconv accelerator: sequencer, systolic array, requantizer and output queue."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from pwconv.config import ArrayConfig
+from .array import SystolicArray
+from .layouts import param_word, pixel_beat, result_vector, runtime_config, weight_word
+from .requant import Requantizer
+from .sequencer import PixelSequencer
+
+__all__ = ["PointwiseConv"]
+
+
+class PointwiseConv(wiring.Component):
+    """An int8 pointwise (1x1) convolution accelerator, bit-exact with TFLite.
+
+    For every pixel of C channels it computes F outputs
+    ``y[f] = clamp(requant(bias[f] + sum_c x[c] * w[c, f]) + zp_out)`` (the input zero point is
+    folded into the bias by the host). A pixel enters as ``beats = ceil(C / rows)`` transfers on
+    ``i``; ``tiles = ceil(F / cols)`` result vectors leave on ``o``, tile by tile, pixel by pixel,
+    in order. Channels beyond C and filters beyond F are zero-padded by the host.
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+        Array size, maximum layer size and weight memory depth.
+
+    Members
+    -------
+    i : In(stream.Signature(pixel_beat))
+        Pixel beats, ``rows`` int8 channels each.
+    o : Out(stream.Signature(result_vector))
+        Result vectors, ``cols`` int32 lanes each (int8-valued unless ``layer.raw``).
+    weights : In(stream.Signature(weight_word))
+        Weight writes; accepted only while ``idle``. Address ``tile*beats + beat``, row ``r``,
+        lane ``c`` holds ``w[beat*rows + r, tile*cols + c]``.
+    params : In(stream.Signature(param_word))
+        Per-channel bias, multiplier and shift of one column tile; accepted only while ``idle``.
+    layer : In(runtime_config)
+        Layer settings (beats, tiles, output zero point, activation range, raw mode); change
+        them only while ``idle``.
+    idle : Out(1)
+        No pixel or partial result is inside (results may still wait in the output queue).
+
+    Timing: one beat per cycle on ``i`` in steady state, i.e. ``rows * cols`` MACs per cycle
+    whatever C and F are; ``o`` may stall at any time (an internal queue of ``queue_depth``
+    vectors and credit-based issue keep the array from ever overflowing it, so nothing is dropped,
+    duplicated or reordered). Latency from a pixel's last beat to its first result:
+    ``latency`` cycles.
+    """
+
+    def __init__(self, cfg: ArrayConfig = ArrayConfig()):
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"Configuration must be an ArrayConfig, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "i":       In(stream.Signature(pixel_beat(cfg))),
+            "o":       Out(stream.Signature(result_vector(cfg))),
+            "weights": In(stream.Signature(weight_word(cfg))),
+            "params":  In(stream.Signature(param_word(cfg))),
+            "layer":   In(runtime_config(cfg)),
+            "idle":    Out(1),
+        })
+
+    @property
+    def array_config(self):
+        return self._cfg
+
+    @property
+    def latency(self):
+        """Cycles from a pixel's last accepted beat to its first result on ``o`` (no stalls)."""
+        # 2 in the sequencer, the array, the requantizer, 1 into and 1 through the queue.
+        return 2 + (self._cfg.rows + self._cfg.cols + 1) + Requantizer.LATENCY + 2
+
+    @property
+    def queue_depth(self):
+        """Output queue depth: enough credits to cover the latency at one result per cycle."""
+        return self.latency + 2
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        m.submodules.sequencer = sequencer = PixelSequencer(cfg)
+        m.submodules.array = array = SystolicArray(cfg)
+        m.submodules.requant = requant = Requantizer(cfg)
+        m.submodules.queue = queue = SyncFIFOBuffered(
+            width=len(self.o.payload.as_value()), depth=self.queue_depth)
+
+        wiring.connect(m, wiring.flipped(self.i), sequencer.i)
+        m.d.comb += [
+            sequencer.config.eq(self.layer),
+            array.beat.eq(sequencer.beat),
+            array.beat_valid.eq(sequencer.beat_valid),
+            requant.sums.eq(array.sums),
+            requant.sums_valid.eq(array.sums_valid),
+            requant.config.eq(self.layer),
+            queue.w_data.eq(requant.result),
+            queue.w_en.eq(requant.result_valid),
+            self.o.payload.eq(queue.r_data),
+            self.o.valid.eq(queue.r_rdy),
+            queue.r_en.eq(self.o.ready),
+        ]
+
+        # Credits: one per free queue entry not already promised to a result in flight.
+        credits = Signal(range(self.queue_depth + 1), init=self.queue_depth)
+        returned = self.o.valid & self.o.ready
+        with m.If(sequencer.issue_last & ~returned):
+            m.d.sync += credits.eq(credits - 1)
+        with m.Elif(returned & ~sequencer.issue_last):
+            m.d.sync += credits.eq(credits + 1)
+        m.d.comb += sequencer.credit.eq(credits != 0)
+
+        # Loads: only while nothing is in flight, so no beat ever sees a half-written layer.
+        idle = Signal()
+        m.d.comb += [
+            idle.eq(sequencer.empty & ~array.busy & ~requant.busy),
+            self.idle.eq(idle),
+            self.weights.ready.eq(idle),
+            array.weight.eq(self.weights.payload),
+            array.weight_en.eq(self.weights.valid & idle),
+            self.params.ready.eq(idle),
+            requant.param.eq(self.params.payload),
+            requant.param_en.eq(self.params.valid & idle),
+        ]
+        return m

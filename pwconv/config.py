@@ -1,0 +1,95 @@
+"""The one source of truth for an accelerator's configuration, read by hw, golden, host and reports."""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Shape
+
+__all__ = ["ArrayConfig", "PRODUCT_MIN", "PRODUCT_MAX", "VERSION"]
+
+#: Extremes of one int8 x int8 product: -128 * 127 and -128 * -128.
+PRODUCT_MIN = -128 * 127
+PRODUCT_MAX = 128 * 128
+
+#: Gateware version reported by the board's identity command (major, minor).
+VERSION = (0, 1)
+
+
+def _check_int(name, value, lo, hi=None):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise ValueError(f"{name} must be {bound}, not {value}")
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """Elaboration parameters of one pwconv accelerator.
+
+    Parameters
+    ----------
+    rows : int
+        Input channels the systolic array takes per cycle (array height), 1..64.
+    cols : int
+        Output channels the array produces per cycle (array width), 1..64.
+    max_channels : int
+        Largest run-time C. A pixel of C channels streams in as ``ceil(C / rows)`` beats; the
+        accumulators are sized so that no C up to this value can overflow them.
+    max_filters : int
+        Largest run-time F; ``ceil(F / cols)`` column tiles are served per pixel.
+    weight_depth : int
+        Weight words per processing element: a layer fits on chip when
+        ``ceil(C / rows) * ceil(F / cols) <= weight_depth``; the host tiles larger layers.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    max_channels: int = 1024
+    max_filters: int = 1280
+    weight_depth: int = 512
+
+    def __post_init__(self):
+        _check_int("rows", self.rows, 1, 64)
+        _check_int("cols", self.cols, 1, 64)
+        _check_int("max_channels", self.max_channels, 1, 1 << 16)
+        _check_int("max_filters", self.max_filters, 1, 1 << 16)
+        _check_int("weight_depth", self.weight_depth, 1, 1 << 16)
+
+    # Derived quantities: every block reads these instead of recomputing them.
+
+    @property
+    def max_beats(self):
+        """Most beats (``rows``-wide channel vectors) one pixel can have: ``ceil(max_channels/rows)``."""
+        return -(-self.max_channels // self.rows)
+
+    @property
+    def max_tiles(self):
+        """Most column tiles one layer can have: ``ceil(max_filters / cols)``."""
+        return -(-self.max_filters // self.cols)
+
+    @property
+    def macs(self):
+        """Multiply-accumulate units in the array."""
+        return self.rows * self.cols
+
+    def psum_shape(self, terms):
+        """Signed shape that holds any sum of ``terms`` int8 x int8 products exactly."""
+        return Shape.cast(range(PRODUCT_MIN * terms, PRODUCT_MAX * terms + 1))
+
+    @property
+    def acc_shape(self):
+        """Shape of a column accumulator: any sum over ``max_channels`` products, exactly."""
+        return self.psum_shape(self.rows * self.max_beats)
+
+    def beats(self, channels):
+        """Beats per pixel at run time for C = ``channels``."""
+        return -(-channels // self.rows)
+
+    def tiles(self, filters):
+        """Column tiles at run time for F = ``filters``."""
+        return -(-filters // self.cols)
+
+    def fits(self, channels, filters):
+        """Whether a C x F layer fits on chip in one pass (no host tiling)."""
+        return (channels <= self.max_channels and filters <= self.max_filters
+                and self.beats(channels) * self.tiles(filters) <= self.weight_depth)

@@ -1,0 +1,1 @@
+"""pwconv simulation: cocotb testbenches and runners, and an Amaranth-simulator driver."""
