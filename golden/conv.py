@@ -16,7 +16,7 @@ def _int_scalar(name, value, lo, hi):
     """Return ``value`` as a Python int after checking it is an integer scalar in [lo, hi]."""
     arr = np.asarray(value)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value}")
     if arr.ndim != 0:
         raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
     v = int(arr)

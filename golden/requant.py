@@ -246,7 +246,7 @@ def quantize_multiplier(real):
         raise TypeError(f"real must be a real number or array of them, got dtype {arr.dtype}")
     r = arr.astype(np.float64)
     if not np.all(np.isfinite(r)):
-        raise ValueError(f"real must be finite, got {r[~np.isfinite(r)].ravel()[0]!r}")
+        raise ValueError(f"real must be finite, got {float(r[~np.isfinite(r)].ravel()[0])}")
     frac, exp = np.frexp(r)
     q = _round_half_away(frac * float(1 << 31)).astype(np.int64)
     shift = exp.astype(np.int64)
@@ -272,7 +272,7 @@ def _positive_scale(name, value, float32):
     if np.any(bad):
         what = " as float32" if float32 else ""
         raise ValueError(
-            f"{name} must be finite and > 0{what}, got {arr[bad].ravel()[0]!r}"
+            f"{name} must be finite and > 0{what}, got {float(arr[bad].ravel()[0])}"
         )
     return arr
 

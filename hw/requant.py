@@ -27,7 +27,7 @@ class Requantizer(wiring.Component):
         acc = wrap32(sum + p.bias[c])
         y   = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(
                   wrap32(acc << max(shift, 0)), p.multiplier[c]), max(-shift, 0))
-        y   = clamp(y + output_zero_point, activation_min, activation_max)
+        y   = clamp(wrap32(y + output_zero_point), activation_min, activation_max)
 
     or ``acc`` itself in raw mode. Every stage is registered; the 32 x 32 multiply has a stage of
     its own.
@@ -154,9 +154,10 @@ class Requantizer(wiring.Component):
                 raw6.eq(raw5),
             ]
 
-            # Stage 7: output zero point, activation clamp (or the raw accumulator).
-            biased = Signal(signed(34), name=f"biased_{c}")
-            m.d.comb += biased.eq(scaled6 + self.config.output_zero_point)
+            # Stage 7: output zero point (an int32 add, wrapping as compiled C does), activation
+            # clamp, or the raw accumulator.
+            biased = Signal(signed(32), name=f"biased_{c}")
+            m.d.comb += biased.eq(_wrap32(scaled6 + self.config.output_zero_point))
             out7 = reg(signed(32), f"out7_{c}")
             with m.If(self.config.raw):
                 m.d.sync += out7.eq(raw6)

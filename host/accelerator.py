@@ -1,0 +1,132 @@
+"""The NumPy API: run any 1x1 convolution layer on a pwconv device, tiling what does not fit."""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pwconv import golden
+from pwconv.config import ArrayConfig
+from .devices import SIMULATORS, GoldenDevice, SimulatedDevice
+from .layer import Layer, Quantization, check_input
+from .tiling import plan_passes
+
+__all__ = ["Accelerator", "RunStats", "BACKENDS"]
+
+BACKENDS = ("golden",) + SIMULATORS
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What one layer cost: device cycles (None on golden), the ideal cycle count at one MAC per
+    cycle per PE, MAC utilization, passes and wall-clock seconds."""
+
+    pixels: int
+    channels: int
+    filters: int
+    passes: int
+    cycles: int | None
+    ideal_cycles: float
+    seconds: float
+
+    @property
+    def utilization(self):
+        return None if not self.cycles else self.ideal_cycles / self.cycles
+
+    @property
+    def pixels_per_second(self):
+        return self.pixels / self.seconds if self.seconds else float("inf")
+
+
+class Accelerator:
+    """A pwconv device with a NumPy API.
+
+    Parameters
+    ----------
+    backend : str
+        ``golden`` (NumPy model), ``verilator`` or ``icarus`` (the exported Verilog under
+        cocotb), or ``amaranth`` (Amaranth's simulator).
+    config : ArrayConfig
+        The accelerator's elaboration parameters.
+    seed, in_idle, out_stall : optional
+        Simulated backends only: random source idles and sink backpressure.
+    progress : bool or None
+        Show a progress bar over passes (None: only when a run takes more than a few seconds).
+
+    Example
+    -------
+    >>> acc = Accelerator("verilator")
+    >>> y = acc.conv1x1(x, w, bias, quant)      # x int8 [H, W, C] -> y int8 [H, W, F]
+    >>> acc.last_run.utilization
+    """
+
+    def __init__(self, backend="golden", config=None, *, seed=0, in_idle=0.0, out_stall=0.0,
+                 waves=False, progress=None, device=None):
+        self.config = config if config is not None else ArrayConfig()
+        if not isinstance(self.config, ArrayConfig):
+            raise TypeError(f"config must be an ArrayConfig, not {self.config!r}")
+        if device is not None:
+            self.device = device
+        elif backend == "golden":
+            self.device = GoldenDevice(self.config)
+        elif backend in SIMULATORS:
+            self.device = SimulatedDevice(self.config, backend, seed=seed, in_idle=in_idle,
+                                          out_stall=out_stall, waves=waves)
+        else:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        self.backend = backend
+        self.progress = progress
+        self.last_run = None
+
+    def conv1x1(self, x, w, bias, quant: Quantization):
+        """int8 1x1 convolution of ``x`` [H, W, C] or [N, H, W, C] with ``w`` int8 [C, F],
+        ``bias`` int32 [F] and ``quant``; returns int8 [..., F], bit-exact with TFLite."""
+        layer = Layer(w, bias, quant)
+        x = check_input(x, layer.channels)
+        return self.run_layer(x, layer)
+
+    def run_layer(self, x, layer: Layer):
+        """Run a validated layer; see :meth:`conv1x1`."""
+        cfg, q = self.config, layer.quant
+        pixels = int(np.prod(x.shape[:-1]))
+        flat = x.reshape(pixels, layer.channels)
+        folded = golden.fold_input_zero_point(layer.w, layer.bias, q.input_zero_point)
+        passes = plan_passes(cfg, layer.channels, layer.filters)
+        out = np.zeros((pixels, layer.filters), dtype=np.int64)
+        partial = np.zeros((pixels, layer.filters), dtype=np.int64)
+        cycles = 0 if self.device.simulated else None
+        start = time.perf_counter()
+        bar = self._progress_bar(len(passes), pixels)
+        for p in passes:
+            bias = folded[p.f0:p.f1] if p.c0 == 0 else np.zeros(p.f1 - p.f0, np.int32)
+            result, pass_cycles = self.device.run_pass(
+                flat[:, p.c0:p.c1], layer.w[p.c0:p.c1, p.f0:p.f1], bias,
+                q.output_multiplier[p.f0:p.f1], q.output_shift[p.f0:p.f1],
+                output_zero_point=q.output_zero_point, activation_min=q.activation_min,
+                activation_max=q.activation_max, raw=p.raw)
+            if p.raw:
+                partial[:, p.f0:p.f1] += result
+            else:
+                out[:, p.f0:p.f1] = result
+            if cycles is not None:
+                cycles += pass_cycles
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        if passes[0].raw:       # C was split: add the int32 partial sums, requantize here
+            acc = golden.wrap_int32(partial).astype(np.int32)
+            out = golden.requantize(acc, q.output_multiplier, q.output_shift,
+                                    q.output_zero_point, q.activation_min, q.activation_max)
+        self.last_run = RunStats(
+            pixels=pixels, channels=layer.channels, filters=layer.filters, passes=len(passes),
+            cycles=cycles, ideal_cycles=pixels * layer.channels * layer.filters / cfg.macs,
+            seconds=time.perf_counter() - start)
+        return out.astype(np.int8).reshape(*x.shape[:-1], layer.filters)
+
+    def _progress_bar(self, passes, pixels):
+        if self.progress is False or (self.progress is None and not self.device.simulated):
+            return None
+        from tqdm import tqdm
+        return tqdm(total=passes, unit="pass", desc=f"pwconv {self.backend}",
+                    delay=0 if self.progress else 3, leave=False)

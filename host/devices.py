@@ -1,0 +1,66 @@
+"""Devices that execute one on-chip pass: the golden model, or the gateware in a simulator."""
+
+import numpy as np
+
+from pwconv import golden
+from pwconv.config import ArrayConfig
+from .program import compile_layer, pack_pixels, unpack_results
+
+__all__ = ["GoldenDevice", "SimulatedDevice", "SIMULATORS"]
+
+#: Simulators a SimulatedDevice can run the gateware on.
+SIMULATORS = ("verilator", "icarus", "amaranth")
+
+
+class GoldenDevice:
+    """Computes each pass with the NumPy golden model (vectorized); no cycle counts."""
+
+    simulated = False
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+
+    def run_pass(self, x, w, bias, multiplier, shift, *, output_zero_point, activation_min,
+                 activation_max, raw):
+        """``x`` int8 [P, C], folded ``bias``; returns (int32 [P, F], None)."""
+        acc = golden.wrap_int32(x.astype(np.int64) @ w.astype(np.int64) + bias.astype(np.int64))
+        if raw:
+            return acc.astype(np.int32), None
+        y = golden.requantize(acc.astype(np.int32), multiplier, shift, output_zero_point,
+                              activation_min, activation_max)
+        return y.astype(np.int32), None
+
+
+class SimulatedDevice:
+    """Runs each pass on the generated gateware: Verilator or Icarus (cocotb), or Amaranth's
+    simulator; ``in_idle`` / ``out_stall`` inject random source idles and sink backpressure."""
+
+    simulated = True
+
+    def __init__(self, cfg: ArrayConfig, simulator, *, seed=0, in_idle=0.0, out_stall=0.0,
+                 waves=False):
+        if simulator not in SIMULATORS:
+            raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, "
+                             f"not {simulator!r}")
+        self.cfg, self.simulator, self.seed = cfg, simulator, seed
+        self.in_idle, self.out_stall, self.waves = in_idle, out_stall, waves
+
+    def run_pass(self, x, w, bias, multiplier, shift, *, output_zero_point, activation_min,
+                 activation_max, raw):
+        """``x`` int8 [P, C], folded ``bias``; returns (int32 [P, F], cycles)."""
+        program = compile_layer(self.cfg, w, bias, multiplier, shift,
+                                output_zero_point=output_zero_point,
+                                activation_min=activation_min, activation_max=activation_max,
+                                raw=raw)
+        words = pack_pixels(self.cfg, x)
+        if self.simulator == "amaranth":
+            from pwconv.sim.pysim import run_top
+            results, cycles = run_top(self.cfg, program, words, seed=self.seed,
+                                      in_idle=self.in_idle, out_stall=self.out_stall)
+        else:
+            from pwconv.sim.runner import run_on_simulator
+            results, cycles = run_on_simulator(self.cfg, program, words,
+                                               simulator=self.simulator, seed=self.seed,
+                                               in_idle=self.in_idle, out_stall=self.out_stall,
+                                               waves=self.waves)
+        return unpack_results(self.cfg, results, x.shape[0], w.shape[1]), cycles

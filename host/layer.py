@@ -1,0 +1,179 @@
+"""A quantized 1x1 convolution layer: its arrays, their validation, and the LAYER.npz format."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["LayerError", "Quantization", "Layer", "check_input", "load_layer", "save_layer",
+           "random_layer"]
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+SHIFT_MIN, SHIFT_MAX = -31, 30
+
+
+class LayerError(ValueError):
+    """A layer or its input is malformed; the message names the key and the problem."""
+
+
+def _array(name, value, dtype, ndim=None):
+    if value is None:
+        raise LayerError(f"{name}: missing")
+    arr = np.asarray(value)
+    if arr.dtype != np.dtype(dtype):
+        raise LayerError(f"{name}: expected dtype {np.dtype(dtype).name}, got {arr.dtype.name}")
+    if ndim is not None and arr.ndim != ndim:
+        raise LayerError(f"{name}: expected {ndim} dimension(s), got shape {arr.shape}")
+    return arr
+
+
+def _scalar(name, value, lo, hi):
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype.kind not in "iu":
+        raise LayerError(f"{name}: expected an integer scalar, got {arr.dtype.name} of shape "
+                         f"{arr.shape}")
+    v = int(arr)
+    if not lo <= v <= hi:
+        raise LayerError(f"{name}: {v} is out of range [{lo}, {hi}]")
+    return v
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """TFLite int8 per-channel quantization of a layer's output (and its input zero point).
+
+    Parameters
+    ----------
+    output_multiplier : int32 [F]
+        Per-channel fixed-point multipliers (TFLite's ``QuantizeMultiplier``).
+    output_shift : integer [F]
+        Per-channel shifts in [-31, 30]; positive is a left shift.
+    input_zero_point, output_zero_point : int
+        Zero points in [-128, 127].
+    activation_min, activation_max : int
+        Output clamp (ReLU: ``activation_min = output_zero_point``).
+    """
+
+    output_multiplier: np.ndarray
+    output_shift: np.ndarray
+    input_zero_point: int = 0
+    output_zero_point: int = 0
+    activation_min: int = -128
+    activation_max: int = 127
+
+    def __post_init__(self):
+        mult = _array("output_multiplier", self.output_multiplier, np.int32, 1)
+        shift = np.asarray(self.output_shift)
+        if shift.dtype.kind not in "iu":
+            raise LayerError(f"output_shift: expected an integer dtype, got {shift.dtype.name}")
+        if shift.shape != mult.shape:
+            raise LayerError(f"output_shift: expected shape {mult.shape} like output_multiplier, "
+                             f"got {shift.shape}")
+        if shift.size and not (SHIFT_MIN <= shift.min() and shift.max() <= SHIFT_MAX):
+            bad = shift[(shift < SHIFT_MIN) | (shift > SHIFT_MAX)][0]
+            raise LayerError(f"output_shift: {int(bad)} is out of range [{SHIFT_MIN}, {SHIFT_MAX}]")
+        object.__setattr__(self, "output_multiplier", mult)
+        object.__setattr__(self, "output_shift", shift.astype(np.int32))
+        for name in ("input_zero_point", "output_zero_point", "activation_min",
+                     "activation_max"):
+            object.__setattr__(self, name, _scalar(name, getattr(self, name), -128, 127))
+        if self.activation_min > self.activation_max:
+            raise LayerError(f"activation_min: {self.activation_min} is greater than "
+                             f"activation_max {self.activation_max}")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """The weights of a 1x1 convolution: ``w`` int8 [C, F], ``bias`` int32 [F], quantization."""
+
+    w: np.ndarray
+    bias: np.ndarray
+    quant: Quantization
+
+    def __post_init__(self):
+        w = _array("w", self.w, np.int8, 2)
+        if 0 in w.shape:
+            raise LayerError(f"w: C and F must be at least 1, got shape {w.shape}")
+        bias = _array("bias", self.bias, np.int32, 1)
+        if bias.shape != (w.shape[1],):
+            raise LayerError(f"bias: expected shape ({w.shape[1]},) to match F of w, "
+                             f"got {bias.shape}")
+        if not isinstance(self.quant, Quantization):
+            raise LayerError(f"quant: expected a Quantization, not {type(self.quant).__name__}")
+        if self.quant.output_multiplier.shape != (w.shape[1],):
+            raise LayerError(f"output_multiplier: expected shape ({w.shape[1]},) to match F of w,"
+                             f" got {self.quant.output_multiplier.shape}")
+
+    @property
+    def channels(self):
+        return self.w.shape[0]
+
+    @property
+    def filters(self):
+        return self.w.shape[1]
+
+
+def check_input(x, channels):
+    """Validate activations ``x`` int8 [H, W, C] or [N, H, W, C] for a layer of C channels."""
+    x = _array("x", x, np.int8)
+    if x.ndim not in (3, 4):
+        raise LayerError(f"x: expected shape [H, W, C] or [N, H, W, C], got {x.shape}")
+    if x.shape[-1] != channels:
+        raise LayerError(f"x: has {x.shape[-1]} channels but w has C = {channels}")
+    return x
+
+
+_KEYS = ("x", "w", "bias", "input_zero_point", "output_zero_point", "activation_min",
+         "activation_max", "output_multiplier", "output_shift")
+
+
+def load_layer(path):
+    """Read LAYER.npz (TFLite conventions) and return ``(x, Layer)``, fully validated."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise LayerError(f"{path}: no such file") from None
+    except (OSError, ValueError) as error:
+        raise LayerError(f"{path}: not a readable .npz file ({error})") from None
+    for key in _KEYS:
+        if key not in arrays:
+            raise LayerError(f"{key}: missing from {path}")
+    quant = Quantization(
+        output_multiplier=arrays["output_multiplier"], output_shift=arrays["output_shift"],
+        input_zero_point=arrays["input_zero_point"],
+        output_zero_point=arrays["output_zero_point"],
+        activation_min=arrays["activation_min"], activation_max=arrays["activation_max"])
+    layer = Layer(arrays["w"], arrays["bias"], quant)
+    return check_input(arrays["x"], layer.channels), layer
+
+
+def save_layer(path, x, layer):
+    """Write ``x`` and ``layer`` as LAYER.npz."""
+    q = layer.quant
+    np.savez(path, x=x, w=layer.w, bias=layer.bias,
+             input_zero_point=np.int32(q.input_zero_point),
+             output_zero_point=np.int32(q.output_zero_point),
+             activation_min=np.int32(q.activation_min), activation_max=np.int32(q.activation_max),
+             output_multiplier=q.output_multiplier, output_shift=q.output_shift)
+
+
+def random_layer(shape, filters, *, seed=0, relu=False):
+    """A random but realistic layer: ``x`` of ``shape`` [..., C], weights with per-channel scales
+    quantized as TFLite does, bias of plausible size. Returns ``(x, Layer)``."""
+    from pwconv.golden import per_channel_multipliers
+
+    rng = np.random.default_rng(seed)
+    channels = shape[-1]
+    x = rng.integers(-128, 128, size=shape, dtype=np.int8)
+    w = rng.integers(-127, 128, size=(channels, filters), dtype=np.int8)
+    bias = rng.integers(-(1 << 14), 1 << 14, size=filters).astype(np.int32)
+    input_scale = 0.05
+    weight_scales = rng.uniform(0.002, 0.02, size=filters)
+    output_scale = input_scale * 0.01 * np.sqrt(channels) * 6
+    mult, shift = per_channel_multipliers(input_scale, weight_scales, output_scale)
+    in_zp = int(rng.integers(-128, 128))
+    out_zp = int(rng.integers(-20, 20))
+    quant = Quantization(np.asarray(mult, np.int32), np.asarray(shift, np.int32),
+                         input_zero_point=in_zp, output_zero_point=out_zp,
+                         activation_min=out_zp if relu else -128, activation_max=127)
+    return x, Layer(w, bias, quant)

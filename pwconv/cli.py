@@ -1,0 +1,167 @@
+"""The `pwconv` command line: run a layer, run the demo, export Verilog, make a layer file."""
+
+import argparse
+import sys
+
+import numpy as np
+
+__all__ = ["main"]
+
+#: The built-in demo layer: a MobileNetV2-like expansion 1x1 conv, folded over the default array.
+DEMO_SHAPE = (8, 8, 24)
+DEMO_FILTERS = 48
+
+
+def _config(args):
+    from pwconv.config import ArrayConfig
+    return ArrayConfig(rows=args.rows, cols=args.cols, max_channels=args.max_channels,
+                       max_filters=args.max_filters, weight_depth=args.weight_depth)
+
+
+def _add_config_args(parser):
+    from pwconv.config import ArrayConfig
+    default = ArrayConfig()
+    group = parser.add_argument_group("accelerator configuration")
+    group.add_argument("--rows", type=int, default=default.rows, help="array rows (input lanes)")
+    group.add_argument("--cols", type=int, default=default.cols,
+                       help="array columns (output lanes)")
+    group.add_argument("--max-channels", type=int, default=default.max_channels)
+    group.add_argument("--max-filters", type=int, default=default.max_filters)
+    group.add_argument("--weight-depth", type=int, default=default.weight_depth,
+                       help="weight words per PE")
+
+
+def _add_run_args(parser):
+    from pwconv.host.accelerator import BACKENDS
+    parser.add_argument("--backend", choices=BACKENDS, default="verilator")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random stalls")
+    parser.add_argument("--in-idle", type=float, default=0.0,
+                        help="probability the pixel source idles in a cycle (simulation)")
+    parser.add_argument("--out-stall", type=float, default=0.0,
+                        help="probability the result sink stalls in a cycle (simulation)")
+    parser.add_argument("--waves", action="store_true", help="dump waveforms (cocotb backends)")
+
+
+def _report(acc, y_ok=None):
+    stats = acc.last_run
+    print(f"layer: {stats.pixels} pixels x C={stats.channels} -> F={stats.filters}, "
+          f"{stats.passes} pass(es) on a {acc.config.rows}x{acc.config.cols} array")
+    if y_ok is not None:
+        print(f"bit-exact vs golden (TFLite int8 reference arithmetic): "
+              f"{'yes' if y_ok else 'NO'}")
+    if stats.cycles:
+        print(f"cycles: {stats.cycles} (ideal {stats.ideal_cycles:.0f}), "
+              f"MAC utilization {100 * stats.utilization:.1f}%")
+    print(f"wall time: {stats.seconds:.2f} s, {stats.pixels_per_second:,.0f} pixels/s")
+
+
+def _golden(x, layer):
+    from pwconv import golden
+    q = layer.quant
+    return golden.conv1x1(x, layer.w, layer.bias, input_zero_point=q.input_zero_point,
+                          output_zero_point=q.output_zero_point,
+                          output_multiplier=q.output_multiplier, output_shift=q.output_shift,
+                          activation_min=q.activation_min, activation_max=q.activation_max)
+
+
+def _accelerator(args):
+    from pwconv.host.accelerator import Accelerator
+    return Accelerator(args.backend, _config(args), seed=args.seed, in_idle=args.in_idle,
+                       out_stall=args.out_stall, waves=args.waves)
+
+
+def cmd_run(args):
+    from pwconv.host.layer import load_layer
+    x, layer = load_layer(args.layer)
+    acc = _accelerator(args)
+    y = acc.run_layer(x, layer)
+    if args.out:
+        np.save(args.out, y)
+        print(f"wrote {args.out}: int8 {list(y.shape)}")
+    _report(acc)
+    return 0
+
+
+def cmd_demo(args):
+    from pwconv.host.layer import random_layer
+    x, layer = random_layer(DEMO_SHAPE, DEMO_FILTERS, seed=args.seed, relu=True)
+    acc = _accelerator(args)
+    y = acc.run_layer(x, layer)
+    ok = np.array_equal(y, _golden(x, layer))
+    _report(acc, ok)
+    return 0 if ok else 1
+
+
+def cmd_verilog(args):
+    from pwconv.hw.export import write_verilog
+    path = write_verilog(_config(args), args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_layer(args):
+    from pwconv.host.layer import random_layer, save_layer
+    try:
+        shape = tuple(int(v) for v in args.shape.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--shape must look like HxWxC or NxHxWxC, not {args.shape!r}") from None
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise ValueError(f"--shape must be HxWxC or NxHxWxC with sizes >= 1, not {args.shape!r}")
+    if args.filters < 1:
+        raise ValueError(f"--filters must be at least 1, not {args.filters}")
+    x, layer = random_layer(shape, args.filters, seed=args.seed, relu=args.relu)
+    save_layer(args.out, x, layer)
+    print(f"wrote {args.out}: x {list(x.shape)}, w {list(layer.w.shape)}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="pwconv", description="int8 pointwise (1x1) convolution accelerator, bit-exact "
+        "with TFLite: run layers on the golden model or the simulated gateware.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run LAYER.npz and write Y.npy")
+    p.add_argument("layer", help="LAYER.npz: x, w, bias, zero points, activation range, "
+                   "output_multiplier, output_shift")
+    p.add_argument("--out", help="write the int8 [.., H, W, F] result here (.npy)")
+    _add_run_args(p)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run the built-in demo layer, check it against golden")
+    _add_run_args(p)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("verilog", help="export the accelerator's Verilog")
+    p.add_argument("--out", default="build/verilog", help="output directory")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("layer", help="write a random, realistically quantized LAYER.npz")
+    p.add_argument("out", help="output .npz")
+    p.add_argument("--shape", default="8x8x32", help="input shape HxWxC or NxHxWxC")
+    p.add_argument("--filters", type=int, default=32, help="output channels F")
+    p.add_argument("--relu", action="store_true", help="clamp at the output zero point")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_layer)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError) as error:
+        print(f"pwconv: error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        print(f"pwconv: {args.command} failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
