@@ -5,6 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from pwconv.config import ArrayConfig
+from .params import check_config
 from .delay import delayed
 from .layouts import pixel_beat, weight_word
 from .pe import ProcessingElement
@@ -60,8 +61,7 @@ class SystolicArray(wiring.Component):
     """
 
     def __init__(self, cfg: ArrayConfig):
-        if not isinstance(cfg, ArrayConfig):
-            raise TypeError(f"Configuration must be an ArrayConfig, not {cfg!r}")
+        check_config(self, cfg)
         self._cfg = cfg
         super().__init__({
             "beat":       In(beat_layout(cfg)),

@@ -4,6 +4,8 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import rejected
+
 __all__ = ["ProcessingElement"]
 
 
@@ -44,7 +46,8 @@ class ProcessingElement(wiring.Component):
 
     def __init__(self, *, depth, psum_in_shape, psum_out_shape):
         if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"Weight depth must be a positive integer, not {depth!r}")
+            raise rejected(self, ValueError(
+                f"Weight depth must be a positive integer, not {depth!r}"))
         self._depth = depth
         self._has_psum_in = psum_in_shape is not None
         addr_shape = unsigned(max(1, (depth - 1).bit_length()))

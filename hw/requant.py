@@ -5,6 +5,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from pwconv.config import ArrayConfig
+from .params import check_config
 from .array import column_sum_layout
 from .layouts import param_word, result_vector, runtime_config
 
@@ -49,8 +50,7 @@ class Requantizer(wiring.Component):
     LATENCY = 7
 
     def __init__(self, cfg: ArrayConfig):
-        if not isinstance(cfg, ArrayConfig):
-            raise TypeError(f"Configuration must be an ArrayConfig, not {cfg!r}")
+        check_config(self, cfg)
         self._cfg = cfg
         super().__init__({
             "sums":         In(column_sum_layout(cfg)),

@@ -5,6 +5,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from pwconv.config import ArrayConfig
+from .params import check_config
 from .array import beat_layout
 from .layouts import pixel_beat, runtime_config
 
@@ -41,8 +42,7 @@ class PixelSequencer(wiring.Component):
     """
 
     def __init__(self, cfg: ArrayConfig):
-        if not isinstance(cfg, ArrayConfig):
-            raise TypeError(f"Configuration must be an ArrayConfig, not {cfg!r}")
+        check_config(self, cfg)
         self._cfg = cfg
         super().__init__({
             "i":          In(stream.Signature(pixel_beat(cfg))),

@@ -6,12 +6,24 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from pwconv.config import ArrayConfig
+from .params import check_config
 from .array import SystolicArray
 from .layouts import param_word, pixel_beat, result_vector, runtime_config, weight_word
 from .requant import Requantizer
 from .sequencer import PixelSequencer
 
-__all__ = ["PointwiseConv"]
+__all__ = ["PointwiseConv", "top_latency", "queue_depth"]
+
+
+def top_latency(cfg: ArrayConfig):
+    """Cycles from a pixel's last accepted beat to its first result on ``o`` (no stalls)."""
+    # 2 in the sequencer, the array, the requantizer, 1 into and 1 through the queue.
+    return 2 + (cfg.rows + cfg.cols + 1) + Requantizer.LATENCY + 2
+
+
+def queue_depth(cfg: ArrayConfig):
+    """Output queue depth: enough credits to cover the latency at one result per cycle."""
+    return top_latency(cfg) + 2
 
 
 class PointwiseConv(wiring.Component):
@@ -53,8 +65,7 @@ class PointwiseConv(wiring.Component):
     """
 
     def __init__(self, cfg: ArrayConfig = ArrayConfig()):
-        if not isinstance(cfg, ArrayConfig):
-            raise TypeError(f"Configuration must be an ArrayConfig, not {cfg!r}")
+        check_config(self, cfg)
         self._cfg = cfg
         super().__init__({
             "i":       In(stream.Signature(pixel_beat(cfg))),
@@ -72,13 +83,12 @@ class PointwiseConv(wiring.Component):
     @property
     def latency(self):
         """Cycles from a pixel's last accepted beat to its first result on ``o`` (no stalls)."""
-        # 2 in the sequencer, the array, the requantizer, 1 into and 1 through the queue.
-        return 2 + (self._cfg.rows + self._cfg.cols + 1) + Requantizer.LATENCY + 2
+        return top_latency(self._cfg)
 
     @property
     def queue_depth(self):
-        """Output queue depth: enough credits to cover the latency at one result per cycle."""
-        return self.latency + 2
+        """Output queue depth, in result vectors."""
+        return queue_depth(self._cfg)
 
     def elaborate(self, platform):
         cfg = self._cfg

@@ -1,6 +1,5 @@
 """Tests of pwconv.golden.conv against a naive per-pixel Python-int TFLite ConvPerChannel loop."""
 
-import random
 import re
 
 import numpy as np

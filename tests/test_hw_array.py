@@ -1,0 +1,96 @@
+"""SystolicArray in Amaranth's simulator: folded dot products against golden, and latency."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from pwconv import golden
+from pwconv.config import ArrayConfig
+from pwconv.host.program import compile_layer
+from pwconv.hw.array import SystolicArray
+
+
+def test_init_wrong_config():
+    with pytest.raises(TypeError, match=r"^Configuration must be an ArrayConfig, not None$"):
+        SystolicArray(None)
+
+
+def _run(cfg, x, w, gaps):
+    """Feed the beat schedule of x [P, C] against w [C, F]; return (sums [P, F], sum cycles)."""
+    dut = SystolicArray(cfg)
+    channels, filters = w.shape
+    program = compile_layer(cfg, w, np.zeros(filters, np.int32), np.zeros(filters, np.int32),
+                            np.zeros(filters, np.int32), raw=True)
+    beats, tiles = program.beats, program.tiles
+    padded = np.zeros((len(x), beats * cfg.rows), np.int64)
+    padded[:, :channels] = x
+    out, when = [], []
+
+    async def bench(ctx):
+        for word in program.weight_words:
+            ctx.set(dut.weight.as_value(), word)
+            ctx.set(dut.weight_en, 1)
+            await ctx.tick()
+        ctx.set(dut.weight_en, 0)
+        cycle = 0
+        schedule = [(p, t, b) for p in range(len(x)) for t in range(tiles) for b in range(beats)]
+        for step in range(len(schedule) + sum(gaps) + dut.latency + 2):
+            idle = gaps[step] if step < len(gaps) else 0
+            if schedule and not idle:
+                p, t, b = schedule.pop(0)
+                for r in range(cfg.rows):
+                    ctx.set(dut.beat.x[r], int(padded[p, b * cfg.rows + r]))
+                ctx.set(dut.beat.addr, t * beats + b)
+                ctx.set(dut.beat.tile, t)
+                ctx.set(dut.beat.first, b == 0)
+                ctx.set(dut.beat.last, b == beats - 1)
+                ctx.set(dut.beat_valid, 1)
+            else:
+                ctx.set(dut.beat_valid, 0)
+            _, _, valid, sums, tile = await ctx.tick().sample(
+                dut.sums_valid, dut.sums.acc, dut.sums.tile)
+            cycle += 1
+            if valid:
+                out.append(([sums[c] for c in range(cfg.cols)], tile))
+                when.append(cycle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    tiles_seen = [tile for _, tile in out]
+    assert tiles_seen == [t for _ in range(len(x)) for t in range(tiles)]
+    flat = np.array([vec for vec, _ in out], np.int64).reshape(len(x), tiles * cfg.cols)
+    return flat[:, :filters], when, dut.latency
+
+
+@pytest.mark.parametrize("rows, cols, channels, filters", [
+    (4, 4, 4, 4), (4, 4, 1, 1), (4, 4, 3, 5), (4, 3, 17, 7), (2, 5, 9, 11), (1, 1, 3, 2)])
+def test_matches_golden(rows, cols, channels, filters):
+    cfg = ArrayConfig(rows=rows, cols=cols, max_channels=32, max_filters=32, weight_depth=64)
+    rng = np.random.default_rng(rows * 100 + channels)
+    x = rng.integers(-128, 128, size=(5, channels), dtype=np.int8)
+    w = rng.integers(-128, 128, size=(channels, filters), dtype=np.int8)
+    gaps = rng.choice([0, 0, 1], size=60).tolist()
+    got, _, _ = _run(cfg, x, w, gaps)
+    np.testing.assert_array_equal(got, golden.conv1x1_acc(x, w, np.zeros(filters, np.int32), 0))
+
+
+def test_extremes_do_not_overflow():
+    """All-extreme values at the largest C the accumulators are sized for."""
+    cfg = ArrayConfig(rows=4, cols=2, max_channels=4096, max_filters=2, weight_depth=1024)
+    for value in (-128, 127):
+        x = np.full((1, cfg.max_channels), -128, np.int8)
+        w = np.full((cfg.max_channels, 2), value, np.int8)
+        got, _, _ = _run(cfg, x, w, [])
+        assert got.tolist() == [[-128 * value * cfg.max_channels] * 2]
+
+
+def test_latency():
+    cfg = ArrayConfig(rows=3, cols=4, max_channels=8, max_filters=8, weight_depth=8)
+    x = np.ones((1, 3), np.int8)
+    w = np.ones((3, 4), np.int8)
+    got, when, latency = _run(cfg, x, w, [])
+    assert got.tolist() == [[3, 3, 3, 3]]
+    assert latency == cfg.rows + cfg.cols + 1
+    assert when == [1 + latency]    # beat entered before tick 1, sums sampled after tick 1+L
