@@ -33,12 +33,20 @@ class GoldenDevice:
 
 class SimulatedDevice:
     """Runs each pass on the generated gateware: Verilator or Icarus (cocotb), or Amaranth's
-    simulator; ``in_idle`` / ``out_stall`` inject random source idles and sink backpressure."""
+    simulator; ``in_idle`` / ``out_stall`` inject random source idles and sink backpressure.
+
+    On Verilator and Icarus the stimulus is fed by a Verilog-side feeder (sim/bulk_tb.v), so
+    no Python runs per cycle; ``driver="cocotb"`` uses the cocotb stream drivers instead. Long
+    passes are split into runs of at most ``bulk.MAX_WORDS`` pixel beats.
+    """
 
     simulated = True
 
     def __init__(self, cfg: ArrayConfig, simulator, *, seed=0, in_idle=0.0, out_stall=0.0,
-                 waves=False):
+                 waves=False, driver="bulk"):
+        if driver not in ("bulk", "cocotb"):
+            raise ValueError(f"Driver must be 'bulk' or 'cocotb', not {driver!r}")
+        self.driver = "cocotb" if waves else driver     # the bulk bench records no waves
         if simulator not in SIMULATORS:
             raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, "
                              f"not {simulator!r}")
@@ -57,10 +65,20 @@ class SimulatedDevice:
             from pwconv.sim.pysim import run_top
             results, cycles = run_top(self.cfg, program, words, seed=self.seed,
                                       in_idle=self.in_idle, out_stall=self.out_stall)
-        else:
+        elif self.driver == "cocotb":
             from pwconv.sim.runner import run_on_simulator
             results, cycles = run_on_simulator(self.cfg, program, words,
                                                simulator=self.simulator, seed=self.seed,
                                                in_idle=self.in_idle, out_stall=self.out_stall,
                                                waves=self.waves)
+        else:
+            from pwconv.sim.bulk import MAX_WORDS, run_bulk
+            step = MAX_WORDS // program.beats * program.beats
+            results, cycles = [], 0
+            for start in range(0, len(words), step):
+                part, part_cycles = run_bulk(self.cfg, program, words[start:start + step],
+                                             simulator=self.simulator, seed=self.seed,
+                                             in_idle=self.in_idle, out_stall=self.out_stall)
+                results += part
+                cycles += part_cycles
         return unpack_results(self.cfg, results, x.shape[0], w.shape[1]), cycles

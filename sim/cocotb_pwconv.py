@@ -6,8 +6,6 @@ import random
 import time
 from collections import deque
 
-import numpy as np
-
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
@@ -156,49 +154,63 @@ class Testbench:
 
     All drivers share a single coroutine: per cycle one ``await RisingEdge`` (commit transfers,
     drive the next values) and one ``await ReadOnly`` (sample handshakes), which keeps the
-    Python work per simulated cycle small.
+    Python work per simulated cycle small. Layers run back to back without a reset: each waits
+    for the previous one to drain, then changes ``layer`` while the accelerator is idle.
     """
 
-    def __init__(self, dut, *, expected, in_idle=0.0, out_stall=0.0, seed=0):
+    def __init__(self, dut):
         self.dut = dut
         self.log = dut._log
-        self.seed = seed
-        self.in_seed, self.out_seed = 2 * seed, 2 * seed + 1
-        in_pause = random_pause(random.Random(self.in_seed), in_idle)
-        self.out_pause = random_pause(random.Random(self.out_seed), out_stall)
-        self.weights = StreamSource(dut, "weights")
-        self.params = StreamSource(dut, "params", after=self.weights)
-        self.pixels = StreamSource(dut, "i", pause=in_pause, after=self.params)
-        self.sink = StreamSink(dut, "o", pause=self.out_pause)
-        self.monitor = StreamMonitor(dut, "o", expected=expected)
         self.cycle = 0
-        self.wall = 0.0
         dut.rst.value = 1
+        for name in ("i", "weights", "params"):
+            getattr(dut, f"{name}__valid").value = 0
         dut.o__ready.value = 0
 
-    async def reset(self, layer_word, cycles=4):
-        """Start the clock, hold ``rst`` for ``cycles`` cycles and apply the layer settings."""
+    async def reset(self, cycles=4):
+        """Start the clock and hold ``rst`` for ``cycles`` cycles."""
         Clock(self.dut.clk, CLOCK_NS, unit="ns").start()
-        self.dut.layer.value = layer_word
         edge = RisingEdge(self.dut.clk)
         for _ in range(cycles):
             await edge
+            self.cycle += 1
         self.dut.rst.value = 0
 
-    async def run(self, *, timeout, drain):
-        """Run until all expected results arrived plus ``drain`` quiet cycles; return cycles.
+    async def run_layer(self, layer):
+        """Load and run one layer of the job; return ``(result_words, cycles, stats)``.
 
-        The returned count runs from the first cycle a pixel beat could be offered to the edge
-        that took the last result. Fails after ``timeout`` cycles without all results.
+        ``cycles`` runs from the first cycle a pixel beat could be offered to the edge that took
+        the last result. Fails (an AssertionError) after ``layer["timeout"]`` cycles without all
+        results, on any result beyond ``layer["expected"]`` (watched for ``layer["drain"]``
+        cycles after the last one) or if the accelerator is not idle at the end.
         """
-        clk_edge, read_only = RisingEdge(self.dut.clk), ReadOnly()
-        drivers = (self.monitor.drive, self.weights.drive, self.params.drive,
-                   self.pixels.drive, self.sink.drive)
-        samplers = (self.weights.sample, self.params.sample, self.pixels.sample,
-                    self.monitor.sample)
-        monitor, expected = self.monitor, self.monitor.expected
+        dut, seed = self.dut, layer["seed"]
+        in_seed, out_seed = 2 * seed, 2 * seed + 1
+        expected = layer["expected"]
+        self.log.info("seed %d (source idle seed %d p=%.2f, sink stall seed %d p=%.2f); "
+                      "%d weight, %d param, %d pixel words; %d results expected",
+                      seed, in_seed, layer["in_idle"], out_seed, layer["out_stall"],
+                      len(layer["weight_words"]), len(layer["param_words"]),
+                      len(layer["pixel_words"]), expected)
+        dut.layer.value = layer["layer_word"]
+        weights = StreamSource(dut, "weights")
+        params = StreamSource(dut, "params", after=weights)
+        pixels = StreamSource(dut, "i", after=params,
+                              pause=random_pause(random.Random(in_seed), layer["in_idle"]))
+        sink = StreamSink(dut, "o",
+                          pause=random_pause(random.Random(out_seed), layer["out_stall"]))
+        monitor = StreamMonitor(dut, "o", expected=expected)
+        weights.send(layer["weight_words"])
+        params.send(layer["param_words"])
+        pixels.send(layer["pixel_words"])
+        self.monitor = monitor
+
+        clk_edge, read_only = RisingEdge(dut.clk), ReadOnly()
+        drivers = (monitor.drive, weights.drive, params.drive, pixels.drive, sink.drive)
+        samplers = (weights.sample, params.sample, pixels.sample, monitor.sample)
+        first = cycle = self.cycle
+        deadline, drain = first + layer["timeout"], layer["drain"]
         done = None
-        cycle = self.cycle
         start = time.perf_counter()
         while True:
             await clk_edge
@@ -206,70 +218,88 @@ class Testbench:
             for drive in drivers:
                 drive(cycle)
             if done is None:
-                if monitor.count >= expected and self.pixels.idle:
+                if monitor.count >= expected and pixels.idle:
                     done = cycle
-                    self.sink.pause = None  # drain with ready high: extras show at once
-                elif cycle >= timeout:
+                    sink.pause = None  # drain with ready high: extra results show at once
+                elif cycle >= deadline:
                     self.cycle = cycle
                     raise AssertionError(
-                        f"Timeout after {cycle} cycles: {monitor.count} of {expected} result "
-                        f"vectors, {self.pixels.sent} pixel beats sent "
-                        f"({len(self.pixels._queue)} left), weights "
-                        f"{self.weights.sent}, params {self.params.sent}")
+                        f"Timeout after {cycle - first} cycles: {monitor.count} of {expected} "
+                        f"result vectors, {pixels.sent} of {len(layer['pixel_words'])} pixel "
+                        f"beats, {weights.sent} of {len(layer['weight_words'])} weight and "
+                        f"{params.sent} of {len(layer['param_words'])} param words taken")
             elif cycle - done >= drain:
                 break
             await read_only
             for sample in samplers:
                 sample()
-        self.wall = time.perf_counter() - start
+        wall = time.perf_counter() - start
         self.cycle = cycle
-        if not monitor.cycles or self.pixels.active_cycle is None:
-            return 0
-        return monitor.cycles[-1] - self.pixels.active_cycle
+        assert int(dut.idle.value) == 1, "Accelerator not idle after the last result"
+        assert int(dut.o__valid.value) == 0, "o.valid still high after the last result"
+        if monitor.cycles and pixels.active_cycle is not None:
+            cycles = monitor.cycles[-1] - pixels.active_cycle
+        else:
+            cycles = 0
+        simulated = cycle - first
+        stats = {"cycles": cycles, "sim_cycles": simulated, "wall_s": wall,
+                 "cycles_per_s": simulated / wall if wall else 0.0}
+        self.log.info("%d results in %d cycles; %d cycles simulated in %.3f s: %.0f cycles/s",
+                      monitor.count, cycles, simulated, wall, stats["cycles_per_s"])
+        return monitor.words, cycles, stats
+
+
+def _words(values):
+    return [int(value, 16) if isinstance(value, str) else int(value) for value in values]
 
 
 def read_job(path):
-    """The job the runner wrote: words as ints, settings as Python scalars."""
-    with np.load(path, allow_pickle=False) as npz:
-        job = {key: npz[key] for key in npz.files}
-    out = {}
-    for key in ("weight_words", "param_words", "pixel_words"):
-        out[key] = [int(word, 16) for word in job[key].tolist()]
-    out["layer_word"] = int(str(job["layer_word"]), 16)
-    for key in ("expected", "seed", "timeout", "drain"):
-        out[key] = int(job[key])
-    for key in ("in_idle", "out_stall"):
-        out[key] = float(job[key])
+    """The job the runner wrote (``.json``, or ``.npz`` of one layer): a list of layer dicts.
+
+    Words are hex strings (or ints); each layer has ``layer_word``, ``weight_words``,
+    ``param_words``, ``pixel_words``, ``expected``, ``seed``, ``in_idle``, ``out_stall``,
+    ``timeout`` and ``drain``.
+    """
+    if str(path).endswith(".npz"):
+        import numpy as np  # only for .npz jobs: numpy adds ~0.4 s to every simulator start
+        with np.load(path, allow_pickle=False) as npz:
+            layers = [{key: npz[key].tolist() for key in npz.files}]
+    else:
+        with open(path) as f:
+            layers = json.load(f)["layers"]
+    out = []
+    for raw in layers:
+        layer = {key: _words(raw[key]) for key in ("weight_words", "param_words", "pixel_words")}
+        layer["layer_word"] = _words([raw["layer_word"]])[0]
+        for key in ("expected", "seed", "timeout", "drain"):
+            layer[key] = int(raw[key])
+        for key in ("in_idle", "out_stall"):
+            layer[key] = float(raw[key])
+        out.append(layer)
     return out
 
 
 @cocotb.test()
 async def test_pwconv(dut):
-    """Load a layer, stream the job's pixels, collect every result vector and write them out."""
-    job = read_job(os.environ["PWCONV_JOB"])
-    result_path = os.environ["PWCONV_RESULT"]
-    tb = Testbench(dut, expected=job["expected"], in_idle=job["in_idle"],
-                   out_stall=job["out_stall"], seed=job["seed"])
-    dut._log.info("seed %d (source idle seed %d p=%.2f, sink stall seed %d p=%.2f); "
-                  "%d weight, %d param, %d pixel words; %d results expected",
-                  tb.seed, tb.in_seed, job["in_idle"], tb.out_seed, job["out_stall"],
-                  len(job["weight_words"]), len(job["param_words"]),
-                  len(job["pixel_words"]), job["expected"])
-    await tb.reset(job["layer_word"])
-    tb.weights.send(job["weight_words"])
-    tb.params.send(job["param_words"])
-    tb.pixels.send(job["pixel_words"])
-    result = {"seed": job["seed"], "passed": False}
+    """Run every layer of the job in turn; write the result vectors and cycle counts out."""
+    layers = read_job(os.environ["PWCONV_JOB"])
+    result = {"passed": False, "layers": []}
+    tb = Testbench(dut)
     try:
-        cycles = await tb.run(timeout=job["timeout"], drain=job["drain"])
-        rate = tb.cycle / tb.wall if tb.wall else 0.0
-        dut._log.info("%d results in %d cycles; %d cycles simulated in %.3f s: %.0f cycles/s",
-                      tb.monitor.count, cycles, tb.cycle, tb.wall, rate)
-        assert int(dut.idle.value) == 1, "Accelerator not idle after the last result"
-        assert int(dut.o__valid.value) == 0, "o.valid still high after the last result"
-        result.update(passed=True, cycles=cycles, sim_cycles=tb.cycle, wall_s=tb.wall,
-                      cycles_per_s=rate)
+        await tb.reset()
+        for index, layer in enumerate(layers):
+            if len(layers) > 1:
+                dut._log.info("layer %d of %d", index + 1, len(layers))
+            tb.monitor = None
+            try:
+                words, cycles, stats = await tb.run_layer(layer)
+            except BaseException:
+                partial = tb.monitor.words if tb.monitor is not None else []
+                result["layers"].append({"result_words": [f"{w:x}" for w in partial]})
+                raise
+            stats["result_words"] = [f"{word:x}" for word in words]
+            result["layers"].append(stats)
+        result["passed"] = True
     finally:
-        result["result_words"] = [f"{word:x}" for word in tb.monitor.words]
-        with open(result_path, "w") as f:
+        with open(os.environ["PWCONV_RESULT"], "w") as f:
             json.dump(result, f)

