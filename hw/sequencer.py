@@ -18,8 +18,9 @@ class PixelSequencer(wiring.Component):
     A pixel arrives as ``config.beats`` consecutive transfers on ``i``. It is written to one bank
     of a double-buffered pixel buffer; once complete, the pixel is replayed ``config.tiles``
     times, one beat per cycle (column tile ``j``, beat ``k``, weight address ``j*beats + k``),
-    while the next pixel fills the other bank. In steady state one beat leaves every cycle, so
-    the array's MACs are never idle for lack of input.
+    while the next pixel fills the other bank. The first tile's replay may start before the pixel
+    is complete, following the writer. In steady state one beat leaves every cycle, so the
+    array's MACs are never idle for lack of input.
 
     Members
     -------
@@ -37,8 +38,8 @@ class PixelSequencer(wiring.Component):
     empty : Out(1)
         No pixel, whole or partial, is held and no beat is in the output register.
 
-    Timing: a pixel's first beat is issued two cycles after its last beat is accepted (one when
-    the other bank is still being replayed); throughput one beat per cycle.
+    Timing: a beat is issued as early as the cycle after it is accepted (during the pixel's first
+    column tile the reader follows the writer beat by beat); throughput one beat per cycle.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -93,9 +94,15 @@ class PixelSequencer(wiring.Component):
         is_last = Signal()
         issue = Signal()
         pixel_done = Signal()
+        # A beat can be read once written: from a full bank, or during the first tile straight
+        # behind the writer (so a pixel starts before it has fully arrived).
+        available = Signal()
+        m.d.comb += available.eq(Mux(read_bank, full[1], full[0])
+                                 | ((read_bank == write_bank) & (read_tile == 0)
+                                    & (read_beat < write_beat)))
         m.d.comb += [
             is_last.eq(read_beat == beats - 1),
-            issue.eq(Mux(read_bank, full[1], full[0]) & (~is_last | self.credit)),
+            issue.eq(available & (~is_last | self.credit)),
             self.issue_last.eq(issue & is_last),
             read.addr.eq(Cat(read_beat, read_bank)),
         ]

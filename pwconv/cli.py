@@ -115,6 +115,32 @@ def cmd_layer(args):
     return 0
 
 
+def cmd_bench(args):
+    from pwconv.host.bench import MOBILENETV2_POINTWISE, run_bench, simulator_speed
+    cfg = _config(args)
+    layers = MOBILENETV2_POINTWISE
+    if args.layers:
+        try:
+            layers = [MOBILENETV2_POINTWISE[int(i) - 1] for i in args.layers.split(",")]
+        except (ValueError, IndexError):
+            raise ValueError(f"--layers must be comma-separated numbers 1..35, "
+                             f"not {args.layers!r}") from None
+    rows = run_bench(cfg, max_pixels=args.max_pixels, out_dir=args.out, layers=layers)
+    utils = [r["utilization"] for r in rows]
+    print(f"utilization {100 * min(utils):.1f}% .. {100 * max(utils):.1f}%; "
+          f"all bit-exact: {all(r['bit_exact'] for r in rows)}; tables in {args.out}/")
+    if args.speed:
+        speeds = simulator_speed(cfg)
+        lines = ["| simulation | array cycles/s |", "|---|---|"]
+        lines += [f"| {name} | {value:,.0f} |" for name, value in speeds.items()]
+        text = "\n".join(lines) + "\n"
+        with open(f"{args.out}/bench_mobilenetv2.md", "a") as f:
+            f.write(f"\n## Simulator throughput ({cfg.rows}x{cfg.cols} array, "
+                    f"`pwconv bench --speed`)\n\n" + text)
+        print(text)
+    return 0 if all(r["bit_exact"] for r in rows) else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="pwconv", description="int8 pointwise (1x1) convolution accelerator, bit-exact "
@@ -138,6 +164,15 @@ def build_parser():
     p.add_argument("--out", default="build/verilog", help="output directory")
     _add_config_args(p)
     p.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("bench", help="MobileNetV2 pointwise layers on Verilator: utilization")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="halve H and W of layers larger than this many pixels")
+    p.add_argument("--layers", help="comma-separated layer numbers (1..35); default all")
+    p.add_argument("--speed", action="store_true", help="also measure simulator throughput")
+    p.add_argument("--out", default="reports", help="output directory")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("layer", help="write a random, realistically quantized LAYER.npz")
     p.add_argument("out", help="output .npz")

@@ -4,11 +4,16 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Shape
 
-__all__ = ["ArrayConfig", "PRODUCT_MIN", "PRODUCT_MAX", "VERSION"]
+__all__ = ["ArrayConfig", "MAC_STYLES", "PRODUCT_MIN", "PRODUCT_MAX", "VERSION"]
 
 #: Extremes of one int8 x int8 product: -128 * 127 and -128 * -128.
 PRODUCT_MIN = -128 * 127
 PRODUCT_MAX = 128 * 128
+
+#: How the array's multipliers are built: ``"infer"`` lets synthesis map each PE's ``x * w``
+#: (one 16x16 DSP per PE on iCE40); ``"ice40_dual8x8"`` computes two PEs' products on one iCE40
+#: SB_MAC16 in its 2 x 8x8 mode (an equivalent Amaranth model elsewhere).
+MAC_STYLES = ("infer", "ice40_dual8x8")
 
 #: Gateware version reported by the board's identity command (major, minor).
 VERSION = (0, 1)
@@ -40,13 +45,17 @@ class ArrayConfig:
     weight_depth : int
         Weight words per processing element: a layer fits on chip when
         ``ceil(C / rows) * ceil(F / cols) <= weight_depth``; the host tiles larger layers.
+    mac_style : str
+        One of :data:`MAC_STYLES`. Changes only how the products are mapped to the FPGA, never
+        the arithmetic or the timing.
     """
 
     rows: int = 8
     cols: int = 8
-    max_channels: int = 1024
-    max_filters: int = 1280
-    weight_depth: int = 512
+    max_channels: int = 2048
+    max_filters: int = 2048
+    weight_depth: int = 1024
+    mac_style: str = "infer"
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, 64)
@@ -54,6 +63,9 @@ class ArrayConfig:
         _check_int("max_channels", self.max_channels, 1, 1 << 16)
         _check_int("max_filters", self.max_filters, 1, 1 << 16)
         _check_int("weight_depth", self.weight_depth, 1, 1 << 16)
+        if self.mac_style not in MAC_STYLES:
+            choices = ", ".join(repr(style) for style in MAC_STYLES)
+            raise ValueError(f"mac_style must be one of {choices}, not {self.mac_style!r}")
 
     # Derived quantities: every block reads these instead of recomputing them.
 

@@ -8,7 +8,7 @@ from pwconv.config import PRODUCT_MAX, PRODUCT_MIN, ArrayConfig
 def test_init_defaults():
     cfg = ArrayConfig()
     assert (cfg.rows, cfg.cols, cfg.macs) == (8, 8, 64)
-    assert cfg.max_beats == 128 and cfg.max_tiles == 160
+    assert cfg.max_beats == 256 and cfg.max_tiles == 256
 
 
 @pytest.mark.parametrize("name, value, message", [
