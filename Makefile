@@ -41,5 +41,9 @@ demo: setup
 verilog: setup
 	$(BIN)/pwconv verilog --out build/verilog
 
+# MobileNetV2's 35 pointwise layers on Verilator: reports/bench_mobilenetv2.{md,json,png}
+bench: setup
+	$(BIN)/pwconv bench --speed --out reports
+
 clean:
 	rm -rf build sim_build .pytest_cache
