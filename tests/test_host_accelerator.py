@@ -23,7 +23,7 @@ def _golden(x, layer):
     ((2, 3, 7), 9),           # F split into passes
     ((1, 2, 2, 20), 30),      # C > max_channels: raw partial sums, host requantization
     ((3, 1, 1), 1), ((2, 2, 12), 16)])
-@pytest.mark.parametrize("backend", ["golden", "amaranth"])
+@pytest.mark.parametrize("backend", ["golden", "amaranth", "verilator"])
 def test_matches_golden(backend, shape, filters):
     x, layer = random_layer(shape, filters, seed=sum(shape) + filters, relu=filters % 2 == 1)
     acc = Accelerator(backend, SMALL, in_idle=0.2, out_stall=0.3, progress=False)
@@ -36,6 +36,14 @@ def test_matches_golden(backend, shape, filters):
         assert stats.cycles is None
     else:
         assert stats.cycles >= stats.ideal_cycles
+
+
+def test_tiled_layer_on_icarus():
+    """A subset on Icarus: C split (raw partial sums) and F split, under backpressure."""
+    x, layer = random_layer((1, 3, 20), 30, seed=9)
+    acc = Accelerator("icarus", SMALL, in_idle=0.3, out_stall=0.5, seed=4, progress=False)
+    np.testing.assert_array_equal(acc.conv1x1(x, layer.w, layer.bias, layer.quant),
+                                  _golden(x, layer))
 
 
 def test_wrong_backend():
