@@ -7,13 +7,14 @@ import numpy as np
 
 from pwconv import golden
 from pwconv.config import ArrayConfig
-from .devices import SIMULATORS, GoldenDevice, SimulatedDevice
+from .devices import SIMULATORS, GoldenDevice, PassJob, SimulatedDevice
+from .board import BOARD_BACKENDS
 from .layer import Layer, Quantization, check_input
 from .tiling import plan_passes
 
 __all__ = ["Accelerator", "RunStats", "BACKENDS"]
 
-BACKENDS = ("golden",) + SIMULATORS
+BACKENDS = ("golden",) + SIMULATORS + BOARD_BACKENDS
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,11 @@ class Accelerator:
     ----------
     backend : str
         ``golden`` (NumPy model), ``verilator`` or ``icarus`` (the exported Verilog under
-        cocotb), or ``amaranth`` (Amaranth's simulator).
+        cocotb), ``amaranth`` (Amaranth's simulator), ``board`` (a board on serial ``port`` at
+        ``baud``) or ``board-sim`` (the board gateware, UART and all, in Verilator).
     config : ArrayConfig
-        The accelerator's elaboration parameters.
+        The accelerator's elaboration parameters; for ``board``, None takes the board's and
+        anything else must equal it.
     seed, in_idle, out_stall : optional
         Simulated backends only: random source idles and sink backpressure.
     progress : bool or None
@@ -61,7 +64,7 @@ class Accelerator:
     """
 
     def __init__(self, backend="golden", config=None, *, seed=0, in_idle=0.0, out_stall=0.0,
-                 waves=False, progress=None, device=None):
+                 waves=False, progress=None, device=None, port=None, baud=None):
         self.config = config if config is not None else ArrayConfig()
         if not isinstance(self.config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {self.config!r}")
@@ -72,11 +75,21 @@ class Accelerator:
         elif backend in SIMULATORS:
             self.device = SimulatedDevice(self.config, backend, seed=seed, in_idle=in_idle,
                                           out_stall=out_stall, waves=waves)
+        elif backend in BOARD_BACKENDS:
+            from .board import open_board
+            self.device = open_board(backend, config, port=port, baud=baud)
+            self.config = self.device.cfg
         else:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.backend = backend
         self.progress = progress
         self.last_run = None
+
+    def close(self):
+        """Release the device (a board's serial port, a board simulation)."""
+        close = getattr(self.device, "close", None)
+        if close is not None:
+            close()
 
     def conv1x1(self, x, w, bias, quant: Quantization):
         """int8 1x1 convolution of ``x`` [H, W, C] or [N, H, W, C] with ``w`` int8 [C, F],
@@ -96,24 +109,23 @@ class Accelerator:
         partial = np.zeros((pixels, layer.filters), dtype=np.int64)
         cycles = 0 if self.device.simulated else None
         start = time.perf_counter()
-        bar = self._progress_bar(len(passes), pixels)
-        for p in passes:
-            bias = folded[p.f0:p.f1] if p.c0 == 0 else np.zeros(p.f1 - p.f0, np.int32)
-            result, pass_cycles = self.device.run_pass(
-                flat[:, p.c0:p.c1], layer.w[p.c0:p.c1, p.f0:p.f1], bias,
-                q.output_multiplier[p.f0:p.f1], q.output_shift[p.f0:p.f1],
-                output_zero_point=q.output_zero_point, activation_min=q.activation_min,
-                activation_max=q.activation_max, raw=p.raw)
+        jobs = [PassJob(
+            flat[:, p.c0:p.c1], layer.w[p.c0:p.c1, p.f0:p.f1],
+            folded[p.f0:p.f1] if p.c0 == 0 else np.zeros(p.f1 - p.f0, np.int32),
+            q.output_multiplier[p.f0:p.f1], q.output_shift[p.f0:p.f1],
+            output_zero_point=q.output_zero_point, activation_min=q.activation_min,
+            activation_max=q.activation_max, raw=p.raw) for p in passes]
+        bar = self._progress_bar(len(passes))
+        results = self.device.run_passes(jobs, bar.update if bar is not None else None)
+        if bar is not None:
+            bar.close()
+        for p, (result, pass_cycles) in zip(passes, results):
             if p.raw:
                 partial[:, p.f0:p.f1] += result
             else:
                 out[:, p.f0:p.f1] = result
             if cycles is not None:
                 cycles += pass_cycles
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
         if passes[0].raw:       # C was split: add the int32 partial sums, requantize here
             acc = golden.wrap_int32(partial).astype(np.int32)
             out = golden.requantize(acc, q.output_multiplier, q.output_shift,
@@ -124,7 +136,7 @@ class Accelerator:
             seconds=time.perf_counter() - start)
         return out.astype(np.int8).reshape(*x.shape[:-1], layer.filters)
 
-    def _progress_bar(self, passes, pixels):
+    def _progress_bar(self, passes):
         if self.progress is False or (self.progress is None and not self.device.simulated):
             return None
         from tqdm import tqdm

@@ -1,4 +1,6 @@
-"""Devices that execute one on-chip pass: the golden model, or the gateware in a simulator."""
+"""Devices that execute on-chip passes: the golden model, or the gateware in a simulator."""
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -6,79 +8,116 @@ from pwconv import golden
 from pwconv.config import ArrayConfig
 from .program import compile_layer, pack_pixels, unpack_results
 
-__all__ = ["GoldenDevice", "SimulatedDevice", "SIMULATORS"]
+__all__ = ["PassJob", "Device", "GoldenDevice", "SimulatedDevice", "SIMULATORS"]
 
 #: Simulators a SimulatedDevice can run the gateware on.
 SIMULATORS = ("verilator", "icarus", "amaranth")
 
 
-class GoldenDevice:
-    """Computes each pass with the NumPy golden model (vectorized); no cycle counts."""
+@dataclass(frozen=True)
+class PassJob:
+    """One pass for a device: ``x`` int8 [P, C] against ``w`` int8 [C, F] with the input zero
+    point folded into ``bias``; ``raw`` returns int32 sums instead of requantized int8."""
+
+    x: np.ndarray
+    w: np.ndarray
+    bias: np.ndarray
+    multiplier: np.ndarray
+    shift: np.ndarray
+    output_zero_point: int
+    activation_min: int
+    activation_max: int
+    raw: bool
+
+    def program(self, cfg):
+        return compile_layer(cfg, self.w, self.bias, self.multiplier, self.shift,
+                             output_zero_point=self.output_zero_point,
+                             activation_min=self.activation_min,
+                             activation_max=self.activation_max, raw=self.raw)
+
+
+class Device:
+    """What the host driver needs of a device: run passes, return int32 [P, F] and cycles."""
 
     simulated = False
 
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
 
-    def run_pass(self, x, w, bias, multiplier, shift, *, output_zero_point, activation_min,
-                 activation_max, raw):
-        """``x`` int8 [P, C], folded ``bias``; returns (int32 [P, F], None)."""
-        acc = golden.wrap_int32(x.astype(np.int64) @ w.astype(np.int64) + bias.astype(np.int64))
-        if raw:
+    def run_pass(self, job: PassJob):
+        """Returns ``(int32 [P, F], cycles or None)``."""
+        raise NotImplementedError
+
+    def run_passes(self, jobs, progress=None):
+        """Run ``jobs`` in order; ``progress(n)`` is called as passes complete."""
+        out = []
+        for job in jobs:
+            out.append(self.run_pass(job))
+            if progress:
+                progress(1)
+        return out
+
+
+class GoldenDevice(Device):
+    """Computes each pass with the NumPy golden model (vectorized); no cycle counts."""
+
+    def run_pass(self, job: PassJob):
+        acc = golden.wrap_int32(job.x.astype(np.int64) @ job.w.astype(np.int64)
+                                + job.bias.astype(np.int64))
+        if job.raw:
             return acc.astype(np.int32), None
-        y = golden.requantize(acc.astype(np.int32), multiplier, shift, output_zero_point,
-                              activation_min, activation_max)
+        y = golden.requantize(acc.astype(np.int32), job.multiplier, job.shift,
+                              job.output_zero_point, job.activation_min, job.activation_max)
         return y.astype(np.int32), None
 
 
-class SimulatedDevice:
-    """Runs each pass on the generated gateware: Verilator or Icarus (cocotb), or Amaranth's
+class SimulatedDevice(Device):
+    """Runs passes on the generated gateware: Verilator or Icarus (cocotb), or Amaranth's
     simulator; ``in_idle`` / ``out_stall`` inject random source idles and sink backpressure.
 
-    On Verilator and Icarus the stimulus is fed by a Verilog-side feeder (sim/bulk_tb.v), so
-    no Python runs per cycle; ``driver="cocotb"`` uses the cocotb stream drivers instead. Long
-    passes are split into runs of at most ``bulk.MAX_WORDS`` pixel beats.
+    On Verilator and Icarus the stimulus is fed by a Verilog-side feeder (sim/bulk_tb.v), so no
+    Python runs per cycle and a whole layer's passes share one simulator run;
+    ``driver="cocotb"`` uses the cocotb Python stream drivers instead, pass by pass.
     """
 
     simulated = True
 
     def __init__(self, cfg: ArrayConfig, simulator, *, seed=0, in_idle=0.0, out_stall=0.0,
                  waves=False, driver="bulk"):
-        if driver not in ("bulk", "cocotb"):
-            raise ValueError(f"Driver must be 'bulk' or 'cocotb', not {driver!r}")
-        self.driver = "cocotb" if waves else driver     # the bulk bench records no waves
         if simulator not in SIMULATORS:
             raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, "
                              f"not {simulator!r}")
-        self.cfg, self.simulator, self.seed = cfg, simulator, seed
+        if driver not in ("bulk", "cocotb"):
+            raise ValueError(f"Driver must be 'bulk' or 'cocotb', not {driver!r}")
+        super().__init__(cfg)
+        self.simulator, self.seed = simulator, seed
         self.in_idle, self.out_stall, self.waves = in_idle, out_stall, waves
+        self.driver = "cocotb" if waves else driver     # the bulk bench records no waves
 
-    def run_pass(self, x, w, bias, multiplier, shift, *, output_zero_point, activation_min,
-                 activation_max, raw):
-        """``x`` int8 [P, C], folded ``bias``; returns (int32 [P, F], cycles)."""
-        program = compile_layer(self.cfg, w, bias, multiplier, shift,
-                                output_zero_point=output_zero_point,
-                                activation_min=activation_min, activation_max=activation_max,
-                                raw=raw)
-        words = pack_pixels(self.cfg, x)
+    def run_pass(self, job: PassJob):
+        program = job.program(self.cfg)
+        words = pack_pixels(self.cfg, job.x)
         if self.simulator == "amaranth":
             from pwconv.sim.pysim import run_top
             results, cycles = run_top(self.cfg, program, words, seed=self.seed,
                                       in_idle=self.in_idle, out_stall=self.out_stall)
-        elif self.driver == "cocotb":
+        else:
             from pwconv.sim.runner import run_on_simulator
             results, cycles = run_on_simulator(self.cfg, program, words,
                                                simulator=self.simulator, seed=self.seed,
                                                in_idle=self.in_idle, out_stall=self.out_stall,
                                                waves=self.waves)
-        else:
-            from pwconv.sim.bulk import MAX_WORDS, run_bulk
-            step = MAX_WORDS // program.beats * program.beats
-            results, cycles = [], 0
-            for start in range(0, len(words), step):
-                part, part_cycles = run_bulk(self.cfg, program, words[start:start + step],
-                                             simulator=self.simulator, seed=self.seed,
-                                             in_idle=self.in_idle, out_stall=self.out_stall)
-                results += part
-                cycles += part_cycles
-        return unpack_results(self.cfg, results, x.shape[0], w.shape[1]), cycles
+        return unpack_results(self.cfg, results, job.x.shape[0], job.w.shape[1]), cycles
+
+    def run_passes(self, jobs, progress=None):
+        if self.simulator == "amaranth" or self.driver == "cocotb":
+            return super().run_passes(jobs, progress)
+        from pwconv.sim.bulk import run_passes
+        runs = run_passes(self.cfg, [(job.program(self.cfg), pack_pixels(self.cfg, job.x))
+                                     for job in jobs],
+                          simulator=self.simulator, seed=self.seed, in_idle=self.in_idle,
+                          out_stall=self.out_stall)
+        if progress:
+            progress(len(jobs))
+        return [(unpack_results(self.cfg, words, job.x.shape[0], job.w.shape[1]), cycles)
+                for job, (words, cycles) in zip(jobs, runs)]

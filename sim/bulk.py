@@ -1,5 +1,6 @@
 """Fast simulation: pwconv_top inside a Verilog feeder/collector (sim/bulk_tb.v), no Python per
-cycle, under cocotb (Verilator or Icarus) or as a plain `verilator --binary` baseline."""
+cycle, under cocotb (Verilator or Icarus) or as a plain `verilator --binary` baseline. One
+simulator run executes a whole list of passes."""
 
 import json
 import shutil
@@ -8,27 +9,27 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from cocotb_tools.runner import get_runner
 
 from pwconv.config import ArrayConfig
 from pwconv.hw import layouts
-from pwconv.hw.export import TOPLEVEL
 from .runner import (TIMESCALE, VERILATOR_ARGS, _anchor, _export, _failures, _locked,
                      _toolchain_env, config_hash)
 
-__all__ = ["run_bulk", "run_standalone", "MAX_WORDS"]
+__all__ = ["run_bulk", "run_passes", "run_standalone", "LIMITS"]
 
 BENCH = Path(__file__).with_name("bulk_tb.v")
-#: Most words of each kind (weights, params, pixel beats) one bulk run takes.
-MAX_WORDS = 1 << 16
+#: Capacity of one bulk run: words of each kind over all its passes, and passes.
+LIMITS = {"pixels": 1 << 18, "weights": 1 << 16, "params": 1 << 12, "segments": 1 << 10}
 
 
 def _parameters(cfg: ArrayConfig):
     return {
         "PIX_W": layouts.pixel_beat(cfg).size, "RES_W": layouts.result_vector(cfg).size,
         "WGT_W": layouts.weight_word(cfg).size, "PRM_W": layouts.param_word(cfg).size,
-        "LAYER_W": layouts.runtime_config(cfg).size, "MAX_WORDS": MAX_WORDS,
+        "LAYER_W": layouts.runtime_config(cfg).size, "MAX_PIXELS": LIMITS["pixels"],
+        "MAX_WEIGHTS": LIMITS["weights"], "MAX_PARAMS": LIMITS["params"],
+        "MAX_SEGMENTS": LIMITS["segments"],
     }
 
 
@@ -69,54 +70,81 @@ def _build(cfg, simulator, toplevel, build_root):
     return build_dir
 
 
-def _stimulus(run_dir, program, pixel_words, *, expected, seed, in_idle, out_stall, timeout):
-    for name, words in (("weights", program.weight_words), ("params", program.param_words),
-                        ("pixels", pixel_words)):
-        if len(words) > MAX_WORDS:
-            raise ValueError(f"{len(words)} {name} words exceed the bulk bench's {MAX_WORDS}; "
-                             f"split the run")
+def _batches(jobs):
+    """Split ``[(program, pixel_words)]`` into runs that fit :data:`LIMITS`, as lists of
+    ``(job index, program, words)``; a pass with more pixels than one run holds is split by
+    whole pixels (its weights are loaded again)."""
+    pieces = []
+    for index, (program, words) in enumerate(jobs):
+        words = [int(word) for word in words]
+        if len(words) % program.beats:
+            raise ValueError(f"{len(words)} pixel words is not a whole number of pixels of "
+                             f"{program.beats} beats")
+        step = LIMITS["pixels"] // program.beats * program.beats
+        pieces += [(index, program, words[at:at + step])
+                   for at in range(0, max(1, len(words)), step)]
+    batch, used = [], dict.fromkeys(LIMITS, 0)
+    for index, program, words in pieces:
+        need = {"pixels": len(words), "weights": len(program.weight_words),
+                "params": len(program.param_words), "segments": 1}
+        if need["weights"] > LIMITS["weights"] or need["params"] > LIMITS["params"]:
+            raise ValueError(f"a pass of {need['weights']} weight words exceeds the bulk "
+                             f"bench's {LIMITS['weights']}")
+        if batch and any(used[k] + need[k] > LIMITS[k] for k in LIMITS):
+            yield batch
+            batch, used = [], dict.fromkeys(LIMITS, 0)
+        batch.append((index, program, words))
+        used = {k: used[k] + need[k] for k in LIMITS}
+    if batch:
+        yield batch
+
+
+def _stimulus(run_dir, batch, *, seed, in_idle, out_stall, timeout):
+    """Write the batch's files; return (plusargs, expected results per pass)."""
+    expected = [len(words) // program.beats * program.tiles for _, program, words in batch]
+    segments = [(program.layer_word << 128) | (len(program.weight_words) << 96)
+                | (len(program.param_words) << 64) | (len(words) << 32) | count
+                for (_, program, words), count in zip(batch, expected)]
+    files = {
+        "segments": segments,
+        "weights": [w for _, program, _ in batch for w in program.weight_words],
+        "params": [w for _, program, _ in batch for w in program.param_words],
+        "pixels": [w for _, _, words in batch for w in words],
+    }
+    for name, words in files.items():
         (run_dir / f"{name}.hex").write_text("".join(f"{w:x}\n" for w in words) or "0\n")
-    return [
-        f"+WEIGHTS={run_dir / 'weights.hex'}", f"+N_WEIGHTS={len(program.weight_words)}",
-        f"+PARAMS={run_dir / 'params.hex'}", f"+N_PARAMS={len(program.param_words)}",
-        f"+PIXELS={run_dir / 'pixels.hex'}", f"+N_PIXELS={len(pixel_words)}",
-        f"+RESULTS={run_dir / 'results.hex'}", f"+EXPECTED={expected}",
-        f"+LAYER={program.layer_word:x}", f"+IDLE={int(in_idle * 65536)}",
-        f"+STALL={int(out_stall * 65536)}", f"+SEED={seed & 0x7fffffff}",
-        f"+TIMEOUT={timeout}",
-    ]
-
-
-def _plan(program, pixel_words, timeout):
-    pixel_words = [int(word) for word in pixel_words]
-    if len(pixel_words) % program.beats:
-        raise ValueError(f"{len(pixel_words)} pixel words is not a whole number of pixels of "
-                         f"{program.beats} beats")
-    expected = len(pixel_words) // program.beats * program.tiles
     if timeout is None:
-        timeout = 50 * (len(pixel_words) * program.tiles + len(program.weight_words)) + 10000
-    return pixel_words, expected, timeout
+        timeout = 50 * (sum(expected) * max(p.beats for _, p, _ in batch)
+                        + len(files["weights"]) + len(files["params"])) + 10000 * len(batch)
+    plusargs = [f"+{name.upper()}={run_dir / (name + '.hex')}" for name in files]
+    plusargs += [
+        f"+N_SEGMENTS={len(segments)}", f"+RESULTS={run_dir / 'results.hex'}",
+        f"+CYCLES={run_dir / 'cycles.txt'}",
+        f"+IDLE={int(in_idle * 65536)}", f"+STALL={int(out_stall * 65536)}",
+        f"+SEED={seed & 0x7fffffff}", f"+TIMEOUT={timeout}",
+    ]
+    return plusargs, expected
 
 
 def _read_results(run_dir, expected):
+    """``[(result words, cycles)]`` per segment from the run's output files."""
     lines = (run_dir / "results.hex").read_text().split()
-    if len(lines) != expected:
-        raise RuntimeError(f"expected {expected} result vectors, got {len(lines)}")
-    return [int(line, 16) for line in lines]
+    if len(lines) != sum(expected):
+        raise RuntimeError(f"expected {sum(expected)} result vectors, got {len(lines)}")
+    cycles = [int(line) for line in (run_dir / "cycles.txt").read_text().split()]
+    out, at = [], 0
+    for count, segment_cycles in zip(expected, cycles, strict=True):
+        out.append(([int(line, 16) for line in lines[at:at + count]], segment_cycles))
+        at += count
+    return out
 
 
-def run_bulk(cfg: ArrayConfig, program, pixel_words, *, simulator="verilator", seed=0,
-             in_idle=0.0, out_stall=0.0, timeout=None, build_root="build/sim", stats=None):
-    """Like :func:`pwconv.sim.runner.run_on_simulator`, with the feeder in Verilog.
-
-    Returns ``(result_words, cycles)``; ``stats`` (a dict) receives ``cycles_per_s``.
-    """
-    pixel_words, expected, timeout = _plan(program, pixel_words, timeout)
+def _run_cocotb(cfg, batch, simulator, *, seed, in_idle, out_stall, timeout, build_root):
     build_dir = _build(cfg, simulator, "pwconv_bulk", build_root)
     run_dir = Path(tempfile.mkdtemp(prefix="bulk-", dir=build_dir.parent))
     try:
-        plusargs = _stimulus(run_dir, program, pixel_words, expected=expected, seed=seed,
-                             in_idle=in_idle, out_stall=out_stall, timeout=timeout)
+        plusargs, expected = _stimulus(run_dir, batch, seed=seed, in_idle=in_idle,
+                                       out_stall=out_stall, timeout=timeout)
         result, xml, log = run_dir / "result.json", run_dir / "results.xml", run_dir / "sim.log"
         with _toolchain_env(False):
             try:
@@ -133,27 +161,54 @@ def run_bulk(cfg: ArrayConfig, program, pixel_words, *, simulator="verilator", s
             why = "; ".join(outcome[2]) if outcome else "the simulator ended abnormally"
             keep = run_dir.with_name(run_dir.name + "-failed")
             shutil.move(run_dir, keep)
+            run_dir = keep
             raise RuntimeError(f"bulk run on {simulator} failed: {why}; log: {keep / 'sim.log'}")
         data = json.loads(result.read_text())
         words = _read_results(run_dir, expected)
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not run_dir.name.endswith("-failed"):
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return words, data
+
+
+def run_passes(cfg: ArrayConfig, jobs, *, simulator="verilator", seed=0, in_idle=0.0,
+               out_stall=0.0, timeout=None, build_root="build/sim", stats=None):
+    """Run ``jobs``, a list of ``(LayerProgram, pixel_words)`` passes, in as few simulator runs
+    as fit. Returns ``[(result_words, cycles)]`` per job; ``cycles`` counts from the pass's first
+    pixel beat offered to its last result taken. ``stats`` (a dict) receives ``cycles``,
+    ``total_cycles`` (loads included), ``wall_s`` and ``cycles_per_s``."""
+    out = [([], 0) for _ in jobs]
+    total, wall = 0, 0.0
+    for batch in _batches(jobs):
+        segments, data = _run_cocotb(cfg, batch, simulator, seed=seed, in_idle=in_idle,
+                                     out_stall=out_stall, timeout=timeout,
+                                     build_root=build_root)
+        for (index, _, _), (words, cycles) in zip(batch, segments):
+            out[index] = (out[index][0] + words, out[index][1] + cycles)
+        total, wall = total + data["total"], wall + data["wall_s"]
     if stats is not None:
-        stats.update(cycles=data["cycles"], wall_s=data["wall_s"],
-                     cycles_per_s=data["cycles"] / data["wall_s"] if data["wall_s"] else None)
-    return words, data["cycles"]
+        stats.update(cycles=sum(c for _, c in out), total_cycles=total, wall_s=wall,
+                     cycles_per_s=total / wall if wall else None)
+    return out
+
+
+def run_bulk(cfg: ArrayConfig, program, pixel_words, **kwargs):
+    """One pass: like :func:`pwconv.sim.runner.run_on_simulator` with the feeder in Verilog.
+    Returns ``(result_words, cycles)``."""
+    [(words, cycles)] = run_passes(cfg, [(program, pixel_words)], **kwargs)
+    return words, cycles
 
 
 def run_standalone(cfg: ArrayConfig, program, pixel_words, *, seed=0, in_idle=0.0,
                    out_stall=0.0, timeout=None, build_root="build/sim", stats=None):
-    """The same run as a plain ``verilator --binary`` executable: no cocotb, no Python at all
+    """One pass as a plain ``verilator --binary`` executable: no cocotb, no Python at all
     while simulating. The baseline that cocotb runs are compared against."""
-    pixel_words, expected, timeout = _plan(program, pixel_words, timeout)
+    [batch] = list(_batches([(program, pixel_words)]))
     build_dir = _build(cfg, "verilator", "pwconv_bulk_main", build_root)
     run_dir = Path(tempfile.mkdtemp(prefix="bin-", dir=build_dir.parent))
     try:
-        plusargs = _stimulus(run_dir, program, pixel_words, expected=expected, seed=seed,
-                             in_idle=in_idle, out_stall=out_stall, timeout=timeout)
+        plusargs, expected = _stimulus(run_dir, batch, seed=seed, in_idle=in_idle,
+                                       out_stall=out_stall, timeout=timeout)
         start = time.perf_counter()
         done = subprocess.run([str(build_dir / "bench"), *plusargs], capture_output=True,
                               text=True)
@@ -163,11 +218,11 @@ def run_standalone(cfg: ArrayConfig, program, pixel_words, *, seed=0, in_idle=0.
             raise RuntimeError(f"standalone bench failed: {done.stdout[-500:]}{done.stderr[-500:]}")
         fields = dict(kv.split("=") for kv in line[0].split()[1:])
         if int(fields["error"]):
-            raise RuntimeError(f"standalone bench timed out after {fields['taken']} results")
-        words = _read_results(run_dir, expected)
+            raise RuntimeError(f"standalone bench failed after {fields['taken']} results")
+        [(words, _)] = _read_results(run_dir, expected)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    cycles = int(fields["cycles"])
     if stats is not None:
-        stats.update(cycles=cycles, wall_s=wall, cycles_per_s=cycles / wall)
-    return words, cycles
+        stats.update(cycles=int(fields["cycles"]), total_cycles=int(fields["total"]),
+                     wall_s=wall, cycles_per_s=int(fields["total"]) / wall)
+    return words, int(fields["cycles"])
