@@ -1,0 +1,232 @@
+"""A pwconv board over its serial link: identify it, load a layer, run passes."""
+
+import numpy as np
+
+from pwconv.config import VERSION, ArrayConfig
+from pwconv.hw.link.protocol import ACK_BIT
+from .link import (MAX_LENGTH, OVERHEAD, Command, CorruptReply, Identity, LinkError,
+                   NackError, Status, WireFormat, encode_frame, frame_time, read_frame)
+from .devices import Device, PassJob
+from .program import pack_pixels, unpack_results
+
+__all__ = ["BoardDevice", "BOARD_BACKENDS", "open_board"]
+
+#: Replies to other commands skipped while waiting for one's own (NACKs of garbled frames).
+_STALE_REPLIES = 4
+
+#: Accelerator backends served by a :class:`BoardDevice`.
+BOARD_BACKENDS = ("board", "board-sim")
+
+
+def _identity_fields(cfg):
+    """What a device reports of its configuration (the MAC mapping does not show)."""
+    return (cfg.rows, cfg.cols, cfg.max_channels, cfg.max_filters, cfg.weight_depth)
+
+
+def _config_flags(cfg):
+    return (f"--rows {cfg.rows} --cols {cfg.cols} --max-channels {cfg.max_channels} "
+            f"--max-filters {cfg.max_filters} --weight-depth {cfg.weight_depth}")
+
+
+class BoardDevice(Device):
+    """Runs each on-chip pass on a pwconv board (or its simulation) over the link protocol.
+
+    On creation it asks the device for its identity; the device's :class:`ArrayConfig` is the
+    one used for packing. Frames wait for their reply (stop and wait); long transfers are
+    split into frames of at most the device's ``max_payload`` bytes, runs into whole pixels.
+
+    Parameters
+    ----------
+    transport : SerialTransport or SimTransport
+        The byte link (anything with ``write``, ``read(n, timeout)``, ``clear``, ``close``,
+        ``baud`` and ``latency``).
+    cfg : ArrayConfig or None
+        The host's configuration; if given it must equal the device's.
+    max_payload : int or None
+        Largest payload to put in one frame, if smaller than the device's.
+
+    Raises
+    ------
+    LinkError
+        If the device does not answer, answers garbage or runs an incompatible gateware.
+    ValueError
+        If ``cfg`` differs from the device's configuration.
+    """
+
+    simulated = False
+
+    def __init__(self, transport, cfg: ArrayConfig | None = None, *, max_payload=None):
+        self.transport = transport
+        self._max_payload = max_payload
+        self._dirty = True
+        self.identity = self.identify()
+        ident = self.identity
+        if ident.version[0] != VERSION[0]:
+            raise LinkError(f"Device runs gateware version {ident.version[0]}.{ident.version[1]}"
+                            f", this host speaks {VERSION[0]}.{VERSION[1]}")
+        wire = WireFormat(ident.config)
+        sizes = (ident.layer_bytes, ident.weight_bytes, ident.param_bytes)
+        ours = (wire.layer_bytes, wire.weight_bytes, wire.param_bytes)
+        if sizes != ours:
+            raise LinkError(f"Device's word sizes (layer, weight, param bytes) {sizes} differ "
+                            f"from this host's {ours} for the same configuration")
+        if cfg is not None and _identity_fields(cfg) != _identity_fields(ident.config):
+            raise ValueError(f"The device is built for {ident.config}, but the host is set up "
+                             f"for {cfg}; use the device's configuration "
+                             f"({_config_flags(ident.config)})")
+        self.cfg = cfg if cfg is not None else ident.config
+        self.wire = wire
+
+    @property
+    def max_payload(self):
+        """Largest payload this host puts in one frame."""
+        if self._max_payload is None:
+            return self.identity.max_payload
+        return min(self._max_payload, self.identity.max_payload)
+
+    def close(self):
+        """Close the transport."""
+        self.transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # Requests.
+
+    def reply_timeout(self, nbytes):
+        """Seconds to wait for a reply when ``nbytes`` cross the link in both directions."""
+        return self.transport.latency + 3 * frame_time(nbytes, self.transport.baud)
+
+    def request(self, command, payload=b"", *, reply_bytes=0):
+        """Send one frame and return the reply's payload.
+
+        Raises :class:`NackError` if the device refused the frame (nothing of it applied),
+        :class:`LinkTimeout` or :class:`CorruptReply` if the link failed; after a link failure
+        the next request first discards stray input. NACKs naming another command (replies to
+        bytes the device took for a frame) are skipped.
+        """
+        frame = encode_frame(command, payload)
+        if self._dirty:
+            self.transport.clear()
+            self._dirty = False
+        timeout = self.reply_timeout(len(frame) + reply_bytes + OVERHEAD)
+        try:
+            self.transport.write(frame)
+            for _ in range(_STALE_REPLIES + 1):
+                reply = read_frame(self.transport, timeout)
+                nack = reply.nack
+                if nack is not None and nack[1] == int(command):
+                    raise NackError(*nack)
+                if reply.code == int(command) | ACK_BIT:
+                    return reply.payload
+                self._dirty = True      # a reply to an earlier, garbled frame: skip it
+            raise CorruptReply(f"No reply to {Command(command).name}, only {reply.code:#04x}"
+                               f" ({reply.payload[:8].hex()})")
+        except LinkError as error:
+            if not isinstance(error, NackError):
+                self._dirty = True
+            raise
+
+    def identify(self):
+        """The device's :class:`Identity` (configuration, version, link parameters)."""
+        payload = self.request(Command.IDENTIFY, reply_bytes=64)
+        try:
+            return Identity.unpack(payload)
+        except ValueError as error:
+            raise CorruptReply(f"The device's identity is not a pwconv board's ({error})") \
+                from None
+
+    def status(self):
+        """The device's :class:`Status` counters."""
+        return Status.unpack(self.request(Command.STATUS, reply_bytes=16))
+
+    def set_layer(self, layer_word):
+        """Set the layer word (``LayerProgram.layer_word``)."""
+        self.request(Command.SET_LAYER, int(layer_word).to_bytes(self.wire.layer_bytes,
+                                                                   "little"))
+
+    def _load(self, command, words, nbytes):
+        per_frame = max(1, self.max_payload // nbytes)
+        for at in range(0, len(words), per_frame):
+            chunk = words[at:at + per_frame]
+            payload = b"".join(int(word).to_bytes(nbytes, "little") for word in chunk)
+            count = int.from_bytes(self.request(command, payload, reply_bytes=2), "little")
+            if count != len(chunk):
+                self._dirty = True
+                raise CorruptReply(f"Device took {count} of {len(chunk)} words")
+
+    def load_weights(self, words):
+        """Write weight words (``LayerProgram.weight_words``); the accelerator must be idle."""
+        self._load(Command.LOAD_WEIGHTS, list(words), self.wire.weight_bytes)
+
+    def load_params(self, words):
+        """Write param words (``LayerProgram.param_words``)."""
+        self._load(Command.LOAD_PARAMS, list(words), self.wire.param_bytes)
+
+    def pixels_per_frame(self, beats, tiles, raw):
+        """Most whole pixels one RUN frame carries (payload and RESULT size limits)."""
+        pixel = beats * self.wire.beat_bytes
+        result = self.wire.result_bytes(tiles, raw)
+        return max(1, min(self.max_payload // pixel, MAX_LENGTH // result))
+
+    def run(self, pixel_words, *, beats, tiles, raw):
+        """Stream pixel beats (``beats`` per pixel) through the loaded layer; returns the
+        result vectors as ints (``cols`` int32 lanes each), like the accelerator's ``o``."""
+        pixel_words = list(pixel_words)
+        if len(pixel_words) % beats:
+            raise ValueError(f"{len(pixel_words)} pixel words is not a whole number of pixels "
+                             f"of {beats} beats")
+        cols, nbytes = self.cfg.cols, self.wire.beat_bytes
+        per_frame = self.pixels_per_frame(beats, tiles, raw) * beats
+        dtype = np.dtype("<i4") if raw else np.dtype(np.int8)
+        results = []
+        for at in range(0, len(pixel_words), per_frame):
+            chunk = pixel_words[at:at + per_frame]
+            want = len(chunk) // beats * self.wire.result_bytes(tiles, raw)
+            payload = b"".join(int(word).to_bytes(nbytes, "little") for word in chunk)
+            reply = self.request(Command.RUN, payload, reply_bytes=want)
+            if len(reply) != want:
+                self._dirty = True
+                raise CorruptReply(f"RESULT of {len(reply)} bytes, expected {want}")
+            lanes = np.frombuffer(reply, dtype=dtype).astype("<i4").reshape(-1, cols)
+            results.extend(int.from_bytes(vector.tobytes(), "little") for vector in lanes)
+        return results
+
+    def run_pass(self, job, *args, **kwargs):
+        """Run one pass: a :class:`PassJob`, or its fields (``x`` int8 [P, C], ``w``, folded
+        ``bias``, ``multiplier``, ``shift``, keyword ``output_zero_point``,
+        ``activation_min``, ``activation_max``, ``raw``). Returns (int32 [P, F], None): the
+        link, not the array, sets the pace, so no cycle count is reported."""
+        if not isinstance(job, PassJob):
+            job = PassJob(job, *args, **kwargs)
+        program = job.program(self.cfg)
+        self.set_layer(program.layer_word)
+        self.load_weights(program.weight_words)
+        self.load_params(program.param_words)
+        words = self.run(pack_pixels(self.cfg, job.x), beats=program.beats, tiles=program.tiles,
+                         raw=program.raw)
+        return unpack_results(self.cfg, words, job.x.shape[0], job.w.shape[1]), None
+
+
+def open_board(backend, cfg=None, *, port=None, baud=None, **sim_options):
+    """A :class:`BoardDevice` for ``board`` (a serial port) or ``board-sim`` (Verilator).
+
+    ``cfg`` None takes the device's configuration (``board``) or the default one
+    (``board-sim``, which builds the gateware for ``cfg``).
+    """
+    from .link import DEFAULT_BAUD, SerialTransport, SimTransport
+    if backend == "board":
+        transport = SerialTransport(port or "/dev/ttyUSB1", baud or DEFAULT_BAUD)
+    elif backend == "board-sim":
+        transport = SimTransport(cfg if cfg is not None else ArrayConfig(), **sim_options)
+    else:
+        raise ValueError(f"Board backend must be one of {', '.join(BOARD_BACKENDS)}, "
+                         f"not {backend!r}")
+    try:
+        return BoardDevice(transport, cfg)
+    except BaseException:
+        transport.close()
+        raise

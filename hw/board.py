@@ -1,0 +1,171 @@
+"""Board top level: the accelerator behind a UART running the framed command protocol."""
+
+import numbers
+from dataclasses import dataclass
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from pwconv.config import ArrayConfig
+from .link.controller import LinkController, check_link_params
+from .link.protocol import Identity
+from .link.uart import UARTReceiver, UARTTransmitter, uart_divisor
+from .params import check_config, rejected
+from .top import PointwiseConv
+
+__all__ = ["BoardLink", "BOARD_LINKS", "DEFAULT_MAX_PAYLOAD", "DEFAULT_FRAME_TIMEOUT",
+           "BoardTop"]
+
+#: Frame buffer size: 4 KiB is 8 of the iCE40UP5K's 30 block RAMs (4 Kbit each).
+DEFAULT_MAX_PAYLOAD = 4096
+
+#: Inter-byte timeout inside a frame, in seconds; generous for USB-serial bridges, which can
+#: pause between USB packets.
+DEFAULT_FRAME_TIMEOUT = 0.02
+
+
+@dataclass(frozen=True)
+class BoardLink:
+    """Clock and baud rate of one board's USB-serial link."""
+
+    clk_freq: int
+    baud: int
+    bridge: str
+
+    @property
+    def divisor(self):
+        return uart_divisor(self.clk_freq, self.baud)
+
+
+#: Fastest baud rate each board's USB bridge takes exactly from the board's own clock:
+#:
+#: - iCEBreaker, 12 MHz oscillator, FT2232H (12 Mbaud max, rates 12 MHz / (n + k/8)): 3 Mbaud
+#:   is 12 MHz / 4 on both sides, exact; divisor 4, the smallest the receiver takes.
+#: - ULX3S, 25 MHz oscillator, FT231X (3 Mbaud max; 3 MHz / (n + k/8), n >= 2, plus 2 and
+#:   3 Mbaud): 3 Mbaud needs 25 MHz / 8.33 and divisor 8 is 4.2% fast, 2 Mbaud (divisor 12.5)
+#:   fails too; 1 Mbaud is divisor 25, exact on both sides. A PLL clock of 48 MHz would allow
+#:   3 Mbaud (divisor 16).
+BOARD_LINKS = {
+    "icebreaker": BoardLink(clk_freq=12_000_000, baud=3_000_000, bridge="FT2232H"),
+    "ulx3s":      BoardLink(clk_freq=25_000_000, baud=1_000_000, bridge="FT231X"),
+}
+
+
+class BoardTop(wiring.Component):
+    """A :class:`PointwiseConv` driven over a UART by the pwconv link protocol.
+
+    Host frames (``START`` 0xA5, command, u16 length, payload, CRC-16/CCITT-FALSE) arrive on
+    ``uart_rx``; each is received whole into a block-RAM buffer, CRC-checked, checked for sense
+    and only then applied; the reply (an ACK with data, a RESULT frame, or a NACK naming the
+    reason) leaves on ``uart_tx``. See :mod:`pwconv.hw.link.protocol` for the commands and
+    :class:`~pwconv.hw.link.controller.LinkController` for the execution rules.
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+        The accelerator's configuration.
+    clk_freq : int
+        Frequency of the ``sync`` clock, in Hz.
+    baud : int
+        UART baud rate; ``round(clk_freq / baud)`` must be at least 4 and within 2% of it.
+    max_payload : int
+        Frame buffer size in bytes (largest payload of one frame).
+    frame_timeout : float
+        Longest pause between two bytes of one frame, in seconds; at least 2 byte times.
+
+    Members
+    -------
+    uart_rx : In(1)
+        Serial input, 8N1, idle high; asynchronous (synchronized inside).
+    uart_tx : Out(1)
+        Serial output, 8N1, idle high; registered.
+    status_led : Out(1)
+        High while a frame is being received or executed.
+
+    Timing: a byte takes ``10 * divisor`` cycles on each line; a frame is executed in about
+    4 cycles per payload byte plus the accelerator's time, and a RUN's results stream out while
+    its pixels are still being fed (the UART, not the array, sets the pace).
+    """
+
+    uart_rx: In(1, init=1)
+    uart_tx: Out(1, init=1)
+    status_led: Out(1)
+
+    def __init__(self, cfg: ArrayConfig = ArrayConfig(), *, clk_freq, baud,
+                 max_payload=DEFAULT_MAX_PAYLOAD, frame_timeout=DEFAULT_FRAME_TIMEOUT):
+        check_config(self, cfg)
+        try:
+            divisor = uart_divisor(clk_freq, baud)
+        except (TypeError, ValueError) as error:
+            raise rejected(self, error) from None
+        if not isinstance(frame_timeout, numbers.Real) or isinstance(frame_timeout, bool):
+            raise rejected(self, TypeError(
+                f"Frame timeout must be a number of seconds, not {frame_timeout!r}"))
+        timeout = round(frame_timeout * clk_freq)
+        if timeout < 20 * divisor:
+            raise rejected(self, ValueError(
+                f"Frame timeout must be at least 2 byte times ({20 / baud:.3g} s at {baud} "
+                f"baud), not {frame_timeout!r}"))
+        try:
+            check_link_params(cfg, max_payload=max_payload, timeout=timeout)
+        except (TypeError, ValueError) as error:
+            raise rejected(self, error) from None
+        self._cfg = cfg
+        self._clk_freq = clk_freq
+        self._baud = baud
+        self._divisor = divisor
+        self._timeout = timeout
+        self._max_payload = max_payload
+        self._identity = Identity.of(cfg, max_payload=max_payload, clk_freq=round(clk_freq),
+                                     baud=round(baud))
+        super().__init__()
+
+    @property
+    def array_config(self):
+        return self._cfg
+
+    @property
+    def divisor(self):
+        """Clock cycles per UART bit."""
+        return self._divisor
+
+    @property
+    def timeout_cycles(self):
+        """Inter-byte timeout in clock cycles."""
+        return self._timeout
+
+    @property
+    def max_payload(self):
+        return self._max_payload
+
+    @property
+    def identity(self):
+        """The :class:`~pwconv.hw.link.protocol.Identity` this board reports."""
+        return self._identity
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.uart_rx = rx = UARTReceiver(self._divisor)
+        m.submodules.uart_tx = tx = UARTTransmitter(self._divisor)
+        m.submodules.link = link = LinkController(
+            self._cfg, max_payload=self._max_payload, timeout=self._timeout,
+            clk_freq=self._clk_freq, baud=self._baud)
+        m.submodules.accel = accel = PointwiseConv(self._cfg)
+
+        wiring.connect(m, rx.o, link.rx)
+        wiring.connect(m, link.tx, tx.i)
+        wiring.connect(m, link.pixels, accel.i)
+        wiring.connect(m, accel.o, link.results)
+        wiring.connect(m, link.weights, accel.weights)
+        wiring.connect(m, link.params, accel.params)
+        m.d.comb += [
+            rx.rx.eq(self.uart_rx),
+            self.uart_tx.eq(tx.tx),
+            link.rx_error.eq(rx.error),
+            link.rx_overrun.eq(rx.overrun),
+            accel.layer.eq(link.layer),
+            link.acc_idle.eq(accel.idle),
+            self.status_led.eq(link.busy),
+        ]
+        return m

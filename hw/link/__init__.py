@@ -1,0 +1,1 @@
+"""The board link: UART, framed command protocol with CRC, and its executor."""

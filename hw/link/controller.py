@@ -1,0 +1,407 @@
+"""Command executor of the board link: checks a buffered frame whole, then applies it."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.utils import ceil_log2
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from pwconv.config import ArrayConfig
+from .. import layouts
+from ..params import check_config, rejected
+from .frame import FrameReceiver, FrameSender
+from .protocol import (IDENTITY_BYTES, MAX_LENGTH, STATUS_BYTES, Command, Error, Identity,
+                       Reply, WireFormat, fixed_lengths)
+
+__all__ = ["LinkController", "check_link_params"]
+
+# Sources of a reply's payload.
+_SRC_SMALL, _SRC_IDENTITY, _SRC_STATUS, _SRC_RESULT = range(4)
+
+
+def check_link_params(cfg: ArrayConfig, *, max_payload, timeout):
+    """Raise a TypeError or ValueError naming the value unless the link parameters are valid."""
+    wire = WireFormat(cfg)
+    if not isinstance(max_payload, int) or isinstance(max_payload, bool):
+        raise TypeError(f"Maximum payload must be an integer, not {max_payload!r}")
+    if not wire.min_payload <= max_payload <= MAX_LENGTH:
+        raise ValueError(f"Maximum payload must be between {wire.min_payload} (the largest word "
+                         f"or pixel) and {MAX_LENGTH} bytes, not {max_payload}")
+    if wire.max_result_bytes > MAX_LENGTH:
+        raise ValueError(f"One pixel's raw results ({wire.max_result_bytes} bytes for "
+                         f"{cfg.max_filters} filters) must fit one frame of {MAX_LENGTH} bytes")
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
+        raise ValueError(f"Timeout must be a positive integer number of cycles, not {timeout!r}")
+
+
+class LinkController(wiring.Component):
+    """Executes link frames on a :class:`~pwconv.hw.top.PointwiseConv`.
+
+    A :class:`FrameReceiver` puts each frame, whole and CRC-checked, into a byte buffer (one
+    block RAM of ``max_payload`` bytes). The controller then runs over the buffer twice:
+
+    1. a **check pass** that applies nothing: the payload must be whole words (whole pixels
+       for RUN), weight and param words must name existing rows, addresses and tiles, a RUN's
+       results must fit one RESULT frame, a SET_LAYER's layer must fit the array;
+    2. an **apply pass** that streams the words to the accelerator (layer register, ``weights``,
+       ``params``, or ``pixels`` while the results go out in a RESULT frame).
+
+    A refused frame is answered by a NACK (error code, command byte) and changes nothing. One
+    frame is executed at a time; the receiver drops bytes that arrive meanwhile (the host
+    waits for each reply).
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+        The accelerator's configuration.
+    max_payload : int
+        Frame buffer size in bytes: at least one word or pixel of the largest layer
+        (:attr:`WireFormat.min_payload`), at most 65535.
+    timeout : int
+        Inter-byte timeout inside a frame, in clock cycles.
+    clk_freq, baud : int
+        Reported in the IDENTITY reply only.
+
+    Members
+    -------
+    rx : In(stream.Signature(8))
+        Bytes from the UART receiver (always ready).
+    rx_error, rx_overrun : In(1)
+        UART framing-error and overrun strobes (counted; a framing error aborts a frame).
+    tx : Out(stream.Signature(8))
+        Reply bytes to the UART transmitter.
+    pixels : Out(stream.Signature(pixel_beat))
+    results : In(stream.Signature(result_vector))
+    weights : Out(stream.Signature(weight_word))
+    params : Out(stream.Signature(param_word))
+    layer : Out(runtime_config)
+    acc_idle : In(1)
+        Connect to the accelerator's ports of the same names (``i``, ``o``, ...).
+    busy : Out(1)
+        A frame is being received or executed (for a status LED).
+
+    Timing: the buffer is read at one byte per 2 cycles in each pass, far faster than a UART
+    delivers it (10 bit times per byte, a bit being at least 4 cycles).
+    """
+
+    def __init__(self, cfg: ArrayConfig, *, max_payload, timeout, clk_freq=0, baud=0):
+        check_config(self, cfg)
+        try:
+            check_link_params(cfg, max_payload=max_payload, timeout=timeout)
+        except (TypeError, ValueError) as error:
+            raise rejected(self, error) from None
+        wire = WireFormat(cfg)
+        self._cfg = cfg
+        self._wire = wire
+        self._max_payload = max_payload
+        self._timeout = timeout
+        self._identity = Identity.of(cfg, max_payload=max_payload, clk_freq=int(clk_freq),
+                                     baud=int(baud))
+        super().__init__({
+            "rx":         In(stream.Signature(8)),
+            "rx_error":   In(1),
+            "rx_overrun": In(1),
+            "tx":         Out(stream.Signature(8)),
+            "pixels":     Out(stream.Signature(layouts.pixel_beat(cfg))),
+            "results":    In(stream.Signature(layouts.result_vector(cfg))),
+            "weights":    Out(stream.Signature(layouts.weight_word(cfg))),
+            "params":     Out(stream.Signature(layouts.param_word(cfg))),
+            "layer":      Out(layouts.runtime_config(cfg)),
+            "acc_idle":   In(1),
+            "busy":       Out(1),
+        })
+
+    @property
+    def identity(self):
+        """The :class:`Identity` this controller reports."""
+        return self._identity
+
+    def elaborate(self, platform):
+        cfg, wire = self._cfg, self._wire
+        m = Module()
+        m.submodules.receiver = receiver = FrameReceiver(
+            max_payload=self._max_payload, timeout=self._timeout, lengths=fixed_lengths(cfg))
+        m.submodules.sender = sender = FrameSender()
+        m.submodules.buffer = buffer = memory.Memory(shape=8, depth=self._max_payload, init=[])
+        write = buffer.write_port()
+        read = buffer.read_port(domain="sync")
+
+        wiring.connect(m, wiring.flipped(self.rx), receiver.i)
+        wiring.connect(m, sender.o, wiring.flipped(self.tx))
+        m.d.comb += [
+            receiver.framing_error.eq(self.rx_error),
+            write.addr.eq(receiver.wr_addr),
+            write.data.eq(receiver.wr_data),
+            write.en.eq(receiver.wr_en),
+        ]
+
+        # The frame being executed.
+        request = receiver.frame.payload
+        cmd = Signal(8)
+        length = Signal(16)
+        pos = Signal(16)
+        applying = Signal()
+        m.d.comb += read.addr.eq(pos)
+
+        # Word assembly: bytes shift in at the top, so a word of n bytes is the top n bytes.
+        width = max(wire.layer_bytes, wire.weight_bytes, wire.param_bytes, wire.beat_bytes)
+        asm = Signal(8 * width)
+        in_word = Signal(range(width + 1))
+        word_len = Signal(range(width + 1))
+
+        def top(layout, nbytes):
+            return data.View(layout, asm[8 * (width - nbytes):][:Shape.cast(layout).width])
+
+        layer_word = top(layouts.runtime_config(cfg), wire.layer_bytes)
+        weight_word = top(layouts.weight_word(cfg), wire.weight_bytes)
+        param_word = top(layouts.param_word(cfg), wire.param_bytes)
+        beat_word = top(layouts.pixel_beat(cfg), wire.beat_bytes)
+        with m.Switch(cmd):
+            with m.Case(Command.SET_LAYER):
+                m.d.comb += word_len.eq(wire.layer_bytes)
+            with m.Case(Command.LOAD_WEIGHTS):
+                m.d.comb += word_len.eq(wire.weight_bytes)
+            with m.Case(Command.LOAD_PARAMS):
+                m.d.comb += word_len.eq(wire.param_bytes)
+            with m.Default():
+                m.d.comb += word_len.eq(wire.beat_bytes)
+        m.d.comb += [
+            self.weights.payload.eq(weight_word),
+            self.params.payload.eq(param_word),
+            self.pixels.payload.eq(beat_word),
+        ]
+
+        # The current layer and what a RUN returns per pixel.
+        layer = Signal(layouts.runtime_config(cfg))
+        layer_set = Signal()
+        pixel_bytes = Signal(range(wire.max_result_bytes + 1))
+        m.d.comb += self.layer.eq(layer)
+
+        # Check-pass state.
+        words = Signal(16)
+        beat = Signal(range(cfg.max_beats + 1))
+        result_len = Signal(range(2 * (MAX_LENGTH + 1)))
+        too_many = Signal()
+        bad_addr = Signal()
+        next_len = Signal.like(result_len)
+        m.d.comb += next_len.eq(result_len + pixel_bytes)
+
+        # SET_LAYER size check: beats * tiles <= weight_depth by repeated addition.
+        tiles_done = Signal(range(cfg.max_tiles + 1))
+        product = Signal(range(cfg.weight_depth + cfg.max_beats + 1))
+        lanes = Signal(range(cfg.max_tiles * cfg.cols + 1))
+
+        # Reply.
+        reply_code = Signal(8)
+        reply_len = Signal(16)
+        source = Signal(range(4))
+        small = Signal(16)
+        status = Signal(8 * STATUS_BYTES)
+        identity = Const(int.from_bytes(self._identity.pack(), "little"), 8 * IDENTITY_BYTES)
+
+        # Counters for STATUS.
+        last_error = Signal(8)
+        frames_ok = Signal(16)
+        frames_refused = Signal(16)
+        uart_errors = Signal(16)
+        dropped = Signal(16)
+        with m.If(self.rx_error):
+            m.d.sync += uart_errors.eq(uart_errors + 1)
+        with m.If(receiver.dropped | self.rx_overrun):
+            m.d.sync += dropped.eq(dropped + 1)
+
+        def reply(code, nbytes, src):
+            m.d.sync += [reply_code.eq(code), reply_len.eq(nbytes), source.eq(src),
+                         frames_ok.eq(frames_ok + 1)]
+            m.next = "REPLY"
+
+        def nack(code, command=cmd):
+            code = Const(code, 8) if isinstance(code, int) else code
+            m.d.sync += [
+                reply_code.eq(Reply.NACK), reply_len.eq(2), source.eq(_SRC_SMALL),
+                small.eq(Cat(code, command)), last_error.eq(code),
+                frames_refused.eq(frames_refused + 1),
+            ]
+            m.next = "REPLY"
+
+        with m.FSM(name="link") as fsm:
+            with m.State("IDLE"):
+                m.d.comb += receiver.frame.ready.eq(1)
+                with m.If(receiver.frame.valid):
+                    m.d.sync += [
+                        cmd.eq(request.cmd), length.eq(request.length), pos.eq(0),
+                        applying.eq(0), in_word.eq(0), words.eq(0), beat.eq(0),
+                        result_len.eq(0), too_many.eq(0), bad_addr.eq(0),
+                    ]
+                    with m.If(request.error != Error.NONE):
+                        nack(request.error, request.cmd)
+                    with m.Else():
+                        with m.Switch(request.cmd):
+                            with m.Case(Command.IDENTIFY):
+                                reply(Reply.IDENTITY, IDENTITY_BYTES, _SRC_IDENTITY)
+                            with m.Case(Command.STATUS):
+                                m.d.sync += status.eq(Cat(
+                                    layer_set, self.acc_idle, Const(0, 6), last_error,
+                                    frames_ok, frames_refused, uart_errors, dropped))
+                                reply(Reply.STATUS, STATUS_BYTES, _SRC_STATUS)
+                            with m.Case(Command.RUN):
+                                with m.If(layer_set):
+                                    m.next = "READ"
+                                with m.Else():
+                                    nack(Error.NO_LAYER, request.cmd)
+                            with m.Default():
+                                m.next = "READ"
+
+            with m.State("READ"):
+                # The buffer byte at `pos` is read during this cycle.
+                with m.If(pos == length):
+                    m.next = "END_PASS"
+                with m.Else():
+                    m.next = "LATCH"
+
+            with m.State("LATCH"):
+                m.d.sync += [asm.eq(Cat(asm[8:], read.data)), pos.eq(pos + 1)]
+                with m.If(in_word + 1 == word_len):
+                    m.d.sync += in_word.eq(0)
+                    m.next = "WORD"
+                with m.Else():
+                    m.d.sync += in_word.eq(in_word + 1)
+                    m.next = "READ"
+
+            with m.State("WORD"):
+                with m.If(cmd == Command.SET_LAYER):
+                    m.next = "LAYER_CHECK"
+                with m.Elif(~applying):
+                    m.d.sync += words.eq(words + 1)
+                    with m.Switch(cmd):
+                        with m.Case(Command.LOAD_WEIGHTS):
+                            with m.If((weight_word.addr >= cfg.weight_depth)
+                                      | (weight_word.row >= cfg.rows)):
+                                m.d.sync += bad_addr.eq(1)
+                        with m.Case(Command.LOAD_PARAMS):
+                            with m.If(param_word.addr >= cfg.max_tiles):
+                                m.d.sync += bad_addr.eq(1)
+                        with m.Case(Command.RUN):
+                            with m.If(beat + 1 == layer.beats):
+                                m.d.sync += beat.eq(0)
+                                with m.If(next_len > MAX_LENGTH):
+                                    m.d.sync += too_many.eq(1)
+                                with m.Elif(~too_many):
+                                    m.d.sync += result_len.eq(next_len)
+                            with m.Else():
+                                m.d.sync += beat.eq(beat + 1)
+                    m.next = "READ"
+                with m.Else():
+                    with m.Switch(cmd):
+                        with m.Case(Command.LOAD_WEIGHTS):
+                            m.d.comb += self.weights.valid.eq(1)
+                            with m.If(self.weights.ready):
+                                m.next = "READ"
+                        with m.Case(Command.LOAD_PARAMS):
+                            m.d.comb += self.params.valid.eq(1)
+                            with m.If(self.params.ready):
+                                m.next = "READ"
+                        with m.Case(Command.RUN):
+                            m.d.comb += self.pixels.valid.eq(1)
+                            with m.If(self.pixels.ready):
+                                m.next = "READ"
+
+            with m.State("END_PASS"):
+                with m.If(~applying):
+                    with m.If((in_word != 0) | ((cmd == Command.RUN) & (beat != 0))):
+                        nack(Error.BAD_LENGTH)
+                    with m.Elif(bad_addr):
+                        nack(Error.BAD_ADDRESS)
+                    with m.Elif(too_many):
+                        nack(Error.TOO_MANY)
+                    with m.Else():
+                        m.d.sync += [applying.eq(1), pos.eq(0)]
+                        with m.If(cmd == Command.RUN):
+                            m.next = "RESULT_HEADER"
+                        with m.Else():
+                            m.next = "READ"
+                with m.Elif(cmd == Command.RUN):
+                    m.next = "WAIT_TX"
+                with m.Else():
+                    m.d.sync += small.eq(words)
+                    reply(cmd | 0x80, 2, _SRC_SMALL)
+
+            with m.State("RESULT_HEADER"):
+                m.d.comb += [
+                    sender.header.valid.eq(1),
+                    sender.header.payload.cmd.eq(Reply.RESULT),
+                    sender.header.payload.length.eq(result_len),
+                ]
+                m.d.sync += source.eq(_SRC_RESULT)
+                with m.If(sender.header.ready):
+                    m.d.sync += frames_ok.eq(frames_ok + 1)
+                    m.next = "READ"
+
+            with m.State("LAYER_CHECK"):
+                with m.If((layer_word.beats == 0) | (layer_word.beats > cfg.max_beats)
+                          | (layer_word.tiles == 0) | (layer_word.tiles > cfg.max_tiles)):
+                    nack(Error.BAD_LAYER)
+                with m.Else():
+                    m.d.sync += [tiles_done.eq(0), product.eq(0), lanes.eq(0)]
+                    m.next = "LAYER_SIZE"
+
+            with m.State("LAYER_SIZE"):
+                with m.If(product > cfg.weight_depth):
+                    nack(Error.BAD_LAYER)
+                with m.Elif(tiles_done == layer_word.tiles):
+                    m.d.sync += [
+                        layer.eq(layer_word), layer_set.eq(1),
+                        pixel_bytes.eq(Mux(layer_word.raw, lanes << 2, lanes)),
+                    ]
+                    reply(Reply.LAYER_SET, 0, _SRC_SMALL)
+                with m.Else():
+                    m.d.sync += [
+                        tiles_done.eq(tiles_done + 1),
+                        product.eq(product + layer_word.beats),
+                        lanes.eq(lanes + cfg.cols),
+                    ]
+
+            with m.State("REPLY"):
+                m.d.comb += [
+                    sender.header.valid.eq(1),
+                    sender.header.payload.cmd.eq(reply_code),
+                    sender.header.payload.length.eq(reply_len),
+                ]
+                with m.If(sender.header.ready):
+                    m.next = "WAIT_TX"
+
+            with m.State("WAIT_TX"):
+                with m.If(~sender.busy):
+                    m.next = "IDLE"
+
+        # Reply payloads.
+        result = Signal(cfg.cols * 32)
+        result_left = Signal(range(4 * cfg.cols + 1))
+        m.d.comb += self.results.ready.eq(result_left == 0)
+        with m.If(self.results.valid & self.results.ready):
+            m.d.sync += [
+                result.eq(self.results.payload),
+                result_left.eq(Mux(layer.raw, 4 * cfg.cols, cfg.cols)),
+            ]
+        with m.Switch(source):
+            with m.Case(_SRC_SMALL):
+                m.d.comb += [sender.payload.valid.eq(1),
+                             sender.payload.payload.eq(small.word_select(sender.index[:1], 8))]
+            with m.Case(_SRC_IDENTITY):
+                index = sender.index[:ceil_log2(IDENTITY_BYTES)]
+                m.d.comb += [sender.payload.valid.eq(1),
+                             sender.payload.payload.eq(identity.word_select(index, 8))]
+            with m.Case(_SRC_STATUS):
+                index = sender.index[:ceil_log2(STATUS_BYTES)]
+                m.d.comb += [sender.payload.valid.eq(1),
+                             sender.payload.payload.eq(status.word_select(index, 8))]
+            with m.Case(_SRC_RESULT):
+                m.d.comb += [sender.payload.valid.eq(result_left != 0),
+                             sender.payload.payload.eq(result[:8])]
+                with m.If(sender.payload.valid & sender.payload.ready):
+                    m.d.sync += [
+                        result.eq(Mux(layer.raw, result >> 8, result >> 32)),
+                        result_left.eq(result_left - 1),
+                    ]
+
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | receiver.active)
+        return m

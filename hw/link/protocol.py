@@ -1,0 +1,274 @@
+"""Wire format of the board link: frame layout, command, reply and error codes, payloads."""
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from amaranth.hdl import Shape
+
+from pwconv.config import VERSION, ArrayConfig
+from pwconv.hw import layouts
+
+__all__ = ["START", "HEADER_BYTES", "CRC_BYTES", "OVERHEAD", "MAX_LENGTH", "MAGIC",
+           "Command", "Reply", "Error", "WireFormat", "Identity", "Status",
+           "IDENTITY_BYTES", "STATUS_BYTES", "ACK_BIT", "FLAG_LAYER_SET",
+           "FLAG_ACCELERATOR_IDLE", "fixed_lengths"]
+
+#: First byte of every frame, both directions. A receiver hunts for it to (re)synchronize.
+START = 0xA5
+
+#: Start byte, command byte and the payload length (u16, little-endian).
+HEADER_BYTES = 4
+
+#: CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final XOR) over the command,
+#: length and payload bytes, sent most significant byte first, so that the CRC run over a whole
+#: frame after its start byte leaves the register at zero.
+CRC_BYTES = 2
+
+#: Bytes a frame adds to its payload.
+OVERHEAD = HEADER_BYTES + CRC_BYTES
+
+#: Largest payload the length field can name.
+MAX_LENGTH = 0xFFFF
+
+#: First four bytes of the IDENTITY reply.
+MAGIC = b"PWCV"
+
+
+class Command(enum.IntEnum):
+    """Request codes, host to device."""
+
+    #: Empty payload; reply IDENTITY.
+    IDENTIFY = 0x01
+    #: Empty payload; reply STATUS.
+    STATUS = 0x02
+    #: The layer word (``layer_bytes``, little-endian); reply LAYER_SET, empty.
+    SET_LAYER = 0x03
+    #: Whole weight words, ``weight_bytes`` each; reply WEIGHTS_LOADED, u16 word count.
+    LOAD_WEIGHTS = 0x04
+    #: Whole param words, ``param_bytes`` each; reply PARAMS_LOADED, u16 word count.
+    LOAD_PARAMS = 0x05
+    #: Whole pixels, ``beats`` beats of ``rows`` bytes each; reply RESULT with their results.
+    RUN = 0x06
+
+
+#: Reply code of a command that succeeded: the command code with this bit set.
+ACK_BIT = 0x80
+
+
+class Reply(enum.IntEnum):
+    """Reply codes, device to host: one reply per request frame (and per refused frame)."""
+
+    IDENTITY = Command.IDENTIFY | ACK_BIT
+    STATUS = Command.STATUS | ACK_BIT
+    LAYER_SET = Command.SET_LAYER | ACK_BIT
+    WEIGHTS_LOADED = Command.LOAD_WEIGHTS | ACK_BIT
+    PARAMS_LOADED = Command.LOAD_PARAMS | ACK_BIT
+    #: The result vectors of a RUN frame's pixels, in order: per vector ``cols`` lanes, one byte
+    #: each (int8) or, in raw mode, four bytes each (int32, little-endian).
+    RESULT = Command.RUN | ACK_BIT
+    #: The frame was refused and nothing of it applied; payload: error code, command byte.
+    NACK = 0xFF
+
+
+class Error(enum.IntEnum):
+    """Reason codes of a NACK (and of STATUS ``last_error``)."""
+
+    NONE = 0
+    BAD_CRC = 1
+    TIMEOUT = 2
+    UNKNOWN_COMMAND = 3
+    BAD_LENGTH = 4
+    TOO_LONG = 5
+    FRAMING = 6
+    BAD_LAYER = 7
+    NO_LAYER = 8
+    BAD_ADDRESS = 9
+    TOO_MANY = 10
+
+    @property
+    def message(self):
+        """What the code means, for error messages."""
+        return _MESSAGES[self]
+
+
+_MESSAGES = {
+    Error.NONE: "no error",
+    Error.BAD_CRC: "frame CRC mismatch",
+    Error.TIMEOUT: "frame truncated (inter-byte timeout)",
+    Error.UNKNOWN_COMMAND: "unknown command",
+    Error.BAD_LENGTH: "payload length wrong for the command (fixed-size command, or not a whole "
+                      "number of words or pixels)",
+    Error.TOO_LONG: "payload longer than the device's frame buffer",
+    Error.FRAMING: "UART framing error inside a frame (baud rate mismatch or line noise)",
+    Error.BAD_LAYER: "layer out of range (beats or tiles zero or above the maximum, or "
+                     "beats * tiles above the weight depth)",
+    Error.NO_LAYER: "RUN before any SET_LAYER",
+    Error.BAD_ADDRESS: "a weight or param word names a row, address or tile that does not exist",
+    Error.TOO_MANY: "the RUN frame's results would exceed one RESULT frame (65535 bytes)",
+}
+
+
+def _bytes(shape):
+    return (Shape.cast(shape).width + 7) // 8
+
+
+@dataclass(frozen=True)
+class WireFormat:
+    """Byte sizes of the words on the link for one :class:`ArrayConfig`.
+
+    Every word travels little-endian, padded with zero bits to whole bytes.
+    """
+
+    cfg: ArrayConfig
+
+    @property
+    def layer_bytes(self):
+        """Bytes of the SET_LAYER payload (a ``runtime_config`` word)."""
+        return _bytes(layouts.runtime_config(self.cfg))
+
+    @property
+    def weight_bytes(self):
+        """Bytes per ``weight_word``."""
+        return _bytes(layouts.weight_word(self.cfg))
+
+    @property
+    def param_bytes(self):
+        """Bytes per ``param_word``."""
+        return _bytes(layouts.param_word(self.cfg))
+
+    @property
+    def beat_bytes(self):
+        """Bytes per pixel beat: one per row."""
+        return self.cfg.rows
+
+    def lane_bytes(self, raw):
+        """Bytes per result lane: 4 (int32) in raw mode, else 1 (the int8 result)."""
+        return 4 if raw else 1
+
+    def result_bytes(self, tiles, raw):
+        """RESULT payload bytes per pixel."""
+        return tiles * self.cfg.cols * self.lane_bytes(raw)
+
+    @property
+    def max_pixel_bytes(self):
+        """Bytes of the largest pixel (``max_beats`` beats)."""
+        return self.cfg.max_beats * self.cfg.rows
+
+    @property
+    def max_result_bytes(self):
+        """RESULT bytes of one pixel of the largest layer, raw."""
+        return self.result_bytes(self.cfg.max_tiles, True)
+
+    @property
+    def min_payload(self):
+        """Smallest frame buffer that takes any single word or pixel."""
+        return max(self.layer_bytes, self.weight_bytes, self.param_bytes, self.max_pixel_bytes)
+
+
+_IDENTITY = struct.Struct("<4sBB8I3H")
+
+#: Payload bytes of the IDENTITY reply.
+IDENTITY_BYTES = _IDENTITY.size
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a device says about itself (the IDENTITY reply).
+
+    Payload, little-endian: magic ``PWCV``; version major, minor (u8); rows, cols, max_channels,
+    max_filters, weight_depth, max_payload, clk_freq, baud (u32); layer_bytes, weight_bytes,
+    param_bytes (u16).
+    """
+
+    version: tuple
+    config: ArrayConfig
+    max_payload: int
+    clk_freq: int
+    baud: int
+    layer_bytes: int
+    weight_bytes: int
+    param_bytes: int
+
+    @classmethod
+    def of(cls, cfg: ArrayConfig, *, max_payload, clk_freq, baud):
+        """The identity of a device built from ``cfg`` with this gateware version."""
+        wire = WireFormat(cfg)
+        return cls(tuple(VERSION), cfg, max_payload, clk_freq, baud, wire.layer_bytes,
+                   wire.weight_bytes, wire.param_bytes)
+
+    def pack(self):
+        cfg = self.config
+        return _IDENTITY.pack(MAGIC, *self.version, cfg.rows, cfg.cols, cfg.max_channels,
+                              cfg.max_filters, cfg.weight_depth, self.max_payload,
+                              self.clk_freq, self.baud, self.layer_bytes, self.weight_bytes,
+                              self.param_bytes)
+
+    @classmethod
+    def unpack(cls, payload):
+        """Parse an IDENTITY payload; ValueError if it is not one."""
+        if len(payload) != IDENTITY_BYTES:
+            raise ValueError(f"IDENTITY payload must be {IDENTITY_BYTES} bytes, "
+                             f"not {len(payload)}")
+        (magic, major, minor, rows, cols, max_channels, max_filters, weight_depth, max_payload,
+         clk_freq, baud, layer_bytes, weight_bytes, param_bytes) = _IDENTITY.unpack(payload)
+        if magic != MAGIC:
+            raise ValueError(f"IDENTITY magic must be {MAGIC!r}, not {magic!r}")
+        cfg = ArrayConfig(rows=rows, cols=cols, max_channels=max_channels,
+                          max_filters=max_filters, weight_depth=weight_depth)
+        return cls((major, minor), cfg, max_payload, clk_freq, baud, layer_bytes,
+                   weight_bytes, param_bytes)
+
+
+_STATUS = struct.Struct("<BBHHHH")
+
+#: Payload bytes of the STATUS reply.
+STATUS_BYTES = _STATUS.size
+
+#: STATUS ``flags`` bits.
+FLAG_LAYER_SET = 0x01
+FLAG_ACCELERATOR_IDLE = 0x02
+
+
+@dataclass(frozen=True)
+class Status:
+    """Device counters (the STATUS reply), as they were before the STATUS request itself.
+    Counters are 16 bits and wrap.
+
+    Payload, little-endian: flags (u8: bit 0 a layer is set, bit 1 the accelerator is idle),
+    last_error (u8, an :class:`Error`), frames_ok, frames_refused, uart_errors (framing errors
+    on the line), dropped (bytes that arrived while the device was busy) as u16.
+    """
+
+    layer_set: bool
+    accelerator_idle: bool
+    last_error: Error
+    frames_ok: int
+    frames_refused: int
+    uart_errors: int
+    dropped: int
+
+    @classmethod
+    def unpack(cls, payload):
+        if len(payload) != STATUS_BYTES:
+            raise ValueError(f"STATUS payload must be {STATUS_BYTES} bytes, not {len(payload)}")
+        flags, last, ok, refused, uart, dropped = _STATUS.unpack(payload)
+        try:
+            last = Error(last)
+        except ValueError:
+            raise ValueError(f"STATUS names unknown error code {last}") from None
+        return cls(bool(flags & FLAG_LAYER_SET), bool(flags & FLAG_ACCELERATOR_IDLE), last, ok,
+                   refused, uart, dropped)
+
+
+def fixed_lengths(cfg: ArrayConfig):
+    """Payload length each command must have, None where it varies (multiples of a word)."""
+    return {
+        Command.IDENTIFY: 0,
+        Command.STATUS: 0,
+        Command.SET_LAYER: WireFormat(cfg).layer_bytes,
+        Command.LOAD_WEIGHTS: None,
+        Command.LOAD_PARAMS: None,
+        Command.RUN: None,
+    }
+

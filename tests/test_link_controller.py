@@ -1,0 +1,287 @@
+"""LinkController + PointwiseConv, byte level in Amaranth's simulator: commands, refusals, runs."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.hdl import Const, Elaboratable, Module
+from amaranth.lib import wiring
+from amaranth.sim import Simulator
+
+from pwconv import golden
+from pwconv.config import ArrayConfig
+from pwconv.host.layer import random_layer
+from pwconv.host.link import (Command, Error, FrameDecoder, Identity, Reply, Status,
+                              WireFormat, encode_frame)
+from pwconv.host.program import compile_layer, pack_pixels, unpack_results
+from pwconv.hw import layouts
+from pwconv.hw.link.controller import LinkController
+from pwconv.hw.top import PointwiseConv
+
+#: rows=3 and weight_depth=6 leave row 3 and addresses 6, 7 unused: bad addresses exist.
+CFG = ArrayConfig(rows=3, cols=4, max_channels=12, max_filters=12, weight_depth=6)
+WIRE = WireFormat(CFG)
+MAX_PAYLOAD = 40
+TIMEOUT = 80
+
+
+class LinkCore(Elaboratable):
+    """The board without its UART: byte streams in and out."""
+
+    def __init__(self, cfg=CFG, max_payload=MAX_PAYLOAD):
+        self._MustUse__silence = True       # not an error if a parameter check fails below
+        self.link = LinkController(cfg, max_payload=max_payload, timeout=TIMEOUT,
+                                   clk_freq=12_000_000, baud=3_000_000)
+        self.accel = PointwiseConv(cfg)
+        self._MustUse__silence = False
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link, m.submodules.accel = link, accel = self.link, self.accel
+        wiring.connect(m, link.pixels, accel.i)
+        wiring.connect(m, accel.o, link.results)
+        wiring.connect(m, link.weights, accel.weights)
+        wiring.connect(m, link.params, accel.params)
+        m.d.comb += [accel.layer.eq(link.layer), link.acc_idle.eq(accel.idle)]
+        return m
+
+
+def converse(steps, *, cfg=CFG, max_payload=MAX_PAYLOAD, gap=3, stall=0.0, seed=0):
+    """Send each step's bytes (one per ``gap + 1`` cycles) and wait for its replies.
+
+    ``steps``: ``(data, replies)`` pairs. Returns the reply frames of each step.
+    """
+    dut = LinkCore(cfg, max_payload)
+    rng = random.Random(seed)
+    out = bytearray()
+    replies = []
+
+    async def host(ctx):
+        decoder = FrameDecoder()
+        taken = 0
+        for data, count in steps:
+            for byte in data:
+                ctx.set(dut.link.rx.payload, byte)
+                ctx.set(dut.link.rx.valid, 1)
+                await ctx.tick()
+                ctx.set(dut.link.rx.valid, 0)
+                await ctx.tick().repeat(gap)
+            frames = []
+            for _ in range(200 * (len(data) + 40)):
+                frames += decoder.feed(out[taken:])
+                taken = len(out)
+                if len(frames) >= count:
+                    break
+                await ctx.tick()
+            await ctx.tick().repeat(4 * gap + 8)
+            frames += decoder.feed(out[taken:])
+            taken = len(out)
+            assert len(frames) == count, f"{frames} after {data.hex()}"
+            replies.append(frames)
+        assert decoder.skipped == 0 and decoder.bad_crc == 0
+
+    async def sink(ctx):
+        while True:
+            ready = not (stall and rng.random() < stall)
+            ctx.set(dut.link.tx.ready, ready)
+            _, _, valid, byte = await ctx.tick().sample(dut.link.tx.valid,
+                                                        dut.link.tx.payload)
+            if valid and ready:
+                out.append(byte)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host)
+    sim.add_testbench(sink, background=True)
+    sim.run()
+    return replies
+
+
+def one(steps, **kwargs):
+    """The single reply of each step."""
+    return [frames[0] for frames in converse([(data, 1) for data in steps], **kwargs)]
+
+
+def layer_word(cfg=CFG, **fields):
+    return Const.cast(layouts.runtime_config(cfg).const(fields)).value
+
+
+def set_layer(word, cfg=CFG):
+    return encode_frame(Command.SET_LAYER, word.to_bytes(WireFormat(cfg).layer_bytes, "little"))
+
+
+def nack(error, command):
+    return (Reply.NACK, bytes([error, command]))
+
+
+def words_frame(command, words, nbytes):
+    return encode_frame(command, b"".join(w.to_bytes(nbytes, "little") for w in words))
+
+
+def code_payload(frame):
+    return frame.code, frame.payload
+
+
+def test_init_wrong_max_payload():
+    with pytest.raises(ValueError, match=r"^Maximum payload must be between 36 \(the largest "
+                                         r"word or pixel\) and 65535 bytes, not 20$"):
+        LinkController(CFG, max_payload=20, timeout=10)
+
+
+def test_init_wrong_config():
+    with pytest.raises(TypeError, match=r"^Configuration must be an ArrayConfig, not None$"):
+        LinkController(None, max_payload=64, timeout=10)
+
+
+def test_sim_identify_and_status():
+    ident, status = one([encode_frame(Command.IDENTIFY), encode_frame(Command.STATUS)])
+    assert ident.code == Reply.IDENTITY
+    assert Identity.unpack(ident.payload) == Identity.of(CFG, max_payload=MAX_PAYLOAD,
+                                                         clk_freq=12_000_000, baud=3_000_000)
+    assert status.code == Reply.STATUS
+    assert Status.unpack(status.payload) == Status(False, True, Error.NONE, 1, 0, 0, 0)
+
+
+def test_sim_layer_checks():
+    """Oversize or empty layers are refused and leave the previous layer in place."""
+    good = layer_word(beats=2, tiles=3)
+    replies = one([
+        encode_frame(Command.RUN, bytes(6)),
+        set_layer(layer_word(beats=4, tiles=2)),     # 8 > weight_depth 6
+        set_layer(layer_word(beats=0, tiles=1)),
+        set_layer(layer_word(beats=1, tiles=4)),     # tiles > max_tiles 3
+        set_layer(layer_word(beats=5, tiles=1)),     # beats > max_beats 4
+        set_layer(good),
+        set_layer(layer_word(beats=3, tiles=3)),     # 9 > 6
+        encode_frame(Command.STATUS),
+    ])
+    assert [code_payload(r) for r in replies[:7]] == [
+        nack(Error.NO_LAYER, Command.RUN)] + [nack(Error.BAD_LAYER, Command.SET_LAYER)] * 4 + [
+        (Reply.LAYER_SET, b""), nack(Error.BAD_LAYER, Command.SET_LAYER)]
+    status = Status.unpack(replies[7].payload)
+    assert (status.layer_set, status.last_error, status.frames_ok, status.frames_refused) == (
+        True, Error.BAD_LAYER, 1, 6)
+
+
+def test_sim_word_checks():
+    """Partial words, bad rows, addresses and tiles are refused before anything is written."""
+    wb, pb = WIRE.weight_bytes, WIRE.param_bytes
+    weight = layouts.weight_word(CFG)
+    ok = Const.cast(weight.const({"addr": 5, "row": 2})).value
+    bad_row = Const.cast(weight.const({"addr": 1, "row": 3})).value
+    bad_addr = Const.cast(weight.const({"addr": 6, "row": 0})).value
+    bad_tile = Const.cast(layouts.param_word(CFG).const({"addr": 3})).value
+    replies = one([
+        words_frame(Command.LOAD_WEIGHTS, [ok, ok], wb)[:-3],     # truncated: times out
+        encode_frame(Command.LOAD_WEIGHTS, bytes(2 * wb - 1)),
+        words_frame(Command.LOAD_WEIGHTS, [ok, bad_row], wb),
+        words_frame(Command.LOAD_WEIGHTS, [bad_addr, ok], wb),
+        words_frame(Command.LOAD_PARAMS, [bad_tile], pb),
+        encode_frame(Command.LOAD_PARAMS, bytes(pb + 1)),
+        words_frame(Command.LOAD_WEIGHTS, [ok] * 8, wb),
+        words_frame(Command.LOAD_WEIGHTS, [ok] * 9, wb),     # 45 > 40 bytes
+        words_frame(Command.LOAD_PARAMS, [0], pb),
+        encode_frame(Command.LOAD_WEIGHTS),
+    ])
+    assert [code_payload(r) for r in replies] == [
+        nack(Error.TIMEOUT, Command.LOAD_WEIGHTS),
+        nack(Error.BAD_LENGTH, Command.LOAD_WEIGHTS),
+        nack(Error.BAD_ADDRESS, Command.LOAD_WEIGHTS),
+        nack(Error.BAD_ADDRESS, Command.LOAD_WEIGHTS),
+        nack(Error.BAD_ADDRESS, Command.LOAD_PARAMS),
+        nack(Error.BAD_LENGTH, Command.LOAD_PARAMS),
+        (Reply.WEIGHTS_LOADED, (8).to_bytes(2, "little")),
+        nack(Error.TOO_LONG, Command.LOAD_WEIGHTS),
+        (Reply.PARAMS_LOADED, (1).to_bytes(2, "little")),
+        (Reply.WEIGHTS_LOADED, bytes(2)),
+    ]
+
+
+def _program(channels, filters, pixels, seed, raw=False):
+    x, layer = random_layer((1, pixels, channels), filters, seed=seed, relu=seed % 2 == 0)
+    x = x.reshape(pixels, channels)
+    q = layer.quant
+    folded = golden.fold_input_zero_point(layer.w, layer.bias, q.input_zero_point)
+    program = compile_layer(CFG, layer.w, folded, q.output_multiplier, q.output_shift,
+                            output_zero_point=q.output_zero_point,
+                            activation_min=q.activation_min, activation_max=q.activation_max,
+                            raw=raw)
+    if raw:
+        want = golden.conv1x1_acc(x, layer.w, layer.bias, q.input_zero_point)
+    else:
+        want = golden.conv1x1(x, layer.w, layer.bias, input_zero_point=q.input_zero_point,
+                              output_zero_point=q.output_zero_point,
+                              output_multiplier=q.output_multiplier,
+                              output_shift=q.output_shift, activation_min=q.activation_min,
+                              activation_max=q.activation_max)
+    return x, program, want
+
+
+def _load(program):
+    steps = [set_layer(program.layer_word)]
+    steps += [words_frame(Command.LOAD_WEIGHTS, program.weight_words[i:i + 8],
+                          WIRE.weight_bytes) for i in range(0, len(program.weight_words), 8)]
+    steps += [words_frame(Command.LOAD_PARAMS, [word], WIRE.param_bytes)
+              for word in program.param_words]
+    return steps
+
+
+def _results(frame, raw):
+    assert frame.code == Reply.RESULT
+    lanes = np.frombuffer(frame.payload, dtype="<i4" if raw else np.int8).astype("<i4")
+    return [int.from_bytes(v.tobytes(), "little") for v in lanes.reshape(-1, CFG.cols)]
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_sim_run_matches_golden(raw):
+    """Load a layer over the link, run pixels in two RUN frames, compare with golden."""
+    x, program, want = _program(5, 7, 5, seed=3 + raw, raw=raw)
+    beats = pack_pixels(CFG, x)
+    half = 3 * program.beats
+    steps = _load(program) + [
+        words_frame(Command.RUN, beats[:half], WIRE.beat_bytes),
+        words_frame(Command.RUN, beats[half:], WIRE.beat_bytes),
+    ]
+    replies = one(steps, stall=0.3, seed=raw)
+    for reply in replies[:-2]:
+        assert reply.code & 0x80 and reply.code != Reply.NACK, reply
+    words = _results(replies[-2], raw) + _results(replies[-1], raw)
+    np.testing.assert_array_equal(unpack_results(CFG, words, 5, 7), want)
+
+
+def test_sim_refused_frames_change_nothing():
+    """After a good run: a weight frame with one bad word, a bad-CRC frame and a half pixel are
+    refused, and the same pixels give the same results."""
+    x, program, want = _program(4, 5, 3, seed=7)
+    beats = pack_pixels(CFG, x)
+    run = words_frame(Command.RUN, beats, WIRE.beat_bytes)
+    other = [w ^ (0x7F << 5) for w in program.weight_words[:6]]
+    bad_addr = Const.cast(layouts.weight_word(CFG).const({"addr": 7})).value
+    corrupt = bytearray(words_frame(Command.LOAD_WEIGHTS, other, WIRE.weight_bytes))
+    corrupt[9] ^= 0x01
+    replies = one(_load(program) + [
+        run,
+        words_frame(Command.LOAD_WEIGHTS, other + [bad_addr], WIRE.weight_bytes),
+        bytes(corrupt),
+        encode_frame(Command.RUN, bytes(WIRE.beat_bytes * program.beats + 1)),
+        run,
+    ])
+    first, second = replies[-5], replies[-1]
+    assert [code_payload(r) for r in replies[-4:-1]] == [
+        nack(Error.BAD_ADDRESS, Command.LOAD_WEIGHTS),
+        nack(Error.BAD_CRC, Command.LOAD_WEIGHTS),
+        nack(Error.BAD_LENGTH, Command.RUN),
+    ]
+    for reply in (first, second):
+        np.testing.assert_array_equal(unpack_results(CFG, _results(reply, False), 3, 5), want)
+
+
+def test_sim_too_many_results():
+    """A RUN whose RESULT frame would pass 65535 bytes is refused whole."""
+    cfg = ArrayConfig(rows=1, cols=16, max_channels=1, max_filters=1024, weight_depth=64)
+    word = layer_word(cfg, beats=1, tiles=64, raw=1)        # 4096 result bytes per pixel
+    replies = converse([(set_layer(word, cfg), 1),
+                        (encode_frame(Command.RUN, bytes(17)), 1)],
+                       cfg=cfg, max_payload=160, gap=1)
+    assert code_payload(replies[0][0]) == (Reply.LAYER_SET, b"")
+    assert code_payload(replies[1][0]) == nack(Error.TOO_MANY, Command.RUN)
