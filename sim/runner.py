@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from xml.etree import ElementTree
 
-
 import cocotb
 from cocotb_tools.runner import get_runner
 
@@ -243,11 +242,12 @@ def _layer_job(layer, meta):
 
 @contextlib.contextmanager
 def _importable(directory):
-    """Put ``directory`` on sys.path (which cocotb's runner hands to the simulator's Python)."""
+    """Append ``directory`` to sys.path, which cocotb's runner hands to the simulator's Python
+    as PYTHONPATH; last, so that no file in it can shadow another module."""
     entry = str(directory)
     added = entry not in sys.path
     if added:
-        sys.path.insert(0, entry)
+        sys.path.append(entry)
     try:
         yield
     finally:
@@ -260,8 +260,9 @@ def run_layers_on_simulator(cfg: ArrayConfig, layers, *, simulator="verilator", 
     """Run :class:`SimLayer` s back to back in one simulation (one reset, reloads while idle).
 
     Returns a list of ``(result_words, cycles)``, one per layer. ``stats`` (a list) receives a
-    dict per layer: ``cycles``, ``sim_cycles``, ``wall_s``, ``cycles_per_s``, plus ``run_dir``
-    and ``waves`` (the trace file) when tracing.
+    dict per layer: ``cycles``, ``sim_cycles`` (from the layer's start to the end of its
+    drain), ``wall_s``, ``cpu_s`` (the simulator process's), ``cycles_per_s`` (``sim_cycles``
+    per wall second), plus ``run_dir`` and ``waves`` (the trace file) when tracing.
 
     Raises
     ------
@@ -321,7 +322,7 @@ def run_layers_on_simulator(cfg: ArrayConfig, layers, *, simulator="verilator", 
         out.append(([int(word, 16) for word in layer["result_words"]], layer["cycles"]))
         if stats is not None:
             stats.append({key: layer[key] for key in
-                          ("cycles", "sim_cycles", "wall_s", "cycles_per_s")})
+                          ("cycles", "sim_cycles", "wall_s", "cpu_s", "cycles_per_s")})
             stats[-1].update(run_dir=str(run_dir) if waves else None,
                              waves=str(wave_file) if wave_file else None)
     if not waves:
@@ -342,7 +343,8 @@ def run_on_simulator(cfg: ArrayConfig, program, pixel_words, *, simulator="veril
     ``simulator`` is ``"verilator"`` or ``"icarus"``; the build is cached per configuration
     in ``build_root/<simulator>/<config hash>/``. ``expected`` overrides the number of result
     vectors to wait for (default ``tiles * pixels``), ``timeout`` the cycle budget. ``waves``
-    (or ``WAVES=1`` in the environment) records an FST trace and keeps the run directory.
+    (or ``WAVES=1`` in the environment) records a trace and keeps the run directory: FST on
+    Icarus; on Verilator FST if lz4.h is installed (liblz4-dev), else VCD.
     ``stats``, a dict, receives the cycle counts, simulated cycles per second and trace path.
 
     Raises
