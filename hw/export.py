@@ -18,7 +18,8 @@ TOPLEVEL = "pwconv_top"
 
 
 def write_verilog(cfg: ArrayConfig, out_dir, *, name=TOPLEVEL):
-    """Write ``<name>.v`` and ``<name>.json`` (config, latency) into ``out_dir``; return the .v path.
+    """Write ``<name>.v`` and ``<name>.json`` (config, latency) into ``out_dir``; return the .v
+    path.
 
     Elaboration is skipped when the configuration and the gateware sources are those of the
     existing export (a digest kept in the .json), and the .v file is rewritten only when its

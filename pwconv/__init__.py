@@ -1,4 +1,4 @@
-"""pwconv: an int8 pointwise (1x1) convolution accelerator in Amaranth HDL, bit-exact with TFLite."""
+"""pwconv: an int8 pointwise (1x1) convolution accelerator in Amaranth, bit-exact with TFLite."""
 
 from .config import ArrayConfig
 

