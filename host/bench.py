@@ -161,9 +161,10 @@ def _plot(rows, path, cfg):
 
 
 def simulator_speed(cfg: ArrayConfig, *, pixels=4096, channels=64, filters=64):
-    """Array-cycles per second of one layer on: Verilator with the Verilog feeder under cocotb,
-    plain `verilator --binary` (no Python), and the cocotb Python stream drivers."""
-    from pwconv.sim.bulk import run_bulk, run_standalone
+    """Array-cycles per second of one layer on Verilator: the Verilog feeder as a plain
+    `verilator --binary` (what `--backend verilator` uses) and under cocotb, and the cocotb
+    Python stream drivers (a Python write and read every cycle)."""
+    from pwconv.sim.bulk import run_bulk
     from pwconv.sim.runner import run_on_simulator
     x, layer = random_layer((1, pixels, channels), filters, seed=1)
     q = layer.quant
@@ -172,10 +173,10 @@ def simulator_speed(cfg: ArrayConfig, *, pixels=4096, channels=64, filters=64):
                             output_zero_point=q.output_zero_point)
     words = pack_pixels(cfg, x.reshape(pixels, channels))
     results = {}
-    for name, run in (("verilator --binary (no Python)", run_standalone),
-                      ("cocotb + Verilog feeder (bulk)", run_bulk)):
+    for name, standalone in (("verilator --binary + Verilog feeder (no Python)", True),
+                             ("cocotb + Verilog feeder (no Python per cycle)", False)):
         stats = {}
-        run(cfg, program, words, stats=stats)
+        run_bulk(cfg, program, words, stats=stats, standalone=standalone)
         results[name] = stats["cycles_per_s"]
     stats = {}
     small = words[:len(words) // 8]

@@ -178,3 +178,29 @@ module pwconv_bulk_main #(
             $finish;
         end
 endmodule
+
+// pwconv_bulk_clocked: the bench with its own clock and reset, for cocotb: the test only waits
+// for `done`, so no Python runs while the design simulates (Verilator builds it with --timing).
+module pwconv_bulk_clocked #(
+    parameter PIX_W = 64, parameter RES_W = 256, parameter WGT_W = 76, parameter PRM_W = 568,
+    parameter LAYER_W = 41, parameter MAX_PIXELS = 262144, parameter MAX_WEIGHTS = 65536,
+    parameter MAX_PARAMS = 4096, parameter MAX_SEGMENTS = 1024
+) (
+    output wire done,
+    output wire error,
+    output wire [63:0] cycles,
+    output wire [63:0] total,
+    output wire [63:0] taken
+);
+    reg clk = 0, rst = 1;
+    pwconv_bulk #(.PIX_W(PIX_W), .RES_W(RES_W), .WGT_W(WGT_W), .PRM_W(PRM_W),
+                  .LAYER_W(LAYER_W), .MAX_PIXELS(MAX_PIXELS), .MAX_WEIGHTS(MAX_WEIGHTS),
+                  .MAX_PARAMS(MAX_PARAMS), .MAX_SEGMENTS(MAX_SEGMENTS))
+        bench (.clk(clk), .rst(rst), .done(done), .error(error), .cycles(cycles),
+               .total(total), .taken(taken));
+    initial begin
+        repeat (4) @(posedge clk);
+        rst = 0;
+    end
+    always #5 clk = ~clk;
+endmodule
