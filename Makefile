@@ -8,7 +8,7 @@ export XDG_CACHE_HOME   ?= $(CURDIR)/build/cache
 export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: setup test test-fast demo verilog bench clean
+.PHONY: setup test test-all demo verilog bench bitstream clean
 
 setup: $(BIN)/pwconv iverilog
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -29,11 +29,12 @@ iverilog:
 	@command -v iverilog >/dev/null 2>&1 || { echo "installing Icarus Verilog (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iverilog; }
 
+# Every test but the full-size ULX3S place and route (about 11 minutes): `make test-all` adds it.
 test: setup
-	$(BIN)/python -m pytest -q
-
-test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: setup
+	$(BIN)/python -m pytest -q
 
 demo: setup
 	$(BIN)/pwconv demo --backend verilator
@@ -44,6 +45,11 @@ verilog: setup
 # MobileNetV2's 35 pointwise layers on Verilator: reports/bench_mobilenetv2.{md,json,png}
 bench: setup
 	$(BIN)/pwconv bench --speed --out reports
+
+# Bitstream and reports/BOARD.{json,md} with the YoWASP tools: make bitstream BOARD=ulx3s
+BOARD ?= icebreaker
+bitstream: setup
+	$(BIN)/pwconv bitstream --board $(BOARD)
 
 clean:
 	rm -rf build sim_build .pytest_cache

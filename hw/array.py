@@ -7,10 +7,11 @@ from amaranth.lib.wiring import In, Out
 from pwconv.config import ArrayConfig
 from .params import check_config
 from .delay import delayed
+from .ice40_mac import DualMul8x8
 from .layouts import pixel_beat, weight_word
 from .pe import ProcessingElement
 
-__all__ = ["SystolicArray", "beat_layout", "column_sum_layout"]
+__all__ = ["SystolicArray", "beat_layout", "column_sum_layout", "multiplier_groups"]
 
 
 def beat_layout(cfg: ArrayConfig):
@@ -32,6 +33,26 @@ def column_sum_layout(cfg: ArrayConfig):
     })
 
 
+def multiplier_groups(cfg: ArrayConfig):
+    """The PEs that share one multiplier primitive, as tuples of ``(row, col)``.
+
+    ``"infer"``: one PE per group. ``"ice40_dual8x8"``: PEs ``(r, c)`` and ``(r, c + 1)`` share
+    one SB_MAC16 (even ``c``); with an odd ``cols`` the last column pairs ``(r, cols - 1)`` with
+    ``(r + 1, cols - 1)``; if ``rows`` is odd too, PE ``(rows - 1, cols - 1)`` is alone on its
+    cell. So ``ceil(rows * cols / 2)`` cells in all. Products are independent, so any pairing
+    is exact; the systolic skew between paired PEs does not matter (the cell is combinational).
+    """
+    if cfg.mac_style == "infer":
+        return [((r, c),) for r in range(cfg.rows) for c in range(cfg.cols)]
+    groups = [((r, c), (r, c + 1)) for r in range(cfg.rows) for c in range(0, cfg.cols - 1, 2)]
+    if cfg.cols % 2:
+        last = cfg.cols - 1
+        groups += [((r, last), (r + 1, last)) for r in range(0, cfg.rows - 1, 2)]
+        if cfg.rows % 2:
+            groups.append(((cfg.rows - 1, last),))
+    return groups
+
+
 class SystolicArray(wiring.Component):
     """A ``rows`` x ``cols`` grid of int8 MACs, weight-stationary, folding C and F in time.
 
@@ -44,6 +65,11 @@ class SystolicArray(wiring.Component):
     Each PE holds the weights of every (column tile, beat) of the layer at address
     ``tile * beats + beat``: weights stay put while pixels stream, and a layer with C > rows or
     F > cols keeps every MAC busy every cycle (one beat per cycle, no reloads).
+
+    With ``cfg.mac_style == "ice40_dual8x8"`` the products of the PEs in each of
+    :func:`multiplier_groups` come from one :class:`~.ice40_mac.DualMul8x8` (an SB_MAC16 when
+    elaborated for iCE40, its Amaranth model elsewhere); the PEs add and register them as usual,
+    so arithmetic and timing are the same in both styles.
 
     Members
     -------
@@ -103,13 +129,15 @@ class SystolicArray(wiring.Component):
         m.d.comb += self.busy.eq(sum(stage.valid for stage in control) != 0)
 
         # The grid. PE (r, c) sees the weight address at cycle t + r + c and x at t + r + c + 1.
+        external = cfg.mac_style != "infer"
         pes = [[None] * cfg.cols for _ in range(cfg.rows)]
         for r in range(cfg.rows):
             for c in range(cfg.cols):
                 pe = ProcessingElement(
                     depth=cfg.weight_depth,
                     psum_in_shape=cfg.psum_shape(r) if r > 0 else None,
-                    psum_out_shape=cfg.psum_shape(r + 1))
+                    psum_out_shape=cfg.psum_shape(r + 1),
+                    external_product=external)
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c] = pe
                 m.d.comb += [
                     pe.w_addr.eq(self.weight.addr),
@@ -128,6 +156,16 @@ class SystolicArray(wiring.Component):
                     ]
                 if r > 0:
                     m.d.comb += pe.psum_in.eq(pes[r - 1][c].psum_out)
+
+        # Shared multipliers: each PE's product x_in * w[addr] comes from one half of a cell.
+        if external:
+            for group in multiplier_groups(cfg):
+                mul = DualMul8x8()
+                m.submodules["mul_" + "_".join(f"{r}_{c}" for r, c in group)] = mul
+                halves = [(mul.a0, mul.b0, mul.p0), (mul.a1, mul.b1, mul.p1)]
+                for (r, c), (a, b, p) in zip(group, halves):
+                    pe = pes[r][c]
+                    m.d.comb += [a.eq(pe.x_in), b.eq(pe.weight), pe.product.eq(p)]
 
         # Column c's dot product for a beat leaves row rows-1 at t + rows + c + 1: accumulate the
         # beats of a (pixel, tile) there, then de-skew so that all columns leave at t + latency.

@@ -25,6 +25,10 @@ class ProcessingElement(wiring.Component):
         Shape of the partial sum from above; ``None`` for the top row (adds zero).
     psum_out_shape : ShapeLike
         Shape of the partial sum passed down; must hold ``psum_in + x * w`` exactly.
+    external_product : bool
+        ``False`` (default): the PE multiplies ``x_in * w[addr]`` itself. ``True``: the product
+        comes from outside (a multiplier shared with another PE, e.g. one half of an iCE40
+        SB_MAC16): the PE shows its weight on ``weight`` and adds ``product`` instead.
 
     Members
     -------
@@ -42,14 +46,20 @@ class ProcessingElement(wiring.Component):
     w_addr, w_data, w_en : In
         Weight write port (``w_en`` writes ``w_data`` at ``w_addr``); loads are done while the
         array is idle.
+    weight : Out(signed(8))
+        Only with ``external_product``: ``w[addr]`` for the ``x_in`` of this cycle
+        (combinational, from the memory's read register).
+    product : In(signed(16))
+        Only with ``external_product``: ``x_in * weight``, combinationally, in the same cycle.
     """
 
-    def __init__(self, *, depth, psum_in_shape, psum_out_shape):
+    def __init__(self, *, depth, psum_in_shape, psum_out_shape, external_product=False):
         if not isinstance(depth, int) or depth < 1:
             raise rejected(self, ValueError(
                 f"Weight depth must be a positive integer, not {depth!r}"))
         self._depth = depth
         self._has_psum_in = psum_in_shape is not None
+        self._external_product = bool(external_product)
         addr_shape = unsigned(max(1, (depth - 1).bit_length()))
         ports = {
             "addr_in":  In(addr_shape),
@@ -63,11 +73,18 @@ class ProcessingElement(wiring.Component):
         }
         if self._has_psum_in:
             ports["psum_in"] = In(psum_in_shape)
+        if self._external_product:
+            ports["weight"] = Out(signed(8))
+            ports["product"] = In(signed(16))
         super().__init__(ports)
 
     @property
     def depth(self):
         return self._depth
+
+    @property
+    def external_product(self):
+        return self._external_product
 
     def elaborate(self, platform):
         m = Module()
@@ -81,6 +98,11 @@ class ProcessingElement(wiring.Component):
             write.en.eq(self.w_en),
         ]
         psum_in = self.psum_in if self._has_psum_in else 0
+        if self._external_product:
+            m.d.comb += self.weight.eq(read.data)
+            product = self.product
+        else:
+            product = self.x_in * read.data
         # reset_less datapath registers: they pack into the DSP's pipeline registers.
         addr_reg = Signal.like(self.addr_out, reset_less=True)
         x_reg = Signal.like(self.x_out, reset_less=True)
@@ -88,7 +110,7 @@ class ProcessingElement(wiring.Component):
         m.d.sync += [
             addr_reg.eq(self.addr_in),
             x_reg.eq(self.x_in),
-            psum_reg.eq(psum_in + self.x_in * read.data),
+            psum_reg.eq(psum_in + product),
         ]
         m.d.comb += [
             self.addr_out.eq(addr_reg),

@@ -40,6 +40,10 @@ def _add_run_args(parser):
     parser.add_argument("--out-stall", type=float, default=0.0,
                         help="probability the result sink stalls in a cycle (simulation)")
     parser.add_argument("--waves", action="store_true", help="dump waveforms (cocotb backends)")
+    parser.add_argument("--port", default="/dev/ttyUSB1",
+                        help="serial port of the board (backend board)")
+    parser.add_argument("--baud", type=int, default=None,
+                        help="baud rate of the board (backend board; default 3000000)")
 
 
 def _report(acc, y_ok=None):
@@ -65,9 +69,14 @@ def _golden(x, layer):
 
 
 def _accelerator(args):
+    from pwconv.config import ArrayConfig
     from pwconv.host.accelerator import Accelerator
-    return Accelerator(args.backend, _config(args), seed=args.seed, in_idle=args.in_idle,
-                       out_stall=args.out_stall, waves=args.waves)
+    config = _config(args)
+    if args.backend == "board" and config == ArrayConfig():
+        config = None       # no configuration given: take the board's
+    return Accelerator(args.backend, config, seed=args.seed, in_idle=args.in_idle,
+                       out_stall=args.out_stall, waves=args.waves, port=args.port,
+                       baud=args.baud)
 
 
 def cmd_run(args):
@@ -141,6 +150,21 @@ def cmd_bench(args):
     return 0 if all(r["bit_exact"] for r in rows) else 1
 
 
+def cmd_bitstream(args):
+    from pwconv.synth.boards import board
+    from pwconv.synth.flow import build_bitstream
+    target = board(args.board)
+    changes = {key: value for key, value in (("rows", args.rows), ("cols", args.cols),
+                                             ("mac_style", args.mac_style)) if value is not None}
+    if changes:
+        target = target.with_config(**changes)
+    report = build_bitstream(target, build_dir=args.build_dir, report_dir=args.reports,
+                             seed=args.seed, report_only=args.report_only, log=print)
+    print(f"wrote {report['bitstream']} and {report['report_files'][0]}, "
+          f"{report['report_files'][1]}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="pwconv", description="int8 pointwise (1x1) convolution accelerator, bit-exact "
@@ -173,6 +197,21 @@ def build_parser():
     p.add_argument("--out", default="reports", help="output directory")
     _add_config_args(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bitstream", help="build a board's bitstream (YoWASP tools) and report "
+                       "resources and Fmax")
+    from pwconv.synth.boards import BOARDS
+    p.add_argument("--board", required=True, choices=list(BOARDS))
+    p.add_argument("--build-dir", help="output directory (default build/BOARD)")
+    p.add_argument("--reports", help="report directory (default reports/)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--report-only", action="store_true",
+                   help="only remake the report from the last build in the build directory")
+    p.add_argument("--rows", type=int, help="override the board's default array rows")
+    p.add_argument("--cols", type=int, help="override the board's default array columns")
+    p.add_argument("--mac-style", choices=["infer", "ice40_dual8x8"],
+                   help="override the board's default multiplier mapping")
+    p.set_defaults(func=cmd_bitstream)
 
     p = sub.add_parser("layer", help="write a random, realistically quantized LAYER.npz")
     p.add_argument("out", help="output .npz")

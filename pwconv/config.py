@@ -1,4 +1,4 @@
-"""The one source of truth for an accelerator's configuration, read by hw, golden, host and reports."""
+"""The one source of truth for an accelerator's configuration: hw, golden, host and reports."""
 
 from dataclasses import dataclass
 
@@ -71,7 +71,7 @@ class ArrayConfig:
 
     @property
     def max_beats(self):
-        """Most beats (``rows``-wide channel vectors) one pixel can have: ``ceil(max_channels/rows)``."""
+        """Most beats (``rows``-wide vectors) of one pixel: ``ceil(max_channels / rows)``."""
         return -(-self.max_channels // self.rows)
 
     @property

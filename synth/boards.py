@@ -1,0 +1,147 @@
+"""The boards pwconv builds bitstreams for, with each board's default array and why."""
+
+from dataclasses import dataclass, replace
+
+from pwconv.config import ArrayConfig
+from pwconv.hw.board import BOARD_LINKS
+
+__all__ = ["Board", "BOARDS", "board", "requant_dsps", "array_dsps"]
+
+
+@dataclass(frozen=True)
+class Board:
+    """One FPGA board: its amaranth-boards platform, default accelerator and clock.
+
+    Attributes
+    ----------
+    name : str
+        Name on the command line (``pwconv bitstream --board NAME``).
+    family : str
+        ``"ice40"`` or ``"ecp5"``.
+    platform : str
+        ``module:Class`` of the amaranth-boards platform.
+    config : ArrayConfig
+        The default accelerator: the largest array that fits and meets timing (see ``why``).
+    clk_freq : int
+        The ``sync`` clock the design is built for, in Hz (a PLL makes it when it differs from
+        the board oscillator's ``osc_freq``); nextpnr must meet it.
+    osc_freq : int
+        The board oscillator (amaranth-boards ``default_clk``), in Hz.
+    baud : int
+        UART baud rate of the link (exact, or within 2%, at ``clk_freq``).
+    dsp_cell : str
+        The multiplier primitive counted as "DSP" in reports.
+    synth_opts : str
+        Options of Yosys's ``synth_<family>`` (iCE40: ``-dsp``, without which no multiplier
+        goes to an SB_MAC16).
+    why : str
+        Why this array size and clock, for the reports.
+    """
+
+    name: str
+    family: str
+    platform: str
+    config: ArrayConfig
+    clk_freq: int
+    osc_freq: int
+    baud: int
+    dsp_cell: str
+    synth_opts: str
+    why: str
+
+    def with_options(self, **changes):
+        """This board with some of its own fields (clock, synthesis options...) changed."""
+        return replace(self, **changes)
+
+    def with_config(self, **changes):
+        """This board with some :class:`ArrayConfig` fields changed."""
+        return replace(self, config=replace(self.config, **changes))
+
+    def make_platform(self):
+        module, name = self.platform.split(":")
+        return getattr(__import__(module, fromlist=[name]), name)()
+
+
+def requant_dsps(board: Board, cfg: ArrayConfig):
+    """DSP cells of the requantizer: its ``cols`` 32 x 32 multipliers split by Yosys into 2 x 2
+    pieces of 16 x 16 (SB_MAC16) or 18 x 18 (MULT18X18D)."""
+    return 4 * cfg.cols
+
+
+def array_dsps(board: Board, cfg: ArrayConfig):
+    """DSP cells of the systolic array: one per PE, or one per pair of PEs in the iCE40
+    2 x 8x8 mode (``ceil(rows * cols / 2)``)."""
+    if cfg.mac_style == "ice40_dual8x8":
+        return -(-cfg.macs // 2)
+    return cfg.macs
+
+
+# --- The per-board defaults: the one place they are recorded. -----------------------------
+
+ICEBREAKER = Board(
+    name="icebreaker",
+    family="ice40",
+    platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
+    config=ArrayConfig(rows=8, cols=1, max_channels=1024, max_filters=256, weight_depth=512,
+                       mac_style="ice40_dual8x8"),
+    clk_freq=12_000_000,
+    osc_freq=12_000_000,
+    baud=BOARD_LINKS["icebreaker"].baud,
+    dsp_cell="SB_MAC16",
+    synth_opts="-dsp",
+    why=(
+        "The UP5K has 8 SB_MAC16, 30 EBR and 5280 logic cells. The requantizer needs one "
+        "32 x 32 multiply per array column: 4 SB_MAC16 each, or about 3,100 logic cells in "
+        "fabric (a 1x1 accelerator measured 1,181 LUT4 with DSPs, 4,367 without). So only one "
+        "column fits: its requantizer takes 4 SB_MAC16, and the other 4, in the 2 x 8x8 mode "
+        "(`ice40_dual8x8`), carry 8 MACs: an 8x1 array (Yosys's 16x16 inference would give "
+        "4x1). A 4x4 array would need 16 SB_MAC16 for the requantizer alone. Block RAM is the "
+        "next limit (27 of 30): 8 weight memories of 512 x 8, the parameter memory (256 "
+        "tiles x 70 bits, 5 EBR), the double-buffered pixel buffer (4), the output queue (2) "
+        "and the link's 4 KiB frame buffer (8). The clock is the board's 12 MHz oscillator, "
+        "at which the 3 Mbaud link is exact. Fmax is about 19 MHz: the longest paths (about "
+        "52 ns) are one-cycle logic in the requantizer's RoundingDivideByPOT stage (a variable "
+        "32-bit shift and a rounding compare) and in the link's frame sender; which of the two "
+        "is critical changes from build to build. A PLL clock would buy little with so small a "
+        "margin, nextpnr-ice40 cannot time through SB_MAC16 (see DSP paths), and the UART, not "
+        "the array, sets the board's pace, so no PLL."),
+)
+
+ULX3S = Board(
+    name="ulx3s",
+    family="ecp5",
+    platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
+    config=ArrayConfig(rows=16, cols=4, max_channels=2048, max_filters=2048, weight_depth=2048),
+    clk_freq=30_000_000,
+    osc_freq=25_000_000,
+    baud=BOARD_LINKS["ulx3s"].baud,
+    dsp_cell="MULT18X18D",
+    synth_opts="",
+    why=(
+        "The LFE5U-85F has 156 MULT18X18D, 208 DP16KD and 83,640 LUT4s; Yosys puts each PE's "
+        "8x8 product on one MULT18X18D (no 9x9 mode in this flow) and each requantizer "
+        "column's 32 x 32 multiply on 4, so rows x cols + 4 x cols DSPs. Logic and BRAM are "
+        "never the limit: routing is. nextpnr-ecp5 (router1) routed 4x4 (32 DSPs) in 1 "
+        "minute, 8x4 (48) in 2, 16x4 (80) in 11 to 23 minutes depending on the build, and "
+        "8x8 (96 DSPs: 64 + 32 for eight requantizer columns) had not finished its first "
+        "routing pass after 10 minutes, about 70% of its arcs ripping up others around the "
+        "DSP rows. 16x4 gives the same 64 MACs as 8x8 with half the requantizer (16 DSPs, 80 "
+        "in all) and half the per-column logic, and keeps 97% of its MACs busy on "
+        "MobileNetV2's 35 pointwise layers (8x8: 100%, 32x4: 90%). Its critical path is a "
+        "PE's weight BRAM -> MULT18X18D -> partial sum adder, half of it routing; Fmax is "
+        "42 to 45 MHz, so an EHXPLLL (configured by ecppll) makes 30 MHz from the 25 MHz "
+        "oscillator, where 1 Mbaud is exact (divisor 30), with about 30% margin. For quick "
+        "iterations, `--rows 8` (8x4, 32 MACs) builds in about 6 minutes at 53 MHz Fmax. "
+        "Weight depth 2048 costs nothing: a DP16KD is 2048 x 9."),
+)
+
+#: Every supported board by name.
+BOARDS = {b.name: b for b in (ICEBREAKER, ULX3S)}
+
+
+def board(name):
+    """The :class:`Board` called ``name``; raises ValueError naming the choices otherwise."""
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise ValueError(f"Board must be one of {', '.join(BOARDS)}, not {name!r}") from None

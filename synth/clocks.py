@@ -1,0 +1,67 @@
+"""PLL clock domains for board builds, configured by the YoWASP PLL calculators."""
+
+import re
+import subprocess
+from pathlib import Path
+
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal
+from amaranth.lib import io
+from amaranth.lib.cdc import ResetSynchronizer
+
+from .boards import Board
+
+__all__ = ["ecp5_pll_params", "pll_domain"]
+
+
+def ecp5_pll_params(f_in, f_out, *, work_dir, tool):
+    """EHXPLLL parameters and attributes for ``f_in`` -> ``f_out`` (Hz), from ``ecppll``.
+
+    Raises ValueError unless ``f_out`` is met exactly (to 1 kHz): the UART divisor and the
+    timing constraint both assume the requested frequency. ``work_dir`` must not be under /tmp
+    (YoWASP tools see a private /tmp).
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    out = "ecppll.v"
+    subprocess.run([tool, "-i", f"{f_in / 1e6:g}", "-o", f"{f_out / 1e6:g}", "-f", out],
+                   cwd=work_dir, check=True, capture_output=True, text=True)
+    text = (work_dir / out).read_text()
+    achieved = float(re.search(r'FREQUENCY_PIN_CLKOP="([\d.]+)"', text).group(1)) * 1e6
+    if abs(achieved - f_out) > 1e3:
+        raise ValueError(f"The ECP5 PLL cannot make {f_out / 1e6:g} MHz from {f_in / 1e6:g} MHz "
+                         f"(nearest {achieved / 1e6:g} MHz)")
+    params = {}
+    for key, value in re.findall(r"\.(\w+)\(([^()]*)\)", text.split(") pll_i")[0]):
+        params[key] = int(value) if value.isdigit() else value.strip('"')
+    attrs = dict(re.findall(r'\(\*\s*(\w+)="([^"]*)"\s*\*\)', text))
+    return params, attrs
+
+
+def pll_domain(platform, board: Board, *, work_dir, tool):
+    """A module driving the ``sync`` domain (defined by the caller) at ``board.clk_freq`` from
+    the board oscillator with a PLL, held in reset until the PLL locks; also constrains the
+    new clock for nextpnr."""
+    if board.family != "ecp5":
+        raise ValueError(f"No PLL support for the {board.family} family yet; build {board.name} "
+                         f"at its {board.osc_freq / 1e6:g} MHz oscillator")
+    m = Module()
+    params, attrs = ecp5_pll_params(board.osc_freq, board.clk_freq, work_dir=work_dir, tool=tool)
+    m.submodules.clk_buf = clk_buf = io.Buffer("i", platform.request(platform.default_clk,
+                                                                      dir="-"))
+    clk_in = clk_buf.i
+    clk_out = Signal()
+    locked = Signal()
+    pll = Instance(
+        "EHXPLLL",
+        **{f"a_{k}": v for k, v in attrs.items()},
+        **{f"p_{k}": v for k, v in params.items()},
+        i_RST=Const(0), i_STDBY=Const(0), i_CLKI=clk_in, o_CLKOP=clk_out, i_CLKFB=clk_out,
+        i_PHASESEL0=Const(0), i_PHASESEL1=Const(0), i_PHASEDIR=Const(1),
+        i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
+        i_ENCLKOP=Const(0), o_LOCK=locked,
+    )
+    m.submodules.pll = pll
+    m.d.comb += ClockSignal("sync").eq(clk_out)
+    m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+    platform.add_clock_constraint(clk_out, board.clk_freq)
+    return m

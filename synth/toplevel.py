@@ -1,0 +1,58 @@
+"""The board-level top: the board's clock, its USB-serial pins and LED wired to BoardTop."""
+
+from amaranth.hdl import ClockDomain, Elaboratable, Module
+from amaranth.lib import io
+from amaranth.lib.cdc import FFSynchronizer
+
+from pwconv.hw.board import BoardTop
+from .boards import Board
+
+__all__ = ["BoardToplevel"]
+
+
+class BoardToplevel(Elaboratable):
+    """What a board's bitstream holds: :class:`~pwconv.hw.board.BoardTop` on the board's pins.
+
+    ``uart_rx`` comes from ``platform.request("uart").rx`` through a 2-flop synchronizer,
+    ``uart_tx`` and ``status_led`` drive ``uart.tx`` and ``led`` 0. The ``sync`` domain is the
+    platform's default one (its oscillator with a power-on reset) when ``board.clk_freq`` equals
+    ``board.osc_freq``; otherwise a PLL makes it (see :mod:`.clocks`).
+
+    Parameters
+    ----------
+    board : Board
+        Board, clock and baud rate; ``board.config`` is the accelerator's configuration.
+    work_dir : path-like
+        Where the PLL calculator writes its file (a PLL build only; not under /tmp).
+    pll_tool : str or None
+        The PLL calculator command (``yowasp-ecppll``), for a PLL build only.
+    """
+
+    def __init__(self, board: Board, *, work_dir=".", pll_tool=None):
+        self._board = board
+        self._work_dir = work_dir
+        self._pll_tool = pll_tool
+        self.core = BoardTop(board.config, clk_freq=board.clk_freq, baud=board.baud)
+
+    @property
+    def board(self):
+        return self._board
+
+    def elaborate(self, platform):
+        m = Module()
+        if self._board.clk_freq != self._board.osc_freq:
+            from .clocks import pll_domain
+            m.domains.sync = ClockDomain("sync")
+            m.submodules.clocks = pll_domain(platform, self._board, work_dir=self._work_dir,
+                                             tool=self._pll_tool)
+        m.submodules.core = core = self.core
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.submodules.led_buf = led_buf = io.Buffer("o", platform.request("led", 0, dir="-"))
+        m.submodules.rx_sync = FFSynchronizer(rx_buf.i, core.uart_rx, init=1)
+        m.d.comb += [
+            tx_buf.o.eq(core.uart_tx),
+            led_buf.o.eq(core.status_led),
+        ]
+        return m
