@@ -10,7 +10,7 @@ import numpy as np
 from pwconv import golden
 from pwconv.config import ArrayConfig
 from .accelerator import Accelerator
-from .layer import random_layer
+from .layer import golden_output, random_layer
 from .program import compile_layer, pack_pixels
 from .tiling import plan_passes
 
@@ -72,12 +72,7 @@ def run_bench(cfg: ArrayConfig, *, max_pixels=None, out_dir="reports", backend="
         start = time.perf_counter()
         y = acc.run_layer(x, layer)
         wall = time.perf_counter() - start
-        q = layer.quant
-        exact = np.array_equal(y, golden.conv1x1(
-            x, layer.w, layer.bias, input_zero_point=q.input_zero_point,
-            output_zero_point=q.output_zero_point, output_multiplier=q.output_multiplier,
-            output_shift=q.output_shift, activation_min=q.activation_min,
-            activation_max=q.activation_max))
+        exact = np.array_equal(y, golden_output(x, layer))
         stats = acc.last_run
         load = _load_cycles(cfg, shape)
         row = {

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["LayerError", "Quantization", "Layer", "check_input", "load_layer", "save_layer",
-           "random_layer"]
+           "random_layer", "golden_output"]
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 SHIFT_MIN, SHIFT_MAX = -31, 30
@@ -177,3 +177,14 @@ def random_layer(shape, filters, *, seed=0, relu=False):
                          input_zero_point=in_zp, output_zero_point=out_zp,
                          activation_min=out_zp if relu else -128, activation_max=127)
     return x, Layer(w, bias, quant)
+
+
+def golden_output(x, layer):
+    """What TFLite computes for ``x`` through ``layer``: :func:`pwconv.golden.conv1x1`."""
+    from pwconv import golden
+
+    q = layer.quant
+    return golden.conv1x1(x, layer.w, layer.bias, input_zero_point=q.input_zero_point,
+                          output_zero_point=q.output_zero_point,
+                          output_multiplier=q.output_multiplier, output_shift=q.output_shift,
+                          activation_min=q.activation_min, activation_max=q.activation_max)

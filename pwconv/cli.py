@@ -59,13 +59,6 @@ def _report(acc, y_ok=None):
     print(f"wall time: {stats.seconds:.2f} s, {stats.pixels_per_second:,.0f} pixels/s")
 
 
-def _golden(x, layer):
-    from pwconv import golden
-    q = layer.quant
-    return golden.conv1x1(x, layer.w, layer.bias, input_zero_point=q.input_zero_point,
-                          output_zero_point=q.output_zero_point,
-                          output_multiplier=q.output_multiplier, output_shift=q.output_shift,
-                          activation_min=q.activation_min, activation_max=q.activation_max)
 
 
 def _accelerator(args):
@@ -92,11 +85,11 @@ def cmd_run(args):
 
 
 def cmd_demo(args):
-    from pwconv.host.layer import random_layer
+    from pwconv.host.layer import golden_output, random_layer
     x, layer = random_layer(DEMO_SHAPE, DEMO_FILTERS, seed=args.seed, relu=True)
     acc = _accelerator(args)
     y = acc.run_layer(x, layer)
-    ok = np.array_equal(y, _golden(x, layer))
+    ok = np.array_equal(y, golden_output(x, layer))
     _report(acc, ok)
     return 0 if ok else 1
 

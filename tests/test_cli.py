@@ -1,23 +1,16 @@
 """The `pwconv` command line: runs, errors as one line naming the problem, exit codes."""
 
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pwconv import golden
 from pwconv.cli import main
-from pwconv.host.layer import load_layer, random_layer, save_layer
+from pwconv.host.layer import golden_output, load_layer, random_layer, save_layer
 
 
-def _golden(x, layer):
-    q = layer.quant
-    return golden.conv1x1(x, layer.w, layer.bias, input_zero_point=q.input_zero_point,
-                          output_zero_point=q.output_zero_point,
-                          output_multiplier=q.output_multiplier, output_shift=q.output_shift,
-                          activation_min=q.activation_min, activation_max=q.activation_max)
 
 
 def test_layer_then_run_golden(tmp_path, capsys):
@@ -27,7 +20,7 @@ def test_layer_then_run_golden(tmp_path, capsys):
     x, layer = load_layer(tmp_path / "l.npz")
     y = np.load(tmp_path / "y.npy")
     assert y.dtype == np.int8 and y.shape == (3, 5, 7)
-    np.testing.assert_array_equal(y, _golden(x, layer))
+    np.testing.assert_array_equal(y, golden_output(x, layer))
     assert "15 pixels x C=20 -> F=7" in capsys.readouterr().out
 
 
@@ -76,7 +69,7 @@ def test_mobilenet_sized_layer_on_verilator(tmp_path, capsys):
     save_layer(tmp_path / "l.npz", x, layer)
     assert main(["run", str(tmp_path / "l.npz"), "--backend", "verilator",
                  "--out", str(tmp_path / "y.npy")]) == 0
-    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), _golden(x, layer))
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), golden_output(x, layer))
     out = capsys.readouterr().out
     utilization = float(out.split("MAC utilization ")[1].split("%")[0])
     assert utilization >= 95.0, out

@@ -3,20 +3,13 @@
 import numpy as np
 import pytest
 
-from pwconv import golden
 from pwconv.config import ArrayConfig
 from pwconv.host.accelerator import Accelerator
-from pwconv.host.layer import LayerError, random_layer
+from pwconv.host.layer import LayerError, golden_output, random_layer
 
 SMALL = ArrayConfig(rows=3, cols=4, max_channels=12, max_filters=16, weight_depth=6)
 
 
-def _golden(x, layer):
-    q = layer.quant
-    return golden.conv1x1(x, layer.w, layer.bias, input_zero_point=q.input_zero_point,
-                          output_zero_point=q.output_zero_point,
-                          output_multiplier=q.output_multiplier, output_shift=q.output_shift,
-                          activation_min=q.activation_min, activation_max=q.activation_max)
 
 
 @pytest.mark.parametrize("shape, filters", [
@@ -29,7 +22,7 @@ def test_matches_golden(backend, shape, filters):
     acc = Accelerator(backend, SMALL, in_idle=0.2, out_stall=0.3, progress=False)
     y = acc.conv1x1(x, layer.w, layer.bias, layer.quant)
     assert y.dtype == np.int8 and y.shape == shape[:-1] + (filters,)
-    np.testing.assert_array_equal(y, _golden(x, layer))
+    np.testing.assert_array_equal(y, golden_output(x, layer))
     stats = acc.last_run
     assert stats.pixels == int(np.prod(shape[:-1]))
     if backend == "golden":
@@ -43,7 +36,7 @@ def test_tiled_layer_on_icarus():
     x, layer = random_layer((1, 3, 20), 30, seed=9)
     acc = Accelerator("icarus", SMALL, in_idle=0.3, out_stall=0.5, seed=4, progress=False)
     np.testing.assert_array_equal(acc.conv1x1(x, layer.w, layer.bias, layer.quant),
-                                  _golden(x, layer))
+                                  golden_output(x, layer))
 
 
 def test_wrong_backend():
