@@ -131,7 +131,8 @@ ULX3S = Board(
         "PE's weight BRAM -> MULT18X18D -> partial sum adder, half of it routing; Fmax is "
         "42 to 45 MHz, so an EHXPLLL (configured by ecppll) makes 30 MHz from the 25 MHz "
         "oscillator, where 1 Mbaud is exact (divisor 30), with about 30% margin. For quick "
-        "iterations, `--rows 8` (8x4, 32 MACs) builds in about 6 minutes at 53 MHz Fmax. "
+        "iterations, `--rows 8` (8x4, 32 MACs) built in about 6 minutes at 53 MHz Fmax "
+        "(measured with 512-word weight memories). "
         "Weight depth 2048 costs nothing: a DP16KD is 2048 x 9."),
 )
 
