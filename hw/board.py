@@ -44,11 +44,12 @@ class BoardLink:
 #:   is 12 MHz / 4 on both sides, exact; divisor 4, the smallest the receiver takes.
 #: - ULX3S, 25 MHz oscillator, FT231X (3 Mbaud max; 3 MHz / (n + k/8), n >= 2, plus 2 and
 #:   3 Mbaud): 3 Mbaud needs 25 MHz / 8.33 and divisor 8 is 4.2% fast, 2 Mbaud (divisor 12.5)
-#:   fails too; 1 Mbaud is divisor 25, exact on both sides. A PLL clock of 48 MHz would allow
-#:   3 Mbaud (divisor 16).
+#:   fails too; 1 Mbaud is divisor 25, exact on both sides. The bitstream runs the design on
+#:   a 30 MHz PLL clock (see pwconv.synth.boards), where 1 Mbaud is divisor 30, exact too. A
+#:   48 MHz clock would allow 3 Mbaud (divisor 16), but the 16x4 array does not meet it.
 BOARD_LINKS = {
     "icebreaker": BoardLink(clk_freq=12_000_000, baud=3_000_000, bridge="FT2232H"),
-    "ulx3s":      BoardLink(clk_freq=25_000_000, baud=1_000_000, bridge="FT231X"),
+    "ulx3s":      BoardLink(clk_freq=30_000_000, baud=1_000_000, bridge="FT231X"),
 }
 
 

@@ -32,14 +32,17 @@ class PixelSequencer(wiring.Component):
         ``beats`` and ``tiles``, held stable while not ``empty``.
     credit : In(1)
         Room for one more result downstream: a beat that completes a (pixel, tile) is issued only
-        while ``credit`` is high; other beats are issued regardless.
+        while ``credit`` is high, and no sooner than ``cfg.tile_interval`` cycles after the
+        previous such beat (the pace of a serial requantizer); other beats are issued
+        regardless.
     issue_last : Out(1)
         A beat completing a (pixel, tile) is issued this cycle (consumes a credit).
     empty : Out(1)
         No pixel, whole or partial, is held and no beat is in the output register.
 
     Timing: a beat is issued as early as the cycle after it is accepted (during the pixel's first
-    column tile the reader follows the writer beat by beat); throughput one beat per cycle.
+    column tile the reader follows the writer beat by beat); throughput one beat per cycle, or
+    ``beats / tile_interval`` while ``beats < cfg.tile_interval``.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -100,9 +103,19 @@ class PixelSequencer(wiring.Component):
         m.d.comb += available.eq(Mux(read_bank, full[1], full[0])
                                  | ((read_bank == write_bank) & (read_tile == 0)
                                     & (read_beat < write_beat)))
+        # The requantizer's pace: (pixel, tile)s complete at most once per `tile_interval`.
+        paced = 1
+        if cfg.tile_interval > 1:
+            paced = Signal()
+            cooldown = Signal(range(cfg.tile_interval))
+            m.d.comb += paced.eq(cooldown == 0)
+            with m.If(self.issue_last):
+                m.d.sync += cooldown.eq(cfg.tile_interval - 1)
+            with m.Elif(~paced):
+                m.d.sync += cooldown.eq(cooldown - 1)
         m.d.comb += [
             is_last.eq(read_beat == beats - 1),
-            issue.eq(available & (~is_last | self.credit)),
+            issue.eq(available & (~is_last | (self.credit & paced))),
             self.issue_last.eq(issue & is_last),
             read.addr.eq(Cat(read_beat, read_bank)),
         ]

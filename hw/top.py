@@ -10,6 +10,7 @@ from .params import check_config
 from .array import SystolicArray
 from .layouts import param_word, pixel_beat, result_vector, runtime_config, weight_word
 from .requant import Requantizer
+from .requant_serial import SerialRequantizer
 from .sequencer import PixelSequencer
 
 __all__ = ["PointwiseConv", "top_latency", "queue_depth"]
@@ -17,13 +18,18 @@ __all__ = ["PointwiseConv", "top_latency", "queue_depth"]
 
 def top_latency(cfg: ArrayConfig):
     """Cycles from a pixel's last accepted beat to its first result on ``o`` (no stalls)."""
-    # 2 in the sequencer, the array, the requantizer, 1 into and 1 through the queue.
-    return 2 + (cfg.rows + cfg.cols + 1) + Requantizer.LATENCY + 2
+    # 2 in the sequencer, the array, the requantizer, 1 into and 1 through the queue; a serial
+    # requantizer's columns then take 2 more through their queue and 1 in the gather register.
+    array = cfg.rows + cfg.cols + 1
+    if cfg.requantizer == "parallel":
+        return 2 + array + Requantizer.LATENCY + 2
+    return 2 + array + SerialRequantizer.latency_of(cfg) + 3
 
 
 def queue_depth(cfg: ArrayConfig):
-    """Output queue depth: enough credits to cover the latency at one result per cycle."""
-    return top_latency(cfg) + 2
+    """Output queue depth, in result vectors: enough credits to cover the latency at the
+    fastest pace results can come (one per ``tile_interval`` cycles)."""
+    return -(-top_latency(cfg) // cfg.tile_interval) + 2
 
 
 class PointwiseConv(wiring.Component):
@@ -58,7 +64,8 @@ class PointwiseConv(wiring.Component):
         No pixel or partial result is inside (results may still wait in the output queue).
 
     Timing: one beat per cycle on ``i`` in steady state, i.e. ``rows * cols`` MACs per cycle
-    whatever C and F are; ``o`` may stall at any time (an internal queue of ``queue_depth``
+    whatever C and F are (with ``cfg.requantizer == "serial"``: while ``beats >=
+    cfg.tile_interval``; below that, one (pixel, column tile) per ``tile_interval`` cycles); ``o`` may stall at any time (an internal queue of ``queue_depth``
     vectors and credit-based issue keep the array from ever overflowing it, so nothing is dropped,
     duplicated or reordered). Latency from a pixel's last beat to its first result:
     ``latency`` cycles.
@@ -95,23 +102,20 @@ class PointwiseConv(wiring.Component):
         m = Module()
         m.submodules.sequencer = sequencer = PixelSequencer(cfg)
         m.submodules.array = array = SystolicArray(cfg)
-        m.submodules.requant = requant = Requantizer(cfg)
-        m.submodules.queue = queue = SyncFIFOBuffered(
-            width=len(self.o.payload.as_value()), depth=self.queue_depth)
-
         wiring.connect(m, wiring.flipped(self.i), sequencer.i)
         m.d.comb += [
             sequencer.config.eq(self.layer),
             array.beat.eq(sequencer.beat),
             array.beat_valid.eq(sequencer.beat_valid),
+        ]
+        if cfg.requantizer == "parallel":
+            requant = self._parallel_output(m)
+        else:
+            requant = self._serial_output(m)
+        m.d.comb += [
             requant.sums.eq(array.sums),
             requant.sums_valid.eq(array.sums_valid),
             requant.config.eq(self.layer),
-            queue.w_data.eq(requant.result),
-            queue.w_en.eq(requant.result_valid),
-            self.o.payload.eq(queue.r_data),
-            self.o.valid.eq(queue.r_rdy),
-            queue.r_en.eq(self.o.ready),
         ]
 
         # Credits: one per free queue entry not already promised to a result in flight.
@@ -131,8 +135,60 @@ class PointwiseConv(wiring.Component):
             self.weights.ready.eq(idle),
             array.weight.eq(self.weights.payload),
             array.weight_en.eq(self.weights.valid & idle),
-            self.params.ready.eq(idle),
             requant.param.eq(self.params.payload),
-            requant.param_en.eq(self.params.valid & idle),
         ]
+        if cfg.requantizer == "parallel":
+            m.d.comb += [
+                self.params.ready.eq(idle),
+                requant.param_en.eq(self.params.valid & idle),
+            ]
+        else:
+            m.d.comb += [
+                self.params.ready.eq(idle & requant.param_ready),
+                requant.param_valid.eq(self.params.valid & idle),
+            ]
         return m
+
+    def _parallel_output(self, m):
+        """A requantizer per column, then a queue of whole result vectors."""
+        m.submodules.requant = requant = Requantizer(self._cfg)
+        m.submodules.queue = queue = SyncFIFOBuffered(
+            width=len(self.o.payload.as_value()), depth=self.queue_depth)
+        m.d.comb += [
+            queue.w_data.eq(requant.result),
+            queue.w_en.eq(requant.result_valid),
+            self.o.payload.eq(queue.r_data),
+            self.o.valid.eq(queue.r_rdy),
+            queue.r_en.eq(self.o.ready),
+        ]
+        return requant
+
+    def _serial_output(self, m):
+        """One shared requantizer, a queue of single columns (32 bits wide, so it stays in one
+        or two block RAMs whatever ``cols`` is), and a register that gathers ``cols`` columns
+        into the result vector on ``o``."""
+        cols = self._cfg.cols
+        m.submodules.requant = requant = SerialRequantizer(self._cfg)
+        m.submodules.queue = queue = SyncFIFOBuffered(width=32, depth=self.queue_depth * cols)
+        gathered = Signal(range(cols + 1))
+        vector = Signal(self.o.payload.shape(), reset_less=True)
+        full = Signal()
+        take = Signal()
+        m.d.comb += [
+            queue.w_data.eq(requant.result),
+            queue.w_en.eq(requant.result_valid),
+            full.eq(gathered == cols),
+            take.eq(queue.r_rdy & (~full | self.o.ready)),
+            queue.r_en.eq(take),
+            self.o.payload.eq(vector),
+            self.o.valid.eq(full),
+        ]
+        # Columns shift in from the top lane, so after `cols` of them lane c holds column c.
+        with m.If(take):
+            m.d.sync += [vector[c].eq(vector[c + 1]) for c in range(cols - 1)]
+            m.d.sync += vector[cols - 1].eq(queue.r_data)
+        with m.If(full & self.o.ready):
+            m.d.sync += gathered.eq(take)
+        with m.Elif(take):
+            m.d.sync += gathered.eq(gathered + 1)
+        return requant

@@ -15,7 +15,9 @@ DEMO_FILTERS = 48
 def _config(args):
     from pwconv.config import ArrayConfig
     return ArrayConfig(rows=args.rows, cols=args.cols, max_channels=args.max_channels,
-                       max_filters=args.max_filters, weight_depth=args.weight_depth)
+                       max_filters=args.max_filters, weight_depth=args.weight_depth,
+                       mac_style=args.mac_style, requantizer=args.requantizer,
+                       requant_steps=args.requant_steps)
 
 
 def _add_config_args(parser):
@@ -29,6 +31,22 @@ def _add_config_args(parser):
     group.add_argument("--max-filters", type=int, default=default.max_filters)
     group.add_argument("--weight-depth", type=int, default=default.weight_depth,
                        help="weight words per PE")
+    _add_mapping_args(group, default)
+
+
+def _add_mapping_args(group, default=None):
+    """Multiplier and requantizer choices (``default`` None: no default, keep the board's)."""
+    from pwconv.config import MAC_STYLES, REQUANT_STEPS, REQUANTIZERS
+
+    def pick(name):
+        return getattr(default, name) if default is not None else None
+    group.add_argument("--mac-style", choices=MAC_STYLES, default=pick("mac_style"),
+                       help="how the array's multipliers map to the FPGA")
+    group.add_argument("--requantizer", choices=REQUANTIZERS, default=pick("requantizer"),
+                       help="one requantizer per column, or one shared by all columns")
+    group.add_argument("--requant-steps", type=int, choices=REQUANT_STEPS,
+                       default=pick("requant_steps"),
+                       help="cycles per column of the serial requantizer's fabric multiply")
 
 
 def _add_run_args(parser):
@@ -147,8 +165,8 @@ def cmd_bitstream(args):
     from pwconv.synth.boards import board
     from pwconv.synth.flow import build_bitstream
     target = board(args.board)
-    changes = {key: value for key, value in (("rows", args.rows), ("cols", args.cols),
-                                             ("mac_style", args.mac_style)) if value is not None}
+    names = ("rows", "cols", "mac_style", "requantizer", "requant_steps")
+    changes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if changes:
         target = target.with_config(**changes)
     report = build_bitstream(target, build_dir=args.build_dir, report_dir=args.reports,
@@ -202,8 +220,7 @@ def build_parser():
                    help="only remake the report from the last build in the build directory")
     p.add_argument("--rows", type=int, help="override the board's default array rows")
     p.add_argument("--cols", type=int, help="override the board's default array columns")
-    p.add_argument("--mac-style", choices=["infer", "ice40_dual8x8"],
-                   help="override the board's default multiplier mapping")
+    _add_mapping_args(p.add_argument_group("override the board's default mapping"))
     p.set_defaults(func=cmd_bitstream)
 
     p = sub.add_parser("layer", help="write a random, realistically quantized LAYER.npz")

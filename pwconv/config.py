@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Shape
 
-__all__ = ["ArrayConfig", "MAC_STYLES", "PRODUCT_MIN", "PRODUCT_MAX", "VERSION"]
+__all__ = ["ArrayConfig", "MAC_STYLES", "REQUANTIZERS", "REQUANT_STEPS", "PRODUCT_MIN",
+           "PRODUCT_MAX", "VERSION"]
 
 #: Extremes of one int8 x int8 product: -128 * 127 and -128 * -128.
 PRODUCT_MIN = -128 * 127
@@ -14,6 +15,16 @@ PRODUCT_MAX = 128 * 128
 #: (one 16x16 DSP per PE on iCE40); ``"ice40_dual8x8"`` computes two PEs' products on one iCE40
 #: SB_MAC16 in its 2 x 8x8 mode (an equivalent Amaranth model elsewhere).
 MAC_STYLES = ("infer", "ice40_dual8x8")
+
+#: How the output channels are requantized: ``"parallel"``, one pipelined requantizer per array
+#: column (a 32 x 32 multiply each: 4 DSPs on iCE40 and ECP5), a result vector every cycle;
+#: ``"serial"``, one requantizer shared by all columns, one column every ``requant_steps``
+#: cycles, its 32 x 32 multiply done in fabric as ``requant_steps`` digit steps (no DSP).
+REQUANTIZERS = ("parallel", "serial")
+
+#: Allowed ``requant_steps`` of the serial requantizer: the multiply takes 32 / steps bits of
+#: the multiplier per cycle.
+REQUANT_STEPS = (1, 2, 4, 8)
 
 #: Gateware version reported by the board's identity command (major, minor).
 VERSION = (0, 1)
@@ -48,6 +59,13 @@ class ArrayConfig:
     mac_style : str
         One of :data:`MAC_STYLES`. Changes only how the products are mapped to the FPGA, never
         the arithmetic or the timing.
+    requantizer : str
+        One of :data:`REQUANTIZERS`.
+    requant_steps : int
+        Cycles the serial requantizer spends on one column, one of :data:`REQUANT_STEPS`;
+        must be 1 with the parallel requantizer. A (pixel, column tile) then takes
+        ``max(beats, tile_interval)`` cycles: the array runs at full rate while
+        ``ceil(C / rows) >= cols * requant_steps``.
     """
 
     rows: int = 8
@@ -56,6 +74,8 @@ class ArrayConfig:
     max_filters: int = 2048
     weight_depth: int = 1024
     mac_style: str = "infer"
+    requantizer: str = "parallel"
+    requant_steps: int = 1
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, 64)
@@ -66,6 +86,17 @@ class ArrayConfig:
         if self.mac_style not in MAC_STYLES:
             choices = ", ".join(repr(style) for style in MAC_STYLES)
             raise ValueError(f"mac_style must be one of {choices}, not {self.mac_style!r}")
+        if self.requantizer not in REQUANTIZERS:
+            choices = ", ".join(repr(style) for style in REQUANTIZERS)
+            raise ValueError(
+                f"requantizer must be one of {choices}, not {self.requantizer!r}")
+        _check_int("requant_steps", self.requant_steps, 1)
+        if self.requantizer == "parallel" and self.requant_steps != 1:
+            raise ValueError(f"requant_steps must be 1 with the parallel requantizer, "
+                             f"not {self.requant_steps}")
+        if self.requant_steps not in REQUANT_STEPS:
+            choices = ", ".join(str(steps) for steps in REQUANT_STEPS)
+            raise ValueError(f"requant_steps must be one of {choices}, not {self.requant_steps}")
 
     # Derived quantities: every block reads these instead of recomputing them.
 
@@ -83,6 +114,18 @@ class ArrayConfig:
     def macs(self):
         """Multiply-accumulate units in the array."""
         return self.rows * self.cols
+
+    @property
+    def tile_interval(self):
+        """Fewest cycles between two completed (pixel, column tile)s: the requantizer's pace
+        (1 for the parallel requantizer, ``cols * requant_steps`` for the serial one)."""
+        if self.requantizer == "parallel":
+            return 1
+        return self.cols * self.requant_steps
+
+    def tile_cycles(self, channels):
+        """Array cycles per (pixel, column tile) in steady state for C = ``channels``."""
+        return max(self.beats(channels), self.tile_interval)
 
     def psum_shape(self, terms):
         """Signed shape that holds any sum of ``terms`` int8 x int8 products exactly."""

@@ -7,9 +7,16 @@ from amaranth.sim import Simulator
 from pwconv import golden
 from pwconv.config import ArrayConfig
 from pwconv.hw.requant import Requantizer
+from pwconv.hw.requant_lane import RequantLane
+from pwconv.hw.requant_serial import SerialRequantizer
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 CFG = ArrayConfig(rows=2, cols=4, max_channels=4096, max_filters=16, weight_depth=8)
+#: Every requantizer: parallel, and serial with each multiply step count.
+CONFIGS = [CFG] + [ArrayConfig(rows=2, cols=4, max_channels=4096, max_filters=16,
+                               weight_depth=8, requantizer="serial", requant_steps=steps)
+                   for steps in (1, 2, 4, 8)]
+CONFIG_IDS = ["parallel"] + [f"serial{steps}" for steps in (1, 2, 4, 8)]
 
 
 def test_init_wrong_config():
@@ -41,7 +48,21 @@ def _cases(rng, count):
     return sums, bias, mult, shift
 
 
-def _run(sums, tile_of, bias, mult, shift, *, zp, lo, hi, raw):
+def test_init_serial_needs_serial_config():
+    with pytest.raises(ValueError, match=r"^SerialRequantizer needs requantizer='serial', "
+                                         r"not 'parallel'$"):
+        SerialRequantizer(CFG)
+
+
+@pytest.mark.parametrize("steps", [0, 3, 16, "2"])
+def test_init_lane_wrong_steps(steps):
+    with pytest.raises(ValueError, match=r"^Multiply steps must be one of 1, 2, 4, 8, not "):
+        RequantLane(sum_shape=32, steps=steps)
+
+
+def _run(sums, tile_of, bias, mult, shift, *, zp, lo, hi, raw, cfg=CFG):
+    if cfg.requantizer == "serial":
+        return _run_serial(cfg, sums, tile_of, bias, mult, shift, zp=zp, lo=lo, hi=hi, raw=raw)
     dut = Requantizer(CFG)
     out = []
 
@@ -76,15 +97,16 @@ def _run(sums, tile_of, bias, mult, shift, *, zp, lo, hi, raw):
     return np.array(out, dtype=np.int64)
 
 
+@pytest.mark.parametrize("cfg", CONFIGS, ids=CONFIG_IDS)
 @pytest.mark.parametrize("seed, zp, lo, hi", [(0, 0, -128, 127), (1, -128, -128, 127),
                                               (2, 5, 5, 127), (3, 127, -100, 40)])
-def test_matches_golden(seed, zp, lo, hi):
+def test_matches_golden(cfg, seed, zp, lo, hi):
     rng = np.random.default_rng(seed)
     sums, bias, mult, shift = _cases(rng, 96)
     tile_of = rng.integers(0, CFG.max_tiles, size=len(sums))
     tile_of[:12] = np.arange(12) % 3
     tile_of[12] = tile_of[14] = 3
-    got = _run(sums, tile_of, bias, mult, shift, zp=zp, lo=lo, hi=hi, raw=False)
+    got = _run(sums, tile_of, bias, mult, shift, zp=zp, lo=lo, hi=hi, raw=False, cfg=cfg)
     kept = np.arange(len(sums)) % 3 != 1        # the cycles with sums_valid high
     acc = golden.wrap_int32(sums + bias[tile_of])
     # golden.requantize takes shifts up to 30; the hardware also handles 31: compare those
@@ -99,6 +121,50 @@ def test_matches_golden(seed, zp, lo, hi):
     np.testing.assert_array_equal(got, want[kept])
 
 
+def _run_serial(cfg, sums, tile_of, bias, mult, shift, *, zp, lo, hi, raw):
+    """The same inputs through a SerialRequantizer: parameters through its stream handshake,
+    vectors at its pace (skipping one slot in three, as above), columns regrouped."""
+    dut = SerialRequantizer(cfg)
+    columns = []
+
+    async def bench(ctx):
+        ctx.set(dut.config.output_zero_point, zp)
+        ctx.set(dut.config.activation_min, lo)
+        ctx.set(dut.config.activation_max, hi)
+        ctx.set(dut.config.raw, raw)
+        for tile in range(cfg.max_tiles):
+            ctx.set(dut.param.addr, tile)
+            for c in range(cfg.cols):
+                ctx.set(dut.param.bias[c], int(bias[tile, c]))
+                ctx.set(dut.param.multiplier[c], int(mult[tile, c]))
+                ctx.set(dut.param.shift[c], int(shift[tile, c]))
+            ctx.set(dut.param_valid, 1)
+            await ctx.tick().until(dut.param_ready)
+        ctx.set(dut.param_valid, 0)
+        for index in range(len(sums)):
+            for c in range(cfg.cols):
+                ctx.set(dut.sums.acc[c], int(sums[index, c]))
+            ctx.set(dut.sums.tile, int(tile_of[index]))
+            ctx.set(dut.sums_valid, index % 3 != 1)
+            await ctx.tick()
+            ctx.set(dut.sums_valid, 0)
+            await ctx.tick().repeat(cfg.tile_interval - 1)
+        await ctx.tick().repeat(dut.latency + 2)
+        assert not ctx.get(dut.busy)
+
+    async def collect(ctx):
+        async for _, _, valid, result in ctx.tick().sample(dut.result_valid, dut.result):
+            if valid:
+                columns.append(result)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.add_testbench(collect, background=True)
+    sim.run()
+    return np.array(columns, dtype=np.int64).reshape(-1, cfg.cols)
+
+
 def _mbqm31(acc, mult):
     """MultiplyByQuantizedMultiplier with shift 31, written out from the C formula."""
     out = []
@@ -108,11 +174,12 @@ def _mbqm31(acc, mult):
     return np.array(out)
 
 
-def test_raw_mode_returns_biased_sums():
+@pytest.mark.parametrize("cfg", CONFIGS, ids=CONFIG_IDS)
+def test_raw_mode_returns_biased_sums(cfg):
     rng = np.random.default_rng(7)
     sums, bias, mult, shift = _cases(rng, 40)
     tile_of = rng.integers(0, CFG.max_tiles, size=len(sums))
     tile_of[0] = 0
-    got = _run(sums, tile_of, bias, mult, shift, zp=3, lo=-128, hi=127, raw=True)
+    got = _run(sums, tile_of, bias, mult, shift, zp=3, lo=-128, hi=127, raw=True, cfg=cfg)
     kept = np.arange(len(sums)) % 3 != 1
     np.testing.assert_array_equal(got, golden.wrap_int32(sums + bias[tile_of])[kept])

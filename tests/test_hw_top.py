@@ -5,12 +5,17 @@ import pytest
 
 from pwconv import golden
 from pwconv.config import ArrayConfig
-from pwconv.host.layer import random_layer
+from pwconv.host.layer import golden_output, random_layer
 from pwconv.host.program import compile_layer, pack_pixels, unpack_results
 from pwconv.hw.top import PointwiseConv, top_latency
 from pwconv.sim.pysim import run_top
 
 CFG = ArrayConfig(rows=4, cols=3, max_channels=32, max_filters=32, weight_depth=32)
+#: The same array with one shared requantizer (2-cycle fabric multiply: a tile every 6 cycles)
+#: and iCE40 dual-8x8 multipliers, as on the iCEBreaker.
+SERIAL = ArrayConfig(rows=4, cols=3, max_channels=32, max_filters=32, weight_depth=32,
+                     mac_style="ice40_dual8x8", requantizer="serial", requant_steps=2)
+CONFIGS = pytest.mark.parametrize("cfg", [CFG, SERIAL], ids=["parallel", "serial"])
 
 
 def test_init_wrong_config():
@@ -19,52 +24,65 @@ def test_init_wrong_config():
 
 
 def _layer_run(channels, filters, pixels, *, seed, in_idle=0.0, out_stall=0.0, relu=False,
-               raw=False):
+               raw=False, cfg=CFG):
     x, layer = random_layer((1, pixels, channels), filters, seed=seed, relu=relu)
     q = layer.quant
     x = x.reshape(pixels, channels)
     folded = golden.fold_input_zero_point(layer.w, layer.bias, q.input_zero_point)
-    program = compile_layer(CFG, layer.w, folded, q.output_multiplier, q.output_shift,
+    program = compile_layer(cfg, layer.w, folded, q.output_multiplier, q.output_shift,
                             output_zero_point=q.output_zero_point,
                             activation_min=q.activation_min, activation_max=q.activation_max,
                             raw=raw)
-    words, cycles = run_top(CFG, program, pack_pixels(CFG, x), seed=seed, in_idle=in_idle,
+    words, cycles = run_top(cfg, program, pack_pixels(cfg, x), seed=seed, in_idle=in_idle,
                             out_stall=out_stall)
-    got = unpack_results(CFG, words, pixels, filters)
+    got = unpack_results(cfg, words, pixels, filters)
     if raw:
         want = golden.conv1x1_acc(x, layer.w, layer.bias, q.input_zero_point)
     else:
-        want = golden.conv1x1(x, layer.w, layer.bias, input_zero_point=q.input_zero_point,
-                              output_zero_point=q.output_zero_point,
-                              output_multiplier=q.output_multiplier,
-                              output_shift=q.output_shift, activation_min=q.activation_min,
-                              activation_max=q.activation_max)
+        want = golden_output(x, layer)
     return got, want, cycles, program
 
 
+@CONFIGS
 @pytest.mark.parametrize("channels, filters", [(1, 1), (3, 2), (4, 3), (5, 4), (17, 11)])
 @pytest.mark.parametrize("in_idle, out_stall", [(0.0, 0.0), (0.3, 0.6)])
-def test_matches_golden(channels, filters, in_idle, out_stall):
+def test_matches_golden(cfg, channels, filters, in_idle, out_stall):
     got, want, _, _ = _layer_run(channels, filters, 7, seed=channels * 31 + filters,
-                                 in_idle=in_idle, out_stall=out_stall, relu=filters % 2 == 0)
+                                 in_idle=in_idle, out_stall=out_stall, relu=filters % 2 == 0,
+                                 cfg=cfg)
     np.testing.assert_array_equal(got, want)
 
 
-def test_raw_mode_matches_golden_accumulators():
-    got, want, _, _ = _layer_run(9, 5, 6, seed=5, out_stall=0.5, raw=True)
+@CONFIGS
+def test_raw_mode_matches_golden_accumulators(cfg):
+    got, want, _, _ = _layer_run(9, 5, 6, seed=5, out_stall=0.5, raw=True, cfg=cfg)
     np.testing.assert_array_equal(got, want)
 
 
-def test_full_throughput_without_stalls():
-    """With a free-flowing source and sink, one beat enters the array every cycle."""
+@CONFIGS
+@pytest.mark.parametrize("channels", [9, 29])
+def test_full_throughput_without_stalls(cfg, channels):
+    """With a free-flowing source and sink, one beat enters the array every cycle, or, while a
+    pixel has fewer beats than a serial requantizer's pace, one column tile per its interval."""
     pixels = 24
-    got, want, cycles, program = _layer_run(9, 7, pixels, seed=11)
+    got, want, cycles, program = _layer_run(channels, 7, pixels, seed=11, cfg=cfg)
     np.testing.assert_array_equal(got, want)
-    busy = pixels * program.beats * program.tiles
-    assert cycles <= busy + top_latency(CFG) + program.beats + 2
+    busy = pixels * cfg.tile_cycles(channels) * program.tiles
+    assert cycles <= busy + top_latency(cfg) + program.beats + 2
+    # ...and no faster than that schedule allows (the pace is not a loose upper bound).
+    assert cycles >= busy
 
 
-def test_long_output_stall_loses_nothing():
+@CONFIGS
+def test_latency_is_top_latency(cfg):
+    """One 1-beat pixel: its first result leaves ``top_latency`` cycles after its beat (run_top
+    counts 2 more: the cycle the beat is offered and the one in which the result is seen)."""
+    _, _, cycles, _ = _layer_run(3, 2, 1, seed=3, cfg=cfg)
+    assert cycles == top_latency(cfg) + 2
+
+
+@CONFIGS
+def test_long_output_stall_loses_nothing(cfg):
     """The sink refuses almost every cycle: the queue fills, credits stop the array, no loss."""
-    got, want, _, _ = _layer_run(4, 6, 30, seed=13, out_stall=0.95)
+    got, want, _, _ = _layer_run(4, 6, 30, seed=13, out_stall=0.95, cfg=cfg)
     np.testing.assert_array_equal(got, want)
