@@ -1,7 +1,7 @@
 """The weight-stationary systolic array: skew, a grid of PEs, column accumulators and de-skew."""
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
-from amaranth.lib import data, wiring
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from pwconv.config import ArrayConfig
@@ -68,8 +68,9 @@ class SystolicArray(wiring.Component):
 
     With ``cfg.mac_style == "ice40_dual8x8"`` the products of the PEs in each of
     :func:`multiplier_groups` come from one :class:`~.ice40_mac.DualMul8x8` (an SB_MAC16 when
-    elaborated for iCE40, its Amaranth model elsewhere); the PEs add and register them as usual,
-    so arithmetic and timing are the same in both styles.
+    elaborated for iCE40, its Amaranth model elsewhere) and the group's weights share one memory
+    (two PEs' bytes in one 16-bit-wide block RAM word); the PEs add and register the products as
+    usual, so arithmetic and timing are the same in both styles.
 
     Members
     -------
@@ -137,13 +138,14 @@ class SystolicArray(wiring.Component):
                     depth=cfg.weight_depth,
                     psum_in_shape=cfg.psum_shape(r) if r > 0 else None,
                     psum_out_shape=cfg.psum_shape(r + 1),
-                    external_product=external)
+                    external_product=external, weight_memory=not external)
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c] = pe
-                m.d.comb += [
-                    pe.w_addr.eq(self.weight.addr),
-                    pe.w_data.eq(self.weight.data[c]),
-                    pe.w_en.eq(self.weight_en & (self.weight.row == r)),
-                ]
+                if not external:
+                    m.d.comb += [
+                        pe.w_addr.eq(self.weight.addr),
+                        pe.w_data.eq(self.weight.data[c]),
+                        pe.w_en.eq(self.weight_en & (self.weight.row == r)),
+                    ]
                 if c == 0:      # input skew: row r starts r cycles late
                     m.d.comb += [
                         pe.addr_in.eq(delayed(m, self.beat.addr, r, name=f"addr_skew{r}")),
@@ -157,15 +159,33 @@ class SystolicArray(wiring.Component):
                 if r > 0:
                     m.d.comb += pe.psum_in.eq(pes[r - 1][c].psum_out)
 
-        # Shared multipliers: each PE's product x_in * w[addr] comes from one half of a cell.
+        # Shared multipliers: each PE's product x_in * w[addr] comes from one half of a cell, and
+        # the cell's PEs share one weight memory, a byte per PE per address. The second PE of a
+        # group sees every address one cycle after the first (it is one step further along the
+        # skew), so the memory is read at the first PE's address and the second byte is delayed
+        # one cycle. Two PEs' 8-bit weights so fill one 16-bit-wide block RAM, not two.
         if external:
             for group in multiplier_groups(cfg):
-                mul = DualMul8x8()
-                m.submodules["mul_" + "_".join(f"{r}_{c}" for r, c in group)] = mul
+                name = "_".join(f"{r}_{c}" for r, c in group)
+                m.submodules[f"mul_{name}"] = mul = DualMul8x8()
+                m.submodules[f"weights_{name}"] = weights = memory.Memory(
+                    shape=data.ArrayLayout(signed(8), len(group)), depth=cfg.weight_depth,
+                    init=[])
+                read = weights.read_port(domain="sync")
+                write = weights.write_port(granularity=1)
+                (r0, c0) = group[0]
+                assert all(r + c == r0 + c0 + k for k, (r, c) in enumerate(group)), group
+                m.d.comb += [read.addr.eq(pes[r0][c0].addr_in), write.addr.eq(self.weight.addr)]
                 halves = [(mul.a0, mul.b0, mul.p0), (mul.a1, mul.b1, mul.p1)]
-                for (r, c), (a, b, p) in zip(group, halves):
+                for k, ((r, c), (a, b, p)) in enumerate(zip(group, halves)):
                     pe = pes[r][c]
-                    m.d.comb += [a.eq(pe.x_in), b.eq(pe.weight), pe.product.eq(p)]
+                    m.d.comb += [
+                        write.data[k].eq(self.weight.data[c]),
+                        write.en[k].eq(self.weight_en & (self.weight.row == r)),
+                        a.eq(pe.x_in),
+                        b.eq(delayed(m, read.data[k], k, name=f"weight_{r}_{c}")),
+                        pe.product.eq(p),
+                    ]
 
         # Column c's dot product for a beat leaves row rows-1 at t + rows + c + 1: accumulate the
         # beats of a (pixel, tile) there, then de-skew so that all columns leave at t + latency.

@@ -29,6 +29,11 @@ class ProcessingElement(wiring.Component):
         ``False`` (default): the PE multiplies ``x_in * w[addr]`` itself. ``True``: the product
         comes from outside (a multiplier shared with another PE, e.g. one half of an iCE40
         SB_MAC16): the PE shows its weight on ``weight`` and adds ``product`` instead.
+    weight_memory : bool
+        ``True`` (default): the PE holds its weights. ``False`` (needs ``external_product``):
+        they live outside too (a memory shared by the PEs of one multiplier cell), so the PE
+        only passes ``addr`` and ``x`` on and adds the product; it has no ``w_*`` or ``weight``
+        ports.
 
     Members
     -------
@@ -44,22 +49,27 @@ class ProcessingElement(wiring.Component):
     psum_out : Out(psum_out_shape)
         ``psum_in + x_in * w[addr]``, registered: latency 1, throughput one MAC per cycle.
     w_addr, w_data, w_en : In
-        Weight write port (``w_en`` writes ``w_data`` at ``w_addr``); loads are done while the
+        Only with ``weight_memory``: weight write port (``w_en`` writes ``w_data`` at ``w_addr``); loads are done while the
         array is idle.
     weight : Out(signed(8))
-        Only with ``external_product``: ``w[addr]`` for the ``x_in`` of this cycle
+        Only with ``external_product`` and ``weight_memory``: ``w[addr]`` for the ``x_in`` of this cycle
         (combinational, from the memory's read register).
     product : In(signed(16))
         Only with ``external_product``: ``x_in * weight``, combinationally, in the same cycle.
     """
 
-    def __init__(self, *, depth, psum_in_shape, psum_out_shape, external_product=False):
+    def __init__(self, *, depth, psum_in_shape, psum_out_shape, external_product=False,
+                 weight_memory=True):
         if not isinstance(depth, int) or depth < 1:
             raise rejected(self, ValueError(
                 f"Weight depth must be a positive integer, not {depth!r}"))
+        if not weight_memory and not external_product:
+            raise rejected(self, ValueError(
+                "A PE without a weight memory needs external_product=True"))
         self._depth = depth
         self._has_psum_in = psum_in_shape is not None
         self._external_product = bool(external_product)
+        self._weight_memory = bool(weight_memory)
         addr_shape = unsigned(max(1, (depth - 1).bit_length()))
         ports = {
             "addr_in":  In(addr_shape),
@@ -67,14 +77,18 @@ class ProcessingElement(wiring.Component):
             "addr_out": Out(addr_shape),
             "x_out":    Out(signed(8)),
             "psum_out": Out(psum_out_shape),
-            "w_addr":   In(addr_shape),
-            "w_data":   In(signed(8)),
-            "w_en":     In(1),
         }
+        if self._weight_memory:
+            ports.update({
+                "w_addr": In(addr_shape),
+                "w_data": In(signed(8)),
+                "w_en":   In(1),
+            })
         if self._has_psum_in:
             ports["psum_in"] = In(psum_in_shape)
         if self._external_product:
-            ports["weight"] = Out(signed(8))
+            if self._weight_memory:
+                ports["weight"] = Out(signed(8))
             ports["product"] = In(signed(16))
         super().__init__(ports)
 
@@ -86,20 +100,27 @@ class ProcessingElement(wiring.Component):
     def external_product(self):
         return self._external_product
 
+    @property
+    def weight_memory(self):
+        return self._weight_memory
+
     def elaborate(self, platform):
         m = Module()
-        m.submodules.weights = weights = memory.Memory(shape=signed(8), depth=self._depth, init=[])
-        read = weights.read_port(domain="sync")
-        write = weights.write_port()
-        m.d.comb += [
-            read.addr.eq(self.addr_in),
-            write.addr.eq(self.w_addr),
-            write.data.eq(self.w_data),
-            write.en.eq(self.w_en),
-        ]
+        if self._weight_memory:
+            m.submodules.weights = weights = memory.Memory(
+                shape=signed(8), depth=self._depth, init=[])
+            read = weights.read_port(domain="sync")
+            write = weights.write_port()
+            m.d.comb += [
+                read.addr.eq(self.addr_in),
+                write.addr.eq(self.w_addr),
+                write.data.eq(self.w_data),
+                write.en.eq(self.w_en),
+            ]
         psum_in = self.psum_in if self._has_psum_in else 0
         if self._external_product:
-            m.d.comb += self.weight.eq(read.data)
+            if self._weight_memory:
+                m.d.comb += self.weight.eq(read.data)
             product = self.product
         else:
             product = self.x_in * read.data

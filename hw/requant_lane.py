@@ -30,11 +30,11 @@ class RequantLane(wiring.Component):
     or ``acc`` itself in raw mode (the shifts are then forced to zero and the multiply bypassed,
     so raw values ride the same registers).
 
-    The 32 x 32 multiply takes ``steps`` cycles: each cycle adds the multiplicand times the next
-    ``32 / steps``-bit digit of the multiplier, most significant (signed) digit first, to a
-    shifted 64-bit accumulator (Horner's rule). ``steps = 1`` is one plain product, which
-    synthesis maps to DSPs; larger ``steps`` make a small fabric multiplier for FPGAs whose DSPs
-    are all in the array.
+    The 32 x 32 multiply takes ``steps`` cycles: each cycle multiplies the multiplicand by the
+    next ``32 / steps``-bit digit of the multiplier, least significant first, as that many
+    shift-and-add rows on carry chains. ``steps = 1`` is one plain product, which synthesis
+    maps to DSPs; larger ``steps`` make a small fabric multiplier for FPGAs whose DSPs are all
+    in the array.
 
     Parameters
     ----------
@@ -112,7 +112,7 @@ class RequantLane(wiring.Component):
 
         # Stage 2: left shift (int32 wrap); note the one case SRDHM saturates. These registers
         # are the multiplier's operands and hold for the whole multiply (inputs come at most
-        # once per `steps` cycles); the multiplier register shifts its next digit to the top.
+        # once per `steps` cycles); the multiplier register shifts its next digit to the bottom.
         shifted = Signal(signed(32))
         m.d.comb += shifted.eq(_wrap32(acc1 << left1))
         a2, b2 = reg(signed(32), "a2"), reg(signed(32), "b2")
@@ -126,14 +126,21 @@ class RequantLane(wiring.Component):
             ]
         if steps > 1:
             with m.Else():
-                m.d.sync += b2.eq(b2 << digit)
+                m.d.sync += b2.eq(b2 >> digit)
 
-        # Stages 3 .. 2 + steps: product = a2 * b2, one digit of b2 per cycle.
-        product = reg(signed(64), "product")
+        # Stages 3 .. 2 + steps: product = a2 * b2.
         if steps == 1:
+            # One plain product: synthesis maps it to DSPs.
+            product = reg(signed(64), "product")
             last_step = valid2
             m.d.sync += product.eq(a2 * b2)
         else:
+            # Digit-serial, least significant digit first: each cycle adds a2 times one
+            # `digit`-bit digit of b2 (taken as unsigned) to the running high part, one row per
+            # bit, and shifts the `digit` finished low bits out; after the last digit,
+            # subtracting a2 * 2^32 for b2's sign bit makes the product signed. Each row is its
+            # own named adder so synthesis keeps it on a carry chain (a multi-operand sum would
+            # be rebuilt as a much larger LUT adder tree).
             step = Signal(range(steps), name="step")
             first_step = valid2
             last_step = Signal()
@@ -142,13 +149,19 @@ class RequantLane(wiring.Component):
                 m.d.sync += step.eq(1)
             with m.Elif(step != 0):
                 m.d.sync += step.eq(Mux(last_step, 0, step + 1))
-            # Top digit signed, the others unsigned: one extra bit, the sign only at first.
-            top = b2[32 - digit:]
-            b_digit = Signal(signed(digit + 1), name="b_digit")
-            m.d.comb += b_digit.eq(Cat(top, top[-1] & first_step))
-            partial = Signal(signed(32 + digit + 1), name="partial")
-            m.d.comb += partial.eq(a2 * b_digit)
-            m.d.sync += product.eq(Mux(first_step, 0, product << digit)[:64] + partial)
+            high, low = reg(signed(34), "product_high"), reg(unsigned(32), "product_low")
+            row = Mux(first_step, 0, high)
+            done_bits = []
+            for bit in range(digit):
+                total = Signal(signed(34), name=f"row{bit}", attrs={"keep": 1})
+                m.d.comb += total.eq(row + Mux(b2[bit], a2, 0))
+                done_bits.append(total[0])
+                row = total >> 1
+            signed_high = Signal(signed(34), name="row_sign", attrs={"keep": 1})
+            # At the last step b2 holds the top digit, whose top bit is b2's sign.
+            m.d.comb += signed_high.eq(row - Mux(last_step & b2[digit - 1], a2, 0))
+            m.d.sync += [high.eq(signed_high), low.eq(Cat(low[digit:], *done_bits))]
+            product = Cat(low, high[:32]).as_signed()
         a3, right3, saturate3 = reg(signed(32), "a3"), reg(unsigned(5), "right3"), reg(1, "sat3")
         valid3 = Signal()
         m.d.sync += valid3.eq(last_step)
@@ -172,20 +185,24 @@ class RequantLane(wiring.Component):
         with m.Else():
             m.d.sync += high4.eq(high[:32].as_signed())
 
-        # RoundingDivideByPOT(high, right): arithmetic shift, round half away from zero (the
-        # identity for right = 0, so raw values pass unchanged).
-        mask = Signal(unsigned(32))
-        m.d.comb += mask.eq((Const(1, 33) << right4) - 1)
-        remainder = Signal(unsigned(32))
-        m.d.comb += remainder.eq(high4.as_unsigned() & mask)
-        threshold = Signal(unsigned(32))
-        m.d.comb += threshold.eq((mask >> 1) + (high4 < 0))
+        # RoundingDivideByPOT(high, right): arithmetic shift, round half away from zero. TFLite
+        # adds 1 when the remainder exceeds (2^right - 1) / 2 (+1 if negative); that is
+        # (high + bias) >> right with bias 2^(right-1), or 2^(right-1) - 1 for a negative high,
+        # and 0 for right = 0 (the identity, so raw values pass unchanged). One adder, one
+        # shifter: smaller than the mask-and-compare form.
+        round_bias = Signal(unsigned(31))
+        half = (Const(1, 32) << (right4 - 1)[:5])[:31]
+        with m.If(right4 == 0):
+            m.d.comb += round_bias.eq(0)
+        with m.Elif(high4 < 0):
+            m.d.comb += round_bias.eq(half - 1)
+        with m.Else():
+            m.d.comb += round_bias.eq(half)
+        rounded = Signal(signed(33), attrs={"keep": 1})
+        m.d.comb += rounded.eq(high4 + round_bias)
         scaled5 = reg(signed(32), "scaled5")
         valid5 = Signal()
-        m.d.sync += [
-            valid5.eq(valid4),
-            scaled5.eq((high4 >> right4) + (remainder > threshold)),
-        ]
+        m.d.sync += [valid5.eq(valid4), scaled5.eq(rounded >> right4)]
 
         # Output zero point (an int32 add, wrapping as compiled C does) and activation clamp,
         # or the raw accumulator unchanged.

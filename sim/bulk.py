@@ -106,7 +106,7 @@ def _batches(jobs):
         yield batch
 
 
-def _stimulus(run_dir, batch, *, seed, in_idle, out_stall, timeout):
+def _stimulus(cfg, run_dir, batch, *, seed, in_idle, out_stall, timeout):
     """Write the batch's files; return (plusargs, expected results per pass)."""
     expected = [len(words) // program.beats * program.tiles for _, program, words in batch]
     segments = [(program.layer_word << 128) | (len(program.weight_words) << 96)
@@ -121,8 +121,11 @@ def _stimulus(run_dir, batch, *, seed, in_idle, out_stall, timeout):
     for name, words in files.items():
         (run_dir / f"{name}.hex").write_text("".join(f"{w:x}\n" for w in words) or "0\n")
     if timeout is None:
-        timeout = 50 * (sum(expected) * max(p.beats for _, p, _ in batch)
-                        + len(files["weights"]) + len(files["params"])) + 10000 * len(batch)
+        # A result takes max(beats, tile_interval) cycles; a parameter word `cols` with a serial
+        # requantizer.
+        timeout = 50 * (sum(expected) * max(max(p.beats, cfg.tile_interval) for _, p, _ in batch)
+                        + len(files["weights"]) + len(files["params"]) * cfg.cols
+                        ) + 10000 * len(batch)
     plusargs = [f"+{name.upper()}={run_dir / (name + '.hex')}" for name in files]
     plusargs += [
         f"+N_SEGMENTS={len(segments)}", f"+RESULTS={run_dir / 'results.hex'}",
@@ -150,7 +153,7 @@ def _run_cocotb(cfg, batch, simulator, *, seed, in_idle, out_stall, timeout, bui
     build_dir = _build(cfg, simulator, TOPLEVEL, build_root)
     run_dir = Path(tempfile.mkdtemp(prefix="bulk-", dir=build_dir.parent))
     try:
-        plusargs, expected = _stimulus(run_dir, batch, seed=seed, in_idle=in_idle,
+        plusargs, expected = _stimulus(cfg, run_dir, batch, seed=seed, in_idle=in_idle,
                                        out_stall=out_stall, timeout=timeout)
         result, xml, log = run_dir / "result.json", run_dir / "results.xml", run_dir / "sim.log"
         with toolchain_env(False):
@@ -183,7 +186,7 @@ def _run_binary(cfg, batch, simulator, *, seed, in_idle, out_stall, timeout, bui
     build_dir = _build(cfg, "verilator", "pwconv_bulk_main", build_root)
     run_dir = Path(tempfile.mkdtemp(prefix="bin-", dir=build_dir.parent))
     try:
-        plusargs, expected = _stimulus(run_dir, batch, seed=seed, in_idle=in_idle,
+        plusargs, expected = _stimulus(cfg, run_dir, batch, seed=seed, in_idle=in_idle,
                                        out_stall=out_stall, timeout=timeout)
         start = time.perf_counter()
         done = subprocess.run([str(build_dir / "bench"), *plusargs], capture_output=True,

@@ -64,7 +64,10 @@ class Board:
 
 def requant_dsps(board: Board, cfg: ArrayConfig):
     """DSP cells of the requantizer: its ``cols`` 32 x 32 multipliers split by Yosys into 2 x 2
-    pieces of 16 x 16 (SB_MAC16) or 18 x 18 (MULT18X18D)."""
+    pieces of 16 x 16 (SB_MAC16) or 18 x 18 (MULT18X18D); none for the serial requantizer,
+    whose multiply is built in fabric."""
+    if cfg.requantizer == "serial":
+        return 0
     return 4 * cfg.cols
 
 

@@ -171,6 +171,25 @@ def _why(board):
             f"{default.clk_freq / 1e6:g} MHz), whose reasoning follows. " + board.why)
 
 
+def _requantizer(cfg):
+    if cfg.get("requantizer", "parallel") == "serial":
+        interval = cfg["cols"] * cfg["requant_steps"]
+        return (f"serial: one column per {cfg['requant_steps']} cycles, so full rate for "
+                f"C >= {interval * cfg['rows']} ({interval} beats per pixel)")
+    return "parallel: one per column, full rate for any C"
+
+
+def _dsp_use(report):
+    cfg = report["config"]
+    if cfg.get("requantizer", "parallel") == "serial":
+        requant = (f"0 requantizer (one lane shared by {cfg['cols']} columns, its 32x32 multiply "
+                   f"in fabric, {cfg['requant_steps']} cycles per column)")
+    else:
+        requant = (f"{report['dsp_requant']} requantizer (its {cfg['cols']} x 32x32 "
+                   f"multiply)")
+    return f"{report['dsp_array']} array + {requant}"
+
+
 def _version(package):
     try:
         return importlib.metadata.version(package)
@@ -195,6 +214,7 @@ def markdown(report):
         ("Design", report["design"]),
         ("Array (rows x cols)", f"{report['array']} = {report['macs']} int8 MACs"),
         ("Multipliers", report["mac_style"]),
+        ("Requantizer", _requantizer(cfg)),
         ("Layer limits", f"C <= {cfg['max_channels']}, F <= {cfg['max_filters']}, "
                          f"{cfg['weight_depth']} weight words per PE"),
         ("Clock (built for)", f"{report['clock_mhz']:g} MHz"),
@@ -207,8 +227,7 @@ def markdown(report):
     rows += [
         ("Flip-flops (Yosys)", str(res["ff"]["used"])),
         ("LUT4 (Yosys)", str(res["lut4"]["used"])),
-        ("DSP use", f"{report['dsp_array']} array + {report['dsp_requant']} requantizer "
-                    f"(its {cfg['cols']} x 32x32 multiply)"),
+        ("DSP use", _dsp_use(report)),
         ("MACs per DSP (array)", f"{report['macs_per_dsp']:g}"),
         ("Peak throughput", f"{report['peak_gmacs']:.3f} GMAC/s at {report['clock_mhz']:g} MHz "
                             f"({report['peak_gmacs_at_fmax']:.3f} at Fmax)"),

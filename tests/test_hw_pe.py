@@ -14,6 +14,21 @@ def test_init_wrong_depth():
         ProcessingElement(depth=0, psum_in_shape=None, psum_out_shape=signed(16))
 
 
+def test_init_no_memory_needs_external_product():
+    with pytest.raises(ValueError, match=r"^A PE without a weight memory needs "
+                                         r"external_product=True$"):
+        ProcessingElement(depth=4, psum_in_shape=None, psum_out_shape=signed(16),
+                          weight_memory=False)
+
+
+def test_init_no_memory_has_no_weight_ports():
+    pe = ProcessingElement(depth=4, psum_in_shape=None, psum_out_shape=signed(16),
+                           external_product=True, weight_memory=False)
+    members = set(pe.signature.members.keys())
+    assert {"w_addr", "w_data", "w_en", "weight"}.isdisjoint(members)
+    assert {"addr_in", "x_in", "product", "psum_out"} <= members
+
+
 def test_sim_mac_matches_products():
     dut = ProcessingElement(depth=8, psum_in_shape=signed(20), psum_out_shape=signed(21))
     rng = random.Random(1)

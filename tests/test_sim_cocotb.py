@@ -15,6 +15,10 @@ from pwconv.sim.runner import SimLayer, run_layers_on_simulator, run_on_simulato
 
 #: One small configuration shared by every test, so each simulator builds it once.
 CFG = ArrayConfig(rows=4, cols=4, max_channels=64, max_filters=64, weight_depth=64)
+#: The iCEBreaker's mapping (dual 8x8 multipliers with shared weight memories, one serial
+#: requantizer with a 4-step fabric multiply), at small limits.
+SERIAL = ArrayConfig(rows=4, cols=4, max_channels=64, max_filters=64, weight_depth=64,
+                     mac_style="ice40_dual8x8", requantizer="serial", requant_steps=4)
 
 #: C and F around the array size: 1, rows - 1, rows, rows + 1 and 3 * rows + 5.
 SIZES = (1, CFG.rows - 1, CFG.rows, CFG.rows + 1, 3 * CFG.rows + 5)
@@ -36,8 +40,9 @@ class Case:
     """A random layer (seeded) with its program, pixel words and golden result."""
 
     def __init__(self, seed, channels, filters, pixels, activation, in_idle=0.0,
-                 out_stall=0.0):
+                 out_stall=0.0, cfg=CFG):
         rng = np.random.default_rng(seed)
+        self.cfg = cfg
         self.seed, self.in_idle, self.out_stall = seed, in_idle, out_stall
         self.channels, self.filters, self.pixels = channels, filters, pixels
         self.x = rng.integers(-128, 128, (pixels, channels))
@@ -65,10 +70,10 @@ class Case:
         self.activation, self.lo, self.hi = activation, lo, hi
         self.raw = activation == "raw"
         folded = golden.fold_input_zero_point(self.w, self.bias, self.izp)
-        self.program = compile_layer(CFG, self.w, folded, self.multiplier, self.shift,
+        self.program = compile_layer(cfg, self.w, folded, self.multiplier, self.shift,
                                      output_zero_point=self.ozp, activation_min=lo,
                                      activation_max=hi, raw=self.raw)
-        self.pixel_words = pack_pixels(CFG, self.x)
+        self.pixel_words = pack_pixels(cfg, self.x)
 
     def expected(self):
         if self.raw:
@@ -83,7 +88,7 @@ class Case:
                         out_stall=self.out_stall)
 
     def check(self, words, what=""):
-        got = unpack_results(CFG, words, self.pixels, self.filters)
+        got = unpack_results(self.cfg, words, self.pixels, self.filters)
         np.testing.assert_array_equal(got, self.expected(), err_msg=f"{self!r} {what}")
 
     def __repr__(self):
@@ -145,6 +150,22 @@ def test_sim_layers_back_to_back(simulator):
     assert len(results) == len(cases)
     for index, (case, (words, _)) in enumerate(zip(cases, results)):
         case.check(words, f"(layer {index} of a back-to-back run)")
+
+
+def test_sim_serial_requantizer_matches_golden(simulator):
+    """The iCEBreaker's mapping: layers whose pixels are shorter than the requantizer's pace
+    (C <= 4: one beat against a 16-cycle tile interval) and longer (C = 64: 16 beats), all
+    activations and raw mode, under idles and stalls, back to back in one simulation."""
+    cases = [Case(5000 + i, c, f, p, act, idle, stall, cfg=SERIAL)
+             for i, (c, f, p, act, idle, stall) in
+             enumerate([(3, 9, 5, "none", 0.0, 0.0), (64, 8, 3, "relu", 0.3, 0.7),
+                        (17, 5, 4, "raw", 0.7, 0.3), (5, 17, 3, "relu6", 0.0, 0.9)])]
+    runner.build_simulator(SERIAL, simulator)
+    results = run_layers_on_simulator(SERIAL, [case.layer() for case in cases],
+                                      simulator=simulator)
+    assert len(results) == len(cases)
+    for index, (case, (words, _)) in enumerate(zip(cases, results)):
+        case.check(words, f"(serial requantizer, layer {index})")
 
 
 def test_sim_extremes_do_not_overflow(simulator):
