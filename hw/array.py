@@ -76,8 +76,12 @@ class SystolicArray(wiring.Component):
     -------
     beat : In(beat_layout), beat_valid : In(1)
         One beat per cycle when valid; no handshake (the array never stalls).
-    sums : Out(column_sum_layout), sums_valid : Out(1)
-        A completed (pixel, column tile), ``LATENCY`` cycles after its last beat entered.
+    sums : Out(column_sum_layout), sums_valid : Out(1), column_done : Out(cols)
+        A completed (pixel, column tile): all its sums together with ``sums_valid``,
+        ``latency`` cycles after its last beat entered. With ``cfg.requantizer == "serial"``
+        the sums are not de-skewed: column ``c``'s sum is on ``sums.acc[c]`` only in the cycle
+        ``column_done[c]`` is high, ``latency - (cols - 1 - c)`` cycles after the last beat
+        (``sums.tile`` is valid with ``column_done[0]``).
     weight : In(weight_word), weight_en : In(1)
         Weight write port; write only while ``busy`` is low.
     busy : Out(1)
@@ -95,6 +99,7 @@ class SystolicArray(wiring.Component):
             "beat_valid": In(1),
             "sums":       Out(column_sum_layout(cfg)),
             "sums_valid": Out(1),
+            "column_done": Out(cfg.cols),
             "weight":     In(weight_word(cfg)),
             "weight_en":  In(1),
             "busy":       Out(1),
@@ -188,16 +193,22 @@ class SystolicArray(wiring.Component):
                     ]
 
         # Column c's dot product for a beat leaves row rows-1 at t + rows + c + 1: accumulate the
-        # beats of a (pixel, tile) there, then de-skew so that all columns leave at t + latency.
+        # beats of a (pixel, tile) there. For a parallel requantizer, de-skew so that all columns
+        # leave at t + latency; a serial one takes each column as it completes instead.
+        deskew = cfg.requantizer == "parallel"
         for c in range(cfg.cols):
             acc = Signal(cfg.acc_shape, name=f"acc{c}", reset_less=True)
             ctl = control[cfg.rows + c + 1]
             with m.If(ctl.valid):
                 m.d.sync += acc.eq(Mux(ctl.first, 0, acc) + pes[cfg.rows - 1][c].psum_out)
-            m.d.comb += self.sums.acc[c].eq(
-                delayed(m, acc, cfg.cols - 1 - c, name=f"acc{c}_deskew"))
+            done = control[cfg.rows + c + 2]
+            m.d.comb += self.column_done[c].eq(done.valid & done.last)
+            if deskew:
+                acc = delayed(m, acc, cfg.cols - 1 - c, name=f"acc{c}_deskew")
+            m.d.comb += self.sums.acc[c].eq(acc)
+        tile_stage = control[-1] if deskew else control[cfg.rows + 2]
         m.d.comb += [
             self.sums_valid.eq(control[-1].valid & control[-1].last),
-            self.sums.tile.eq(control[-1].tile),
+            self.sums.tile.eq(tile_stage.tile),
         ]
         return m

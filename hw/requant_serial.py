@@ -30,13 +30,15 @@ class SerialRequantizer(wiring.Component):
 
     Members
     -------
-    sums : In(column_sum_layout), sums_valid : In(1)
-        Completed column sums; at most one vector every ``cfg.tile_interval`` =
-        ``cols * requant_steps`` cycles (the sequencer's schedule guarantees it; not checked).
-        No handshake.
+    sums : In(column_sum_layout), column_done : In(cols)
+        Completed column sums as the array makes them, not de-skewed: column ``c``'s sum is
+        taken in the cycle ``column_done[c]`` is high, the tile with column 0. Column ``c`` of
+        a vector must come no later than ``c * requant_steps`` cycles after its column 0, and
+        column 0s at most once every ``cfg.tile_interval`` = ``cols * requant_steps`` cycles
+        (the array and the sequencer's schedule guarantee both; not checked). No handshake.
     result : Out(signed(32)), result_valid : Out(1)
         Requantized columns in column order: column ``c`` of a vector ``latency - (cols - 1 - c)
-        * requant_steps`` cycles after its ``sums_valid``. No handshake.
+        * requant_steps`` cycles after its ``column_done[0]``. No handshake.
     config : In(runtime_config)
         Output zero point, activation range and raw mode; held stable while ``busy``.
     param : In(param_word), param_valid : In(1), param_ready : Out(1)
@@ -55,7 +57,7 @@ class SerialRequantizer(wiring.Component):
         self._cfg = cfg
         super().__init__({
             "sums":         In(column_sum_layout(cfg)),
-            "sums_valid":   In(1),
+            "column_done":  In(cfg.cols),
             "result":       Out(signed(32)),
             "result_valid": Out(1),
             "config":       In(runtime_config(cfg)),
@@ -67,7 +69,7 @@ class SerialRequantizer(wiring.Component):
 
     @staticmethod
     def latency_of(cfg: ArrayConfig):
-        """Cycles from ``sums_valid`` to the vector's last column on ``result``."""
+        """Cycles from ``column_done[0]`` to the vector's last column on ``result``."""
         return 2 + (cfg.requant_steps + 5) + (cfg.cols - 1) * cfg.requant_steps
 
     @property
@@ -104,7 +106,8 @@ class SerialRequantizer(wiring.Component):
             with m.Else():
                 m.d.sync += write_col.eq(write_col + 1)
 
-        # Issue: hold the vector and shift one column into the lane every `steps` cycles.
+        # Issue: hold each column as it completes; one column enters the lane every `steps`
+        # cycles, starting the cycle after column 0 completes.
         held = Signal(self.sums.acc.shape(), reset_less=True)
         held_tile = Signal.like(self.sums.tile, reset_less=True)
         active = Signal()
@@ -115,26 +118,27 @@ class SerialRequantizer(wiring.Component):
             issue.eq(active & (phase == 0)),
             read.addr.eq(held_tile * cols + column),
         ]
+        for c in range(cols):
+            with m.If(self.column_done[c]):
+                m.d.sync += held[c].eq(self.sums.acc[c])
         if steps > 1:
             with m.If(active):
                 m.d.sync += phase.eq(phase + 1)
                 with m.If(phase == steps - 1):
                     m.d.sync += phase.eq(0)
         with m.If(issue):
-            m.d.sync += [held[c].eq(held[c + 1]) for c in range(cols - 1)]
             with m.If(column == cols - 1):
                 m.d.sync += [active.eq(0), column.eq(0)]
             with m.Else():
                 m.d.sync += column.eq(column + 1)
-        # A new vector arrives no earlier than the cycle its predecessor's last column issues.
-        with m.If(self.sums_valid):
-            m.d.sync += [held.eq(self.sums.acc), held_tile.eq(self.sums.tile),
-                         active.eq(1), column.eq(0), phase.eq(0)]
+        # A new vector starts no earlier than the cycle its predecessor's last column issues.
+        with m.If(self.column_done[0]):
+            m.d.sync += [held_tile.eq(self.sums.tile), active.eq(1), column.eq(0), phase.eq(0)]
 
         # The lane, one cycle behind the issue (the parameter read).
         lane_valid = Signal()
         lane_sum = Signal(cfg.acc_shape, reset_less=True)
-        m.d.sync += [lane_valid.eq(issue), lane_sum.eq(held[0])]
+        m.d.sync += [lane_valid.eq(issue), lane_sum.eq(held[column])]
         m.submodules.lane = lane = RequantLane(sum_shape=cfg.acc_shape, steps=steps)
         m.d.comb += [
             lane.valid.eq(lane_valid),
@@ -148,6 +152,6 @@ class SerialRequantizer(wiring.Component):
             lane.raw.eq(self.config.raw),
             self.result.eq(lane.result),
             self.result_valid.eq(lane.result_valid),
-            self.busy.eq(Cat(self.sums_valid, active, lane_valid, lane.busy).any()),
+            self.busy.eq(Cat(self.column_done, active, lane_valid, lane.busy).any()),
         ]
         return m

@@ -18,12 +18,12 @@ __all__ = ["PointwiseConv", "top_latency", "queue_depth"]
 
 def top_latency(cfg: ArrayConfig):
     """Cycles from a pixel's last accepted beat to its first result on ``o`` (no stalls)."""
-    # 2 in the sequencer, the array, the requantizer, 1 into and 1 through the queue; a serial
-    # requantizer's columns then take 2 more through their queue and 1 in the gather register.
-    array = cfg.rows + cfg.cols + 1
+    # 2 in the sequencer, the array, the requantizer, 1 into and 1 through the queue. A serial
+    # requantizer takes column 0 as it leaves the array (cols - 1 cycles before the last), and
+    # its columns take 2 more through their queue and 1 in the gather register.
     if cfg.requantizer == "parallel":
-        return 2 + array + Requantizer.LATENCY + 2
-    return 2 + array + SerialRequantizer.latency_of(cfg) + 3
+        return 2 + (cfg.rows + cfg.cols + 1) + Requantizer.LATENCY + 2
+    return 2 + (cfg.rows + 2) + SerialRequantizer.latency_of(cfg) + 3
 
 
 def queue_depth(cfg: ArrayConfig):
@@ -114,7 +114,6 @@ class PointwiseConv(wiring.Component):
             requant = self._serial_output(m)
         m.d.comb += [
             requant.sums.eq(array.sums),
-            requant.sums_valid.eq(array.sums_valid),
             requant.config.eq(self.layer),
         ]
 
@@ -152,6 +151,7 @@ class PointwiseConv(wiring.Component):
     def _parallel_output(self, m):
         """A requantizer per column, then a queue of whole result vectors."""
         m.submodules.requant = requant = Requantizer(self._cfg)
+        m.d.comb += requant.sums_valid.eq(m.submodules.array.sums_valid)
         m.submodules.queue = queue = SyncFIFOBuffered(
             width=len(self.o.payload.as_value()), depth=self.queue_depth)
         m.d.comb += [
@@ -169,6 +169,7 @@ class PointwiseConv(wiring.Component):
         into the result vector on ``o``."""
         cols = self._cfg.cols
         m.submodules.requant = requant = SerialRequantizer(self._cfg)
+        m.d.comb += requant.column_done.eq(m.submodules.array.column_done)
         m.submodules.queue = queue = SyncFIFOBuffered(width=32, depth=self.queue_depth * cols)
         gathered = Signal(range(cols + 1))
         vector = Signal(self.o.payload.shape(), reset_less=True)

@@ -142,13 +142,17 @@ def _run_serial(cfg, sums, tile_of, bias, mult, shift, *, zp, lo, hi, raw):
             await ctx.tick().until(dut.param_ready)
         ctx.set(dut.param_valid, 0)
         for index in range(len(sums)):
-            for c in range(cfg.cols):
-                ctx.set(dut.sums.acc[c], int(sums[index, c]))
-            ctx.set(dut.sums.tile, int(tile_of[index]))
-            ctx.set(dut.sums_valid, index % 3 != 1)
-            await ctx.tick()
-            ctx.set(dut.sums_valid, 0)
-            await ctx.tick().repeat(cfg.tile_interval - 1)
+            # As the array gives them: column c c cycles after column 0, each valid only then.
+            for c in range(cfg.tile_interval):
+                if c < cfg.cols:
+                    ctx.set(dut.sums.acc.as_value(), 0)
+                    ctx.set(dut.sums.acc[c], int(sums[index, c]))
+                    ctx.set(dut.sums.tile, int(tile_of[index]) if c == 0 else 0)
+                    ctx.set(dut.column_done, (index % 3 != 1) << c)
+                else:
+                    ctx.set(dut.column_done, 0)
+                await ctx.tick()
+            ctx.set(dut.column_done, 0)
         await ctx.tick().repeat(dut.latency + 2)
         assert not ctx.get(dut.busy)
 
