@@ -151,34 +151,6 @@ module pwconv_bulk #(
     end
 endmodule
 
-// pwconv_bulk_main: the same bench with its own clock and reset for `verilator --binary`, the
-// no-cocotb baseline of simulation speed. Prints one PWCONV_DONE line and finishes.
-module pwconv_bulk_main #(
-    parameter PIX_W = 64, parameter RES_W = 256, parameter WGT_W = 76, parameter PRM_W = 568,
-    parameter LAYER_W = 41, parameter MAX_PIXELS = 262144, parameter MAX_WEIGHTS = 65536,
-    parameter MAX_PARAMS = 4096, parameter MAX_SEGMENTS = 1024
-);
-    reg clk = 0, rst = 1;
-    wire done, error;
-    wire [63:0] cycles, total, taken;
-    pwconv_bulk #(.PIX_W(PIX_W), .RES_W(RES_W), .WGT_W(WGT_W), .PRM_W(PRM_W),
-                  .LAYER_W(LAYER_W), .MAX_PIXELS(MAX_PIXELS), .MAX_WEIGHTS(MAX_WEIGHTS),
-                  .MAX_PARAMS(MAX_PARAMS), .MAX_SEGMENTS(MAX_SEGMENTS))
-        bench (.clk(clk), .rst(rst), .done(done), .error(error), .cycles(cycles),
-               .total(total), .taken(taken));
-    initial begin
-        repeat (4) @(posedge clk);
-        rst = 0;
-    end
-    always #5 clk = ~clk;
-    always @(posedge clk)
-        if (done) begin
-            $display("PWCONV_DONE error=%0d cycles=%0d total=%0d taken=%0d", error, cycles,
-                     total, taken);
-            $finish;
-        end
-endmodule
-
 // pwconv_bulk_clocked: the bench with its own clock and reset, for cocotb: the test only waits
 // for `done`, so no Python runs while the design simulates (Verilator builds it with --timing).
 module pwconv_bulk_clocked #(
@@ -203,4 +175,25 @@ module pwconv_bulk_clocked #(
         rst = 0;
     end
     always #5 clk = ~clk;
+endmodule
+
+// pwconv_bulk_main: pwconv_bulk_clocked (below) for `verilator --binary`, the no-cocotb baseline
+// of simulation speed. Prints one PWCONV_DONE line and finishes.
+module pwconv_bulk_main #(
+    parameter PIX_W = 64, parameter RES_W = 256, parameter WGT_W = 76, parameter PRM_W = 568,
+    parameter LAYER_W = 41, parameter MAX_PIXELS = 262144, parameter MAX_WEIGHTS = 65536,
+    parameter MAX_PARAMS = 4096, parameter MAX_SEGMENTS = 1024
+);
+    wire done, error;
+    wire [63:0] cycles, total, taken;
+    pwconv_bulk_clocked #(.PIX_W(PIX_W), .RES_W(RES_W), .WGT_W(WGT_W), .PRM_W(PRM_W),
+                          .LAYER_W(LAYER_W), .MAX_PIXELS(MAX_PIXELS),
+                          .MAX_WEIGHTS(MAX_WEIGHTS), .MAX_PARAMS(MAX_PARAMS),
+                          .MAX_SEGMENTS(MAX_SEGMENTS))
+        clocked (.done(done), .error(error), .cycles(cycles), .total(total), .taken(taken));
+    always @(posedge done) begin
+        $display("PWCONV_DONE error=%0d cycles=%0d total=%0d taken=%0d", error, cycles,
+                 total, taken);
+        $finish;
+    end
 endmodule

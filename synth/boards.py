@@ -85,29 +85,32 @@ ICEBREAKER = Board(
     name="icebreaker",
     family="ice40",
     platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
-    config=ArrayConfig(rows=8, cols=1, max_channels=1024, max_filters=256, weight_depth=512,
-                       mac_style="ice40_dual8x8"),
+    config=ArrayConfig(rows=4, cols=4, max_channels=512, max_filters=256, weight_depth=256,
+                       mac_style="ice40_dual8x8", requantizer="serial", requant_steps=8),
     clk_freq=BOARD_LINKS["icebreaker"].clk_freq,
     osc_freq=12_000_000,
     baud=BOARD_LINKS["icebreaker"].baud,
     dsp_cell="SB_MAC16",
-    synth_opts="-dsp",
+    synth_opts="",
     why=(
-        "The UP5K has 8 SB_MAC16, 30 EBR and 5280 logic cells. The requantizer needs one "
-        "32 x 32 multiply per array column: 4 SB_MAC16 each, or about 3,100 logic cells in "
-        "fabric (a 1x1 accelerator measured 1,181 LUT4 with DSPs, 4,367 without). So only one "
-        "column fits: its requantizer takes 4 SB_MAC16, and the other 4, in the 2 x 8x8 mode "
-        "(`ice40_dual8x8`), carry 8 MACs: an 8x1 array (Yosys's 16x16 inference would give "
-        "4x1). A 4x4 array would need 16 SB_MAC16 for the requantizer alone. Block RAM is the "
-        "next limit (27 of 30): 8 weight memories of 512 x 8, the parameter memory (256 "
-        "tiles x 70 bits, 5 EBR), the double-buffered pixel buffer (4), the output queue (2) "
-        "and the link's 4 KiB frame buffer (8). The clock is the board's 12 MHz oscillator, "
-        "at which the 3 Mbaud link is exact. Fmax is about 19 MHz: the longest paths (about "
-        "52 ns) are one-cycle logic in the requantizer's RoundingDivideByPOT stage (a variable "
-        "32-bit shift and a rounding compare) and in the link's frame sender; which of the two "
-        "is critical changes from build to build. A PLL clock would buy little with so small a "
-        "margin, nextpnr-ice40 cannot time through SB_MAC16 (see DSP paths), and the UART, not "
-        "the array, sets the board's pace, so no PLL."),
+        "The UP5K has 8 SB_MAC16, 30 EBR and 5280 logic cells. In the 2 x 8x8 mode "
+        "(`ice40_dual8x8`, instantiated by hand: Yosys infers only 16x16) the 8 SB_MAC16 carry "
+        "16 MACs, a 4x4 array, so nothing is left for the requantizer's 32 x 32 multiply (4 "
+        "SB_MAC16 per column with one requantizer per column). The serial requantizer shares "
+        "one lane across the 4 columns and builds its multiply in fabric, 4 bits of the "
+        "multiplier per cycle on carry chains (`requant_steps=8`, about 360 LUTs; 8 bits per "
+        "cycle did not fit: 5443 logic cells), so Yosys runs without `-dsp` and every SB_MAC16 "
+        "is an array cell. The price is pace: one column every 8 cycles, a (pixel, column tile) "
+        "every 32, so the array is at full rate for C >= 128 and at C / 128 of it below; the "
+        "3 Mbaud link (4 cycles per byte, C + F bytes per pixel) is slower than that anyway. "
+        "Logic is the limit (98%): Yosys's own LUT multiplier for the same digit took 2.5x the "
+        "LUTs, so the multiply rows are written as separate adders. Each pair of PEs on one "
+        "SB_MAC16 shares one 256 x 16 weight memory (8 EBR for 16 PEs); with the parameter "
+        "memory (256 columns x 70 bits, 5), the pixel buffer (2), the column queue (2) and the "
+        "link's 4 KiB frame buffer (8), 25 of 30 EBR. The clock is the board's 12 MHz "
+        "oscillator, at which the 3 Mbaud link is exact; the longest path (about 74 ns) runs "
+        "through the fabric multiplier's rows, so no PLL. An 8x1 array with a per-column "
+        "requantizer on 4 SB_MAC16 (the previous default) gave 8 MACs at 19 MHz Fmax."),
 )
 
 ULX3S = Board(

@@ -4,22 +4,24 @@ import numpy as np
 import pytest
 from amaranth.hdl import Const
 
-from pwconv import golden
 from pwconv.cli import main
 from pwconv.config import VERSION, ArrayConfig
 from pwconv.host.accelerator import Accelerator
 from pwconv.host.board import BoardDevice
-from pwconv.host.layer import load_layer, random_layer
+from pwconv.host.layer import golden_output, load_layer, random_layer
 from pwconv.host.link import (START, Command, Error, NackError, SimTransport, encode_frame,
                               read_frame)
 from pwconv.hw import layouts
 from pwconv.hw.board import DEFAULT_MAX_PAYLOAD
 from pwconv.sim.board_runner import SIM_BAUD, SIM_CLK_FREQ, SIM_FRAME_TIMEOUT
 
-#: The configuration of every board-sim test (one Verilator build, shared with the CLI test).
-CFG = ArrayConfig(rows=4, cols=4, max_channels=32, max_filters=24, weight_depth=16)
+#: The configuration of every board-sim test (one Verilator build, shared with the CLI test):
+#: the iCEBreaker's mapping (dual 8x8 multipliers, serial requantizer) at small limits.
+CFG = ArrayConfig(rows=4, cols=4, max_channels=32, max_filters=24, weight_depth=16,
+                  mac_style="ice40_dual8x8", requantizer="serial", requant_steps=8)
 CFG_FLAGS = ["--rows", "4", "--cols", "4", "--max-channels", "32", "--max-filters", "24",
-             "--weight-depth", "16"]
+             "--weight-depth", "16", "--mac-style", "ice40_dual8x8", "--requantizer", "serial",
+             "--requant-steps", "8"]
 
 #: The host splits transfers into frames of at most this many bytes (the device takes 4 KiB).
 HOST_PAYLOAD = 64
@@ -37,19 +39,11 @@ def device(transport):
     return BoardDevice(transport, CFG, max_payload=HOST_PAYLOAD)
 
 
-def _want(x, layer):
-    q = layer.quant
-    return golden.conv1x1(x, layer.w, layer.bias, input_zero_point=q.input_zero_point,
-                          output_zero_point=q.output_zero_point,
-                          output_multiplier=q.output_multiplier, output_shift=q.output_shift,
-                          activation_min=q.activation_min, activation_max=q.activation_max)
-
-
 def _check_layer(device, shape, filters, seed, relu=False):
     x, layer = random_layer(shape, filters, seed=seed, relu=relu)
     acc = Accelerator("board-sim", CFG, device=device, progress=False)
     y = acc.run_layer(x, layer)
-    np.testing.assert_array_equal(y, _want(x, layer))
+    np.testing.assert_array_equal(y, golden_output(x, layer))
     return acc.last_run
 
 
@@ -146,5 +140,5 @@ def test_cli_run_board_sim(tmp_path, capsys):
     assert main(["run", str(npz), "--backend", "board-sim", "--out", str(out)]
                 + CFG_FLAGS) == 0
     x, layer = load_layer(npz)
-    np.testing.assert_array_equal(np.load(out), _want(x, layer))
+    np.testing.assert_array_equal(np.load(out), golden_output(x, layer))
     assert "6 pixels x C=6 -> F=5, 1 pass(es)" in capsys.readouterr().out

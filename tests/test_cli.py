@@ -62,6 +62,13 @@ def test_verilog_export(tmp_path):
     assert "module pwconv_top" in text and "i__payload" in text
 
 
+def test_verilog_wrong_mapping_is_one_line(capsys):
+    assert main(["verilog", "--out", "build/test_cli_verilog", "--requant-steps", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["pwconv: error: requant_steps must be 1 with the parallel requantizer, "
+                   "not 4"]
+
+
 def test_mobilenet_sized_layer_on_verilator(tmp_path, capsys):
     """Issue 'any layer shape': a 7x7x160 -> 960 layer through `pwconv run --backend verilator`
     on the default array, bit-exact against golden, with the MACs kept busy."""

@@ -44,3 +44,27 @@ def test_fits():
     assert cfg.fits(8, 16)          # 2 beats x 4 tiles = 8 words
     assert not cfg.fits(9, 16)      # 3 beats x 4 tiles = 12 words
     assert not cfg.fits(65, 1)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"requantizer": "shared"},
+     r"^requantizer must be one of 'parallel', 'serial', not 'shared'$"),
+    ({"requant_steps": 2}, r"^requant_steps must be 1 with the parallel requantizer, not 2$"),
+    ({"requantizer": "serial", "requant_steps": 3},
+     r"^requant_steps must be one of 1, 2, 4, 8, not 3$"),
+    ({"requantizer": "serial", "requant_steps": 0},
+     r"^requant_steps must be at least 1, not 0$"),
+])
+def test_init_wrong_requantizer(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ArrayConfig(**changes)
+
+
+def test_tile_interval_and_cycles():
+    """The serial requantizer paces column tiles: max(beats, cols * steps) cycles each."""
+    assert ArrayConfig().tile_interval == 1
+    cfg = ArrayConfig(rows=4, cols=4, requantizer="serial", requant_steps=8)
+    assert cfg.tile_interval == 32
+    assert cfg.tile_cycles(4) == 32          # 1 beat, paced
+    assert cfg.tile_cycles(128) == 32        # 32 beats: full rate from here on
+    assert cfg.tile_cycles(256) == 64

@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 
 from pwconv import golden
 from pwconv.config import ArrayConfig
-from pwconv.host.layer import random_layer
+from pwconv.host.layer import golden_output, random_layer
 from pwconv.host.link import (Command, Error, FrameDecoder, Identity, Reply, Status,
                               WireFormat, encode_frame)
 from pwconv.host.program import compile_layer, pack_pixels, unpack_results
@@ -209,11 +209,7 @@ def _program(channels, filters, pixels, seed, raw=False):
     if raw:
         want = golden.conv1x1_acc(x, layer.w, layer.bias, q.input_zero_point)
     else:
-        want = golden.conv1x1(x, layer.w, layer.bias, input_zero_point=q.input_zero_point,
-                              output_zero_point=q.output_zero_point,
-                              output_multiplier=q.output_multiplier,
-                              output_shift=q.output_shift, activation_min=q.activation_min,
-                              activation_max=q.activation_max)
+        want = golden_output(x, layer)
     return x, program, want
 
 

@@ -29,9 +29,11 @@ def test_board_defaults_fit_the_dsps(name):
 
 
 def test_icebreaker_uses_dual_8x8():
+    """16 MACs on the UP5K's 8 SB_MAC16; the serial requantizer needs none."""
     b = BOARDS["icebreaker"]
     assert b.config.mac_style == "ice40_dual8x8"
-    assert array_dsps(b, b.config) * 2 == b.config.macs
+    assert array_dsps(b, b.config) * 2 == b.config.macs == 16
+    assert b.config.requantizer == "serial" and requant_dsps(b, b.config) == 0
 
 
 def test_with_config():

@@ -53,8 +53,8 @@ def test_dsp_count(key):
     assert report["resources"]["dsp"]["used"] == expected
     assert report["resources"]["dsp"]["used"] <= report["resources"]["dsp"]["available"]
     if board.family == "ice40":
-        # 8 MACs in 4 SB_MAC16 (2 x 8x8 mode) + 4 for the requantizer's 32 x 32 multiply.
-        assert (cfg.macs, report["resources"]["dsp"]["used"], report["macs_per_dsp"]) == (8, 8, 2)
+        # 16 MACs in 8 SB_MAC16 (2 x 8x8 mode); the serial requantizer multiplies in fabric.
+        assert (cfg.macs, report["resources"]["dsp"]["used"], report["macs_per_dsp"]) == (16, 8, 2)
 
 
 @pytest.mark.parametrize("key", PARAMS)
