@@ -18,14 +18,11 @@ _STALE_REPLIES = 4
 BOARD_BACKENDS = ("board", "board-sim")
 
 
-def _identity_fields(cfg):
-    """What a device reports of its configuration (the MAC mapping does not show)."""
-    return (cfg.rows, cfg.cols, cfg.max_channels, cfg.max_filters, cfg.weight_depth)
-
-
 def _config_flags(cfg):
     return (f"--rows {cfg.rows} --cols {cfg.cols} --max-channels {cfg.max_channels} "
-            f"--max-filters {cfg.max_filters} --weight-depth {cfg.weight_depth}")
+            f"--max-filters {cfg.max_filters} --weight-depth {cfg.weight_depth} "
+            f"--mac-style {cfg.mac_style} --requantizer {cfg.requantizer} "
+            f"--requant-steps {cfg.requant_steps}")
 
 
 class BoardDevice(Device):
@@ -70,7 +67,7 @@ class BoardDevice(Device):
         if sizes != ours:
             raise LinkError(f"Device's word sizes (layer, weight, param bytes) {sizes} differ "
                             f"from this host's {ours} for the same configuration")
-        if cfg is not None and _identity_fields(cfg) != _identity_fields(ident.config):
+        if cfg is not None and cfg != ident.config:
             raise ValueError(f"The device is built for {ident.config}, but the host is set up "
                              f"for {cfg}; use the device's configuration "
                              f"({_config_flags(ident.config)})")

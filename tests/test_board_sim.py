@@ -125,11 +125,16 @@ def test_protocol_abuse_then_good_run(transport, device):
     assert device.status().frames_refused == after.frames_refused
 
 
-def test_config_mismatch(transport):
-    other = ArrayConfig(rows=8, cols=4, max_channels=32, max_filters=24, weight_depth=16)
+@pytest.mark.parametrize("other", [
+    ArrayConfig(rows=8, cols=4, max_channels=32, max_filters=24, weight_depth=16),
+    ArrayConfig(rows=4, cols=4, max_channels=32, max_filters=24, weight_depth=16),
+], ids=["size", "mapping"])
+def test_config_mismatch(transport, other):
     with pytest.raises(ValueError, match=r"^The device is built for .*use the device's "
                                          r"configuration \(--rows 4 --cols 4 --max-channels 32 "
-                                         r"--max-filters 24 --weight-depth 16\)$"):
+                                         r"--max-filters 24 --weight-depth 16 --mac-style "
+                                         r"ice40_dual8x8 --requantizer serial "
+                                         r"--requant-steps 8\)$"):
         BoardDevice(transport, other)
 
 

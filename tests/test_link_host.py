@@ -65,7 +65,8 @@ def test_version_mismatch():
 
 def test_config_mismatch():
     with pytest.raises(ValueError, match=r"--rows 2 --cols 3 --max-channels 8 --max-filters 9 "
-                                         r"--weight-depth 8\)$"):
+                                         r"--weight-depth 8 --mac-style infer --requantizer "
+                                         r"parallel --requant-steps 1\)$"):
         BoardDevice(ScriptedTransport(identity()), ArrayConfig())
 
 
@@ -135,3 +136,18 @@ def test_serial_transport_bad_port():
     with pytest.raises(LinkError, match=r"^Cannot open serial port /nonexistent/tty at 3000000 "
                                         r"baud"):
         SerialTransport("/nonexistent/tty", 3_000_000)
+
+
+def test_identity_round_trip_carries_the_mapping():
+    cfg = ArrayConfig(rows=4, cols=4, max_channels=512, max_filters=256, weight_depth=256,
+                      mac_style="ice40_dual8x8", requantizer="serial", requant_steps=8)
+    ident = Identity.of(cfg, max_payload=4096, clk_freq=12_000_000, baud=3_000_000)
+    assert Identity.unpack(ident.pack()) == ident
+
+
+def test_identity_unknown_mapping():
+    payload = bytearray(IDENTITY.pack())
+    payload[-3] = 7         # mac_style index past MAC_STYLES
+    with pytest.raises(ValueError, match=r"^IDENTITY mapping \(7, 0\) is not one this host "
+                                         r"knows$"):
+        Identity.unpack(bytes(payload))

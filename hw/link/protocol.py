@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Shape
 
-from pwconv.config import VERSION, ArrayConfig
+from pwconv.config import MAC_STYLES, REQUANTIZERS, VERSION, ArrayConfig
 from pwconv.hw import layouts
 
 __all__ = ["START", "HEADER_BYTES", "CRC_BYTES", "OVERHEAD", "MAX_LENGTH", "MAGIC",
@@ -166,7 +166,7 @@ class WireFormat:
         return max(self.layer_bytes, self.weight_bytes, self.param_bytes, self.max_pixel_bytes)
 
 
-_IDENTITY = struct.Struct("<4sBB8I3H")
+_IDENTITY = struct.Struct("<4sBB8I3H3B")
 
 #: Payload bytes of the IDENTITY reply.
 IDENTITY_BYTES = _IDENTITY.size
@@ -178,7 +178,9 @@ class Identity:
 
     Payload, little-endian: magic ``PWCV``; version major, minor (u8); rows, cols, max_channels,
     max_filters, weight_depth, max_payload, clk_freq, baud (u32); layer_bytes, weight_bytes,
-    param_bytes (u16).
+    param_bytes (u16); the mapping: mac_style (u8, an index into
+    :data:`~pwconv.config.MAC_STYLES`), requantizer (u8, into
+    :data:`~pwconv.config.REQUANTIZERS`), requant_steps (u8).
     """
 
     version: tuple
@@ -202,7 +204,8 @@ class Identity:
         return _IDENTITY.pack(MAGIC, *self.version, cfg.rows, cfg.cols, cfg.max_channels,
                               cfg.max_filters, cfg.weight_depth, self.max_payload,
                               self.clk_freq, self.baud, self.layer_bytes, self.weight_bytes,
-                              self.param_bytes)
+                              self.param_bytes, MAC_STYLES.index(cfg.mac_style),
+                              REQUANTIZERS.index(cfg.requantizer), cfg.requant_steps)
 
     @classmethod
     def unpack(cls, payload):
@@ -211,11 +214,17 @@ class Identity:
             raise ValueError(f"IDENTITY payload must be {IDENTITY_BYTES} bytes, "
                              f"not {len(payload)}")
         (magic, major, minor, rows, cols, max_channels, max_filters, weight_depth, max_payload,
-         clk_freq, baud, layer_bytes, weight_bytes, param_bytes) = _IDENTITY.unpack(payload)
+         clk_freq, baud, layer_bytes, weight_bytes, param_bytes, mac_style, requantizer,
+         requant_steps) = _IDENTITY.unpack(payload)
         if magic != MAGIC:
             raise ValueError(f"IDENTITY magic must be {MAGIC!r}, not {magic!r}")
+        if mac_style >= len(MAC_STYLES) or requantizer >= len(REQUANTIZERS):
+            raise ValueError(f"IDENTITY mapping ({mac_style}, {requantizer}) is not one this "
+                             f"host knows")
         cfg = ArrayConfig(rows=rows, cols=cols, max_channels=max_channels,
-                          max_filters=max_filters, weight_depth=weight_depth)
+                          max_filters=max_filters, weight_depth=weight_depth,
+                          mac_style=MAC_STYLES[mac_style],
+                          requantizer=REQUANTIZERS[requantizer], requant_steps=requant_steps)
         return cls((major, minor), cfg, max_payload, clk_freq, baud, layer_bytes,
                    weight_bytes, param_bytes)
 
