@@ -149,8 +149,8 @@ class RequantLane(wiring.Component):
                 m.d.sync += step.eq(1)
             with m.Elif(step != 0):
                 m.d.sync += step.eq(Mux(last_step, 0, step + 1))
-            high, low = reg(signed(34), "product_high"), reg(unsigned(32), "product_low")
-            row = Mux(first_step, 0, high)
+            upper, lower = reg(signed(34), "product_upper"), reg(unsigned(32), "product_lower")
+            row = Mux(first_step, 0, upper)
             done_bits = []
             for bit in range(digit):
                 total = Signal(signed(34), name=f"row{bit}", attrs={"keep": 1})
@@ -160,8 +160,8 @@ class RequantLane(wiring.Component):
             signed_high = Signal(signed(34), name="row_sign", attrs={"keep": 1})
             # At the last step b2 holds the top digit, whose top bit is b2's sign.
             m.d.comb += signed_high.eq(row - Mux(last_step & b2[digit - 1], a2, 0))
-            m.d.sync += [high.eq(signed_high), low.eq(Cat(low[digit:], *done_bits))]
-            product = Cat(low, high[:32]).as_signed()
+            m.d.sync += [upper.eq(signed_high), lower.eq(Cat(lower[digit:], *done_bits))]
+            product = Cat(lower, upper[:32]).as_signed()
         a3, right3, saturate3 = reg(signed(32), "a3"), reg(unsigned(5), "right3"), reg(1, "sat3")
         valid3 = Signal()
         m.d.sync += valid3.eq(last_step)

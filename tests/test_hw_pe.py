@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from amaranth.hdl import signed
+from amaranth.hdl import Fragment, signed
 from amaranth.sim import Simulator
 
 from pwconv.hw.pe import ProcessingElement
@@ -27,6 +27,7 @@ def test_init_no_memory_has_no_weight_ports():
     members = set(pe.signature.members.keys())
     assert {"w_addr", "w_data", "w_en", "weight"}.isdisjoint(members)
     assert {"addr_in", "x_in", "product", "psum_out"} <= members
+    Fragment.get(pe, None)      # elaborates (and so is used) without a memory
 
 
 def test_sim_mac_matches_products():
