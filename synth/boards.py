@@ -110,7 +110,7 @@ ICEBREAKER = Board(
         "SB_MAC16 shares one 256 x 16 weight memory (8 EBR for 16 PEs); with the parameter "
         "memory (256 columns x 70 bits, 5), the pixel buffer (2), the column queue (2) and the "
         "link's 4 KiB frame buffer (8), 25 of 30 EBR. The clock is the board's 12 MHz "
-        "oscillator, at which the 3 Mbaud link is exact; the longest path (about 74 ns) runs "
+        "oscillator, at which the 3 Mbaud link is exact; the longest path (about 75 ns) runs "
         "through the fabric multiplier's rows, so no PLL. An 8x1 array with a per-column "
         "requantizer on 4 SB_MAC16 (the previous default) gave 8 MACs at 19 MHz Fmax."),
 )
