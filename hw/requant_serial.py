@@ -139,7 +139,9 @@ class SerialRequantizer(wiring.Component):
         lane_valid = Signal()
         lane_sum = Signal(cfg.acc_shape, reset_less=True)
         m.d.sync += [lane_valid.eq(issue), lane_sum.eq(held[column])]
-        m.submodules.lane = lane = RequantLane(sum_shape=cfg.acc_shape, steps=steps)
+        # The add-then-shift rounding: the smaller one on iCE40, where logic is what limits.
+        m.submodules.lane = lane = RequantLane(sum_shape=cfg.acc_shape, steps=steps,
+                                               rounding="add")
         m.d.comb += [
             lane.valid.eq(lane_valid),
             lane.sum.eq(lane_sum),

@@ -54,6 +54,11 @@ def test_init_serial_needs_serial_config():
         SerialRequantizer(CFG)
 
 
+def test_init_lane_wrong_rounding():
+    with pytest.raises(ValueError, match=r"^Rounding must be 'compare' or 'add', not 'up'$"):
+        RequantLane(sum_shape=32, rounding="up")
+
+
 @pytest.mark.parametrize("steps", [0, 3, 16, "2"])
 def test_init_lane_wrong_steps(steps):
     with pytest.raises(ValueError, match=r"^Multiply steps must be one of 1, 2, 4, 8, not "):
