@@ -40,7 +40,8 @@ def multiplier_groups(cfg: ArrayConfig):
     one SB_MAC16 (even ``c``); with an odd ``cols`` the last column pairs ``(r, cols - 1)`` with
     ``(r + 1, cols - 1)``; if ``rows`` is odd too, PE ``(rows - 1, cols - 1)`` is alone on its
     cell. So ``ceil(rows * cols / 2)`` cells in all. Products are independent, so any pairing
-    is exact; the systolic skew between paired PEs does not matter (the cell is combinational).
+    would be exact; these pairings put the second PE exactly one step later along the systolic
+    skew than the first, which lets the pair share one weight memory (its read delayed a cycle).
     """
     if cfg.mac_style == "infer":
         return [((r, c),) for r in range(cfg.rows) for c in range(cfg.cols)]
