@@ -31,8 +31,8 @@ class RequantLane(wiring.Component):
     so raw values ride the same registers).
 
     The 32 x 32 multiply takes ``steps`` cycles: each cycle multiplies the multiplicand by the
-    next ``32 / steps``-bit digit of the multiplier, least significant first, as that many
-    shift-and-add rows on carry chains. ``steps = 1`` is one plain product, which synthesis
+    next ``32 / steps``-bit digit of the multiplier, least significant first, as shift-and-add
+    rows on carry chains, two bits per row (each row adds 0, a, 2a or 3a). ``steps = 1`` is one plain product, which synthesis
     maps to DSPs; larger ``steps`` make a small fabric multiplier for FPGAs whose DSPs are all
     in the array.
 
@@ -135,6 +135,10 @@ class RequantLane(wiring.Component):
         if steps > 1:
             with m.Else():
                 m.d.sync += b2.eq(b2 >> digit)
+            # 3 * a2, for the multiply's radix-4 rows, one adder for the whole multiply.
+            a2x3 = reg(signed(34), "a2x3")
+            with m.If(valid1):
+                m.d.sync += a2x3.eq(shifted + (shifted << 1))
 
         # Stages 3 .. 2 + steps: product = a2 * b2.
         if steps == 1:
@@ -144,11 +148,11 @@ class RequantLane(wiring.Component):
             m.d.sync += product.eq(a2 * b2)
         else:
             # Digit-serial, least significant digit first: each cycle adds a2 times one
-            # `digit`-bit digit of b2 (taken as unsigned) to the running high part, one row per
-            # bit, and shifts the `digit` finished low bits out; after the last digit,
-            # subtracting a2 * 2^32 for b2's sign bit makes the product signed. Each row is its
-            # own named adder so synthesis keeps it on a carry chain (a multi-operand sum would
-            # be rebuilt as a much larger LUT adder tree).
+            # `digit`-bit digit of b2 (taken as unsigned) to the running high part, one radix-4
+            # row per two bits, and shifts the `digit` finished low bits out; after the last
+            # digit, subtracting a2 * 2^32 for b2's sign bit makes the product signed. Each row
+            # is its own named adder so synthesis keeps it on a carry chain (a multi-operand sum
+            # would be rebuilt as a much larger LUT adder tree).
             step = Signal(range(steps), name="step")
             first_step = valid2
             last_step = Signal()
@@ -157,15 +161,27 @@ class RequantLane(wiring.Component):
                 m.d.sync += step.eq(1)
             with m.Elif(step != 0):
                 m.d.sync += step.eq(Mux(last_step, 0, step + 1))
-            upper, lower = reg(signed(34), "product_upper"), reg(unsigned(32), "product_lower")
+            upper, lower = reg(signed(35), "product_upper"), reg(unsigned(32), "product_lower")
             row = Mux(first_step, 0, upper)
             done_bits = []
-            for bit in range(digit):
-                total = Signal(signed(34), name=f"row{bit}", attrs={"keep": 1})
-                m.d.comb += total.eq(row + Mux(b2[bit], a2, 0))
-                done_bits.append(total[0])
-                row = total >> 1
-            signed_high = Signal(signed(34), name="row_sign", attrs={"keep": 1})
+            for pair in range(digit // 2):
+                # Two bits of b2 per row: add 0, a2, 2 a2 or 3 a2 (a3x, computed once).
+                bits = b2[2 * pair:2 * pair + 2]
+                addend = Signal(signed(35), name=f"addend{pair}")
+                with m.Switch(bits):
+                    with m.Case(0):
+                        m.d.comb += addend.eq(0)
+                    with m.Case(1):
+                        m.d.comb += addend.eq(a2)
+                    with m.Case(2):
+                        m.d.comb += addend.eq(a2 << 1)
+                    with m.Case(3):
+                        m.d.comb += addend.eq(a2x3)
+                total = Signal(signed(35), name=f"row{pair}", attrs={"keep": 1})
+                m.d.comb += total.eq(row + addend)
+                done_bits += [total[0], total[1]]
+                row = total >> 2
+            signed_high = Signal(signed(35), name="row_sign", attrs={"keep": 1})
             # At the last step b2 holds the top digit, whose top bit is b2's sign.
             m.d.comb += signed_high.eq(row - Mux(last_step & b2[digit - 1], a2, 0))
             m.d.sync += [upper.eq(signed_high), lower.eq(Cat(lower[digit:], *done_bits))]

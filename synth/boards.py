@@ -86,7 +86,7 @@ ICEBREAKER = Board(
     family="ice40",
     platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
     config=ArrayConfig(rows=4, cols=4, max_channels=512, max_filters=256, weight_depth=256,
-                       mac_style="ice40_dual8x8", requantizer="serial", requant_steps=8),
+                       mac_style="ice40_dual8x8", requantizer="serial", requant_steps=4),
     clk_freq=BOARD_LINKS["icebreaker"].clk_freq,
     osc_freq=12_000_000,
     baud=BOARD_LINKS["icebreaker"].baud,
@@ -97,22 +97,25 @@ ICEBREAKER = Board(
         "(`ice40_dual8x8`, instantiated by hand: Yosys infers only 16x16) the 8 SB_MAC16 carry "
         "16 MACs, a 4x4 array, so nothing is left for the requantizer's 32 x 32 multiply (4 "
         "SB_MAC16 per column with one requantizer per column). The serial requantizer shares "
-        "one lane across the 4 columns and builds its multiply in fabric, 4 bits of the "
-        "multiplier per cycle on carry chains (`requant_steps=8`, about 360 LUTs; 8 bits per "
-        "cycle did not fit: 5443 logic cells), so Yosys runs without `-dsp` and every SB_MAC16 "
-        "is an array cell. The price is pace: one column every 8 cycles, a (pixel, column tile) "
-        "every 32, so the array is at full rate for C >= 128 and at C / 128 of it below. The "
+        "one lane across the 4 columns and builds its multiply in fabric: 8 bits of the "
+        "multiplier per cycle (`requant_steps=4`) as 4 radix-4 rows on carry chains, each "
+        "adding 0, a, 2a or 3a (3a computed once per multiply). So Yosys runs without `-dsp` "
+        "and every SB_MAC16 is an array cell. The price is pace: one column every 4 cycles, a "
+        "(pixel, column tile) every 16, so the array is at full rate for C >= 64 and at C / 64 "
+        "of it below (16 bits per cycle would need about 420 more LUTs than are left). The "
         "3 Mbaud link is slower than either: at 40 cycles per byte a pixel's F result bytes "
-        "take 40 F cycles to leave, more than its max(ceil(C / 4), 32) x ceil(F / 4) cycles of "
-        "compute for every C up to the 512 this build takes. "
-        "Logic is the limit (98%): Yosys's own LUT multiplier for the same digit took 2.5x the "
-        "LUTs, so the multiply rows are written as separate adders. Each pair of PEs on one "
-        "SB_MAC16 shares one 256 x 16 weight memory (8 EBR for 16 PEs); with the parameter "
-        "memory (256 columns x 70 bits, 5), the pixel buffer (2), the column queue (2) and the "
-        "link's 4 KiB frame buffer (8), 25 of 30 EBR. The clock is the board's 12 MHz "
-        "oscillator, at which the 3 Mbaud link is exact; the longest path (about 75 ns) runs "
-        "through the fabric multiplier's rows, so no PLL. An 8x1 array with a per-column "
-        "requantizer on 4 SB_MAC16 (the previous default) gave 8 MACs at 19 MHz Fmax."),
+        "take 40 F cycles to leave, more than its max(ceil(C / 4), 16) x ceil(F / 4) cycles of "
+        "compute for every C up to the 512 this build takes. Logic is the limit (97%): "
+        "Yosys's own LUT multiplier for a digit takes about 2.5x the LUTs of explicit rows, "
+        "and the link reads each result vector in place instead of copying it (about 220 "
+        "cells); with one row per bit, the 8-bit digit needed 5223 cells, with a copy 5443. "
+        "Each pair of PEs on one SB_MAC16 shares one 256 x 16 weight memory (8 EBR for 16 "
+        "PEs); with the parameter memory (256 columns x 70 bits, 5), the pixel buffer (2), the "
+        "column queue (2) and the link's 4 KiB frame buffer (8), 25 of 30 EBR. The clock is "
+        "the board's 12 MHz oscillator, at which the 3 Mbaud link is exact; the longest path "
+        "(about 75 ns) runs through the fabric multiplier's rows, so no PLL. An 8x1 array "
+        "with a per-column requantizer on 4 SB_MAC16 (the previous default) gave 8 MACs at "
+        "19 MHz Fmax."),
 )
 
 ULX3S = Board(

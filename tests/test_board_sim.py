@@ -18,10 +18,10 @@ from pwconv.sim.board_runner import SIM_BAUD, SIM_CLK_FREQ, SIM_FRAME_TIMEOUT
 #: The configuration of every board-sim test (one Verilator build, shared with the CLI test):
 #: the iCEBreaker's mapping (dual 8x8 multipliers, serial requantizer) at small limits.
 CFG = ArrayConfig(rows=4, cols=4, max_channels=32, max_filters=24, weight_depth=16,
-                  mac_style="ice40_dual8x8", requantizer="serial", requant_steps=8)
+                  mac_style="ice40_dual8x8", requantizer="serial", requant_steps=4)
 CFG_FLAGS = ["--rows", "4", "--cols", "4", "--max-channels", "32", "--max-filters", "24",
              "--weight-depth", "16", "--mac-style", "ice40_dual8x8", "--requantizer", "serial",
-             "--requant-steps", "8"]
+             "--requant-steps", "4"]
 
 #: The host splits transfers into frames of at most this many bytes (the device takes 4 KiB).
 HOST_PAYLOAD = 64
@@ -134,7 +134,7 @@ def test_config_mismatch(transport, other):
                                          r"configuration \(--rows 4 --cols 4 --max-channels 32 "
                                          r"--max-filters 24 --weight-depth 16 --mac-style "
                                          r"ice40_dual8x8 --requantizer serial "
-                                         r"--requant-steps 8\)$"):
+                                         r"--requant-steps 4\)$"):
         BoardDevice(transport, other)
 
 

@@ -373,15 +373,13 @@ class LinkController(wiring.Component):
                 with m.If(~sender.busy):
                     m.next = "IDLE"
 
-        # Reply payloads.
-        result = Signal(cfg.cols * 32)
-        result_left = Signal(range(4 * cfg.cols + 1))
-        m.d.comb += self.results.ready.eq(result_left == 0)
-        with m.If(self.results.valid & self.results.ready):
-            m.d.sync += [
-                result.eq(self.results.payload),
-                result_left.eq(Mux(layer.raw, 4 * cfg.cols, cfg.cols)),
-            ]
+        # Reply payloads. Result bytes are read from the accelerator's output in place (no copy):
+        # a vector is taken once its last byte is sent, its int8 lanes' low bytes, or in raw
+        # mode all 4 bytes of every lane, little-endian.
+        vector = self.results.payload.as_value()
+        result_byte = Signal(range(4 * cfg.cols))
+        last_byte = Signal()
+        m.d.comb += last_byte.eq(result_byte == Mux(layer.raw, 4 * cfg.cols, cfg.cols) - 1)
         with m.Switch(source):
             with m.Case(_SRC_SMALL):
                 m.d.comb += [sender.payload.valid.eq(1),
@@ -395,13 +393,17 @@ class LinkController(wiring.Component):
                 m.d.comb += [sender.payload.valid.eq(1),
                              sender.payload.payload.eq(status.word_select(index, 8))]
             with m.Case(_SRC_RESULT):
-                m.d.comb += [sender.payload.valid.eq(result_left != 0),
-                             sender.payload.payload.eq(result[:8])]
+                m.d.comb += [
+                    sender.payload.valid.eq(self.results.valid),
+                    sender.payload.payload.eq(Mux(layer.raw, vector.word_select(result_byte, 8),
+                                                  vector.word_select(result_byte, 32)[:8])),
+                ]
                 with m.If(sender.payload.valid & sender.payload.ready):
-                    m.d.sync += [
-                        result.eq(Mux(layer.raw, result >> 8, result >> 32)),
-                        result_left.eq(result_left - 1),
-                    ]
+                    with m.If(last_byte):
+                        m.d.comb += self.results.ready.eq(1)
+                        m.d.sync += result_byte.eq(0)
+                    with m.Else():
+                        m.d.sync += result_byte.eq(result_byte + 1)
 
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | receiver.active)
         return m
