@@ -140,7 +140,7 @@ ULX3S = Board(
         "in all) and half the per-column logic, and keeps 97% of its MACs busy on "
         "MobileNetV2's 35 pointwise layers (8x8: 100%, 32x4: 90%). Its critical path is a "
         "PE's weight BRAM -> MULT18X18D -> partial sum adder, half of it routing; Fmax is "
-        "42 to 45 MHz, so an EHXPLLL (configured by ecppll) makes 30 MHz from the 25 MHz "
+        "42 to 46 MHz, so an EHXPLLL (configured by ecppll) makes 30 MHz from the 25 MHz "
         "oscillator, where 1 Mbaud is exact (divisor 30), with about 30% margin. For quick "
         "iterations, `--rows 8` (8x4, 32 MACs) built in about 6 minutes at 53 MHz Fmax "
         "(measured with 512-word weight memories). "
