@@ -8,7 +8,7 @@ export XDG_CACHE_HOME   ?= $(CURDIR)/build/cache
 export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: setup test test-all demo verilog bench bitstream clean
+.PHONY: setup test test-all demo verilog bench bench-icebreaker bitstream clean
 
 setup: $(BIN)/pwconv iverilog
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -45,6 +45,13 @@ verilog: setup
 # MobileNetV2's 35 pointwise layers on Verilator: reports/bench_mobilenetv2.{md,json,png}
 bench: setup
 	$(BIN)/pwconv bench --speed --out reports
+
+# The same layers on the iCEBreaker's mapping (4x4, dual 8x8, serial requantizer), H x W at
+# most 14x14: reports/icebreaker_bench/bench_mobilenetv2.{md,json,png}
+ICEBREAKER_MAPPING := --rows 4 --cols 4 --max-channels 512 --max-filters 256 --weight-depth 256 \
+  --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4
+bench-icebreaker: setup
+	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out reports/icebreaker_bench
 
 # Bitstream and reports/BOARD.{json,md} with the YoWASP tools: make bitstream BOARD=ulx3s
 BOARD ?= icebreaker

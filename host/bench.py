@@ -102,20 +102,19 @@ def run_bench(cfg: ArrayConfig, *, max_pixels=None, out_dir="reports", backend="
 
 def _markdown(cfg, rows, max_pixels):
     utils = [r["utilization"] for r in rows]
+    command = ("make bench" if cfg == ArrayConfig() else
+               f"pwconv bench {cfg.cli_flags()}" + (f" --max-pixels {max_pixels}"
+                                                    if max_pixels else ""))
+    sizes = (f"Layers simulated at reduced HxW are marked (max {max_pixels} pixels)."
+             if max_pixels else "Every layer at full size.")
     lines = [
         f"# MobileNetV2 pointwise layers on a {cfg.rows}x{cfg.cols} pwconv array",
         "",
-        f"Measured by `make bench` (Verilator, cycle-accurate; weight depth {cfg.weight_depth} "
-        f"words per PE). Cycles count from the first pixel beat offered to the last result "
-        f"taken, summed over passes; `load` is the weight/parameter load (one word per cycle, "
-        f"not overlapped with compute). Utilization = ideal cycles (P*C*F / {cfg.macs} MACs) "
-        f"/ cycles. Layers simulated at reduced HxW are marked (max {max_pixels} pixels)."
-        if max_pixels else
-        f"Measured by `make bench` (Verilator, cycle-accurate; weight depth {cfg.weight_depth} "
-        f"words per PE), every layer at full size. Cycles count from the first pixel beat "
-        f"offered to the last result taken, summed over passes; `load` is the weight/parameter "
-        f"load (one word per cycle, not overlapped with compute). Utilization = ideal cycles "
-        f"(P*C*F / {cfg.macs} MACs) / cycles.",
+        f"Measured by `{command}` (Verilator, cycle-accurate; {cfg.mac_style} multipliers, "
+        f"{cfg.requantizer} requantizer, weight depth {cfg.weight_depth} words per PE). "
+        f"Cycles count from the first pixel beat offered to the last result taken, summed over "
+        f"passes; `load` is the weight/parameter load (one word per cycle, not overlapped with "
+        f"compute). Utilization = ideal cycles (P*C*F / {cfg.macs} MACs) / cycles. {sizes}",
         "",
         f"Utilization: {100 * min(utils):.1f}% to {100 * max(utils):.1f}% "
         f"(mean {100 * np.mean(utils):.1f}%); all bit-exact: "

@@ -18,13 +18,6 @@ _STALE_REPLIES = 4
 BOARD_BACKENDS = ("board", "board-sim")
 
 
-def _config_flags(cfg):
-    return (f"--rows {cfg.rows} --cols {cfg.cols} --max-channels {cfg.max_channels} "
-            f"--max-filters {cfg.max_filters} --weight-depth {cfg.weight_depth} "
-            f"--mac-style {cfg.mac_style} --requantizer {cfg.requantizer} "
-            f"--requant-steps {cfg.requant_steps}")
-
-
 class BoardDevice(Device):
     """Runs each on-chip pass on a pwconv board (or its simulation) over the link protocol.
 
@@ -70,7 +63,7 @@ class BoardDevice(Device):
         if cfg is not None and cfg != ident.config:
             raise ValueError(f"The device is built for {ident.config}, but the host is set up "
                              f"for {cfg}; use the device's configuration "
-                             f"({_config_flags(ident.config)})")
+                             f"({ident.config.cli_flags()})")
         self.cfg = cfg if cfg is not None else ident.config
         self.wire = wire
 

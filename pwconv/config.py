@@ -144,6 +144,13 @@ class ArrayConfig:
         """Column tiles at run time for F = ``filters``."""
         return -(-filters // self.cols)
 
+    def cli_flags(self):
+        """The ``pwconv`` command-line flags that make this configuration."""
+        return (f"--rows {self.rows} --cols {self.cols} --max-channels {self.max_channels} "
+                f"--max-filters {self.max_filters} --weight-depth {self.weight_depth} "
+                f"--mac-style {self.mac_style} --requantizer {self.requantizer} "
+                f"--requant-steps {self.requant_steps}")
+
     def fits(self, channels, filters):
         """Whether a C x F layer fits on chip in one pass (no host tiling)."""
         return (channels <= self.max_channels and filters <= self.max_filters
