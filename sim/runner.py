@@ -228,11 +228,10 @@ def _layer_job(layer, meta):
         expected = len(pixel_words) // program.beats * program.tiles
     timeout = layer.timeout
     if timeout is None:
-        cfg = meta["config"]
-        interval = 1 if cfg["requantizer"] == "parallel" else cfg["cols"] * cfg["requant_steps"]
-        timeout = (50 * (len(pixel_words) * program.tiles * interval + 1)
+        cfg = ArrayConfig(**meta["config"])
+        timeout = (50 * (len(pixel_words) * program.tiles * cfg.tile_interval + 1)
                    + 20 * meta["latency"] + 2000
-                   + 2 * (len(program.weight_words) + len(program.param_words) * cfg["cols"]))
+                   + 2 * (len(program.weight_words) + len(program.param_words) * cfg.cols))
     return {
         "layer_word": f"{program.layer_word:x}",
         "weight_words": [f"{word:x}" for word in program.weight_words],

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from pwconv.config import ArrayConfig
 from .boards import BOARDS, array_dsps, requant_dsps
 
 __all__ = ["make_report", "write_report", "write_index", "markdown", "yosys_cell_counts"]
@@ -171,22 +172,20 @@ def _why(board):
             f"{default.clk_freq / 1e6:g} MHz), whose reasoning follows. " + board.why)
 
 
-def _requantizer(cfg):
-    if cfg.get("requantizer", "parallel") == "serial":
-        interval = cfg["cols"] * cfg["requant_steps"]
-        return (f"serial: one column per {cfg['requant_steps']} cycles, so full rate for "
-                f"C >= {interval * cfg['rows']} ({interval} beats per pixel)")
+def _requantizer(cfg: ArrayConfig):
+    if cfg.requantizer == "serial":
+        interval = cfg.tile_interval
+        return (f"serial: one column per {cfg.requant_steps} cycles, so full rate for "
+                f"C >= {interval * cfg.rows} ({interval} beats per pixel)")
     return "parallel: one per column, full rate for any C"
 
 
-def _dsp_use(report):
-    cfg = report["config"]
-    if cfg.get("requantizer", "parallel") == "serial":
-        requant = (f"0 requantizer (one lane shared by {cfg['cols']} columns, its 32x32 multiply "
-                   f"in fabric, {cfg['requant_steps']} cycles per column)")
+def _dsp_use(report, cfg: ArrayConfig):
+    if cfg.requantizer == "serial":
+        requant = (f"0 requantizer (one lane shared by {cfg.cols} columns, its 32x32 multiply "
+                   f"in fabric, {cfg.requant_steps} cycles per column)")
     else:
-        requant = (f"{report['dsp_requant']} requantizer (its {cfg['cols']} x 32x32 "
-                   f"multiply)")
+        requant = f"{report['dsp_requant']} requantizer (its {cfg.cols} x 32x32 multiply)"
     return f"{report['dsp_array']} array + {requant}"
 
 
@@ -207,6 +206,8 @@ def _used(entry):
 def markdown(report):
     """The report as a Markdown table with notes."""
     cfg = report["config"]
+    # Reports written before a field existed read back with its default.
+    config = ArrayConfig(**cfg)
     res = report["resources"]
     labels = RESOURCE_LABELS[report["family"]]
     rows = [
@@ -214,7 +215,7 @@ def markdown(report):
         ("Design", report["design"]),
         ("Array (rows x cols)", f"{report['array']} = {report['macs']} int8 MACs"),
         ("Multipliers", report["mac_style"]),
-        ("Requantizer", _requantizer(cfg)),
+        ("Requantizer", _requantizer(config)),
         ("Layer limits", f"C <= {cfg['max_channels']}, F <= {cfg['max_filters']}, "
                          f"{cfg['weight_depth']} weight words per PE"),
         ("Clock (built for)", f"{report['clock_mhz']:g} MHz"),
@@ -227,7 +228,7 @@ def markdown(report):
     rows += [
         ("Flip-flops (Yosys)", str(res["ff"]["used"])),
         ("LUT4 (Yosys)", str(res["lut4"]["used"])),
-        ("DSP use", _dsp_use(report)),
+        ("DSP use", _dsp_use(report, config)),
         ("MACs per DSP (array)", f"{report['macs_per_dsp']:g}"),
         ("Peak throughput", f"{report['peak_gmacs']:.3f} GMAC/s at {report['clock_mhz']:g} MHz "
                             f"({report['peak_gmacs_at_fmax']:.3f} at Fmax)"),
