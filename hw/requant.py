@@ -35,8 +35,10 @@ class Requantizer(wiring.Component):
         Requantized vector, ``LATENCY`` cycles later.
     config : In(runtime_config)
         Output zero point, activation range and raw mode; held stable while ``busy``.
-    param : In(param_word), param_en : In(1)
-        Parameter write port (bias, multiplier, shift of one column tile); write while idle.
+    param : In(param_word), param_valid : In(1), param_ready : Out(1)
+        Parameter writes (bias, multiplier, shift of one column tile), a stream like
+        :class:`~.requant_serial.SerialRequantizer`'s; always ready, a word per cycle. Write
+        while not ``busy``.
     busy : Out(1)
         Some vector is inside the pipeline.
     """
@@ -53,7 +55,8 @@ class Requantizer(wiring.Component):
             "result_valid": Out(1),
             "config":       In(runtime_config(cfg)),
             "param":        In(param_word(cfg)),
-            "param_en":     In(1),
+            "param_valid":  In(1),
+            "param_ready":  Out(1),
             "busy":         Out(1),
         })
 
@@ -73,7 +76,8 @@ class Requantizer(wiring.Component):
             write.data.bias.eq(self.param.bias),
             write.data.multiplier.eq(self.param.multiplier),
             write.data.shift.eq(self.param.shift),
-            write.en.eq(self.param_en),
+            write.en.eq(self.param_valid),
+            self.param_ready.eq(1),
         ]
 
         # Stage 1: wait for the parameter read; then one lane per column.

@@ -65,9 +65,10 @@ class PointwiseConv(wiring.Component):
 
     Timing: one beat per cycle on ``i`` in steady state, i.e. ``rows * cols`` MACs per cycle
     whatever C and F are (with ``cfg.requantizer == "serial"``: while ``beats >=
-    cfg.tile_interval``; below that, one (pixel, column tile) per ``tile_interval`` cycles); ``o`` may stall at any time (an internal queue of ``queue_depth``
-    vectors and credit-based issue keep the array from ever overflowing it, so nothing is dropped,
-    duplicated or reordered). Latency from a pixel's last beat to its first result:
+    cfg.tile_interval``; below that, one (pixel, column tile) per ``tile_interval`` cycles);
+    ``o`` may stall at any time (an internal queue of ``queue_depth`` vectors and credit-based
+    issue keep the array from ever overflowing it, so nothing is dropped, duplicated or
+    reordered). Latency from a pixel's last beat to its first result:
     ``latency`` cycles.
     """
 
@@ -109,9 +110,9 @@ class PointwiseConv(wiring.Component):
             array.beat_valid.eq(sequencer.beat_valid),
         ]
         if cfg.requantizer == "parallel":
-            requant = self._parallel_output(m)
+            requant = self._parallel_output(m, array)
         else:
-            requant = self._serial_output(m)
+            requant = self._serial_output(m, array)
         m.d.comb += [
             requant.sums.eq(array.sums),
             requant.config.eq(self.layer),
@@ -135,23 +136,15 @@ class PointwiseConv(wiring.Component):
             array.weight.eq(self.weights.payload),
             array.weight_en.eq(self.weights.valid & idle),
             requant.param.eq(self.params.payload),
+            requant.param_valid.eq(self.params.valid & idle),
+            self.params.ready.eq(idle & requant.param_ready),
         ]
-        if cfg.requantizer == "parallel":
-            m.d.comb += [
-                self.params.ready.eq(idle),
-                requant.param_en.eq(self.params.valid & idle),
-            ]
-        else:
-            m.d.comb += [
-                self.params.ready.eq(idle & requant.param_ready),
-                requant.param_valid.eq(self.params.valid & idle),
-            ]
         return m
 
-    def _parallel_output(self, m):
+    def _parallel_output(self, m, array):
         """A requantizer per column, then a queue of whole result vectors."""
         m.submodules.requant = requant = Requantizer(self._cfg)
-        m.d.comb += requant.sums_valid.eq(m.submodules.array.sums_valid)
+        m.d.comb += requant.sums_valid.eq(array.sums_valid)
         m.submodules.queue = queue = SyncFIFOBuffered(
             width=len(self.o.payload.as_value()), depth=self.queue_depth)
         m.d.comb += [
@@ -163,13 +156,13 @@ class PointwiseConv(wiring.Component):
         ]
         return requant
 
-    def _serial_output(self, m):
+    def _serial_output(self, m, array):
         """One shared requantizer, a queue of single columns (32 bits wide, so it stays in one
         or two block RAMs whatever ``cols`` is), and a register that gathers ``cols`` columns
         into the result vector on ``o``."""
         cols = self._cfg.cols
         m.submodules.requant = requant = SerialRequantizer(self._cfg)
-        m.d.comb += requant.column_done.eq(m.submodules.array.column_done)
+        m.d.comb += requant.column_done.eq(array.column_done)
         m.submodules.queue = queue = SyncFIFOBuffered(width=32, depth=self.queue_depth * cols)
         gathered = Signal(range(cols + 1))
         vector = Signal(self.o.payload.shape(), reset_less=True)

@@ -65,6 +65,24 @@ def test_init_lane_wrong_steps(steps):
         RequantLane(sum_shape=32, steps=steps)
 
 
+async def _load(ctx, dut, cfg, bias, mult, shift, *, zp, lo, hi, raw):
+    """Layer settings, then every tile's parameter word through the stream handshake both
+    requantizers have (the parallel one takes a word per cycle, the serial one `cols`)."""
+    ctx.set(dut.config.output_zero_point, zp)
+    ctx.set(dut.config.activation_min, lo)
+    ctx.set(dut.config.activation_max, hi)
+    ctx.set(dut.config.raw, raw)
+    for tile in range(cfg.max_tiles):
+        ctx.set(dut.param.addr, tile)
+        for c in range(cfg.cols):
+            ctx.set(dut.param.bias[c], int(bias[tile, c]))
+            ctx.set(dut.param.multiplier[c], int(mult[tile, c]))
+            ctx.set(dut.param.shift[c], int(shift[tile, c]))
+        ctx.set(dut.param_valid, 1)
+        await ctx.tick().until(dut.param_ready)
+    ctx.set(dut.param_valid, 0)
+
+
 def _run(sums, tile_of, bias, mult, shift, *, zp, lo, hi, raw, cfg=CFG):
     if cfg.requantizer == "serial":
         return _run_serial(cfg, sums, tile_of, bias, mult, shift, zp=zp, lo=lo, hi=hi, raw=raw)
@@ -72,19 +90,7 @@ def _run(sums, tile_of, bias, mult, shift, *, zp, lo, hi, raw, cfg=CFG):
     out = []
 
     async def bench(ctx):
-        ctx.set(dut.config.output_zero_point, zp)
-        ctx.set(dut.config.activation_min, lo)
-        ctx.set(dut.config.activation_max, hi)
-        ctx.set(dut.config.raw, raw)
-        for tile in range(CFG.max_tiles):
-            ctx.set(dut.param.addr, tile)
-            for c in range(CFG.cols):
-                ctx.set(dut.param.bias[c], int(bias[tile, c]))
-                ctx.set(dut.param.multiplier[c], int(mult[tile, c]))
-                ctx.set(dut.param.shift[c], int(shift[tile, c]))
-            ctx.set(dut.param_en, 1)
-            await ctx.tick()
-        ctx.set(dut.param_en, 0)
+        await _load(ctx, dut, CFG, bias, mult, shift, zp=zp, lo=lo, hi=hi, raw=raw)
         for index in range(len(sums) + Requantizer.LATENCY + 1):
             if index < len(sums):
                 for c in range(CFG.cols):
@@ -133,19 +139,7 @@ def _run_serial(cfg, sums, tile_of, bias, mult, shift, *, zp, lo, hi, raw):
     columns = []
 
     async def bench(ctx):
-        ctx.set(dut.config.output_zero_point, zp)
-        ctx.set(dut.config.activation_min, lo)
-        ctx.set(dut.config.activation_max, hi)
-        ctx.set(dut.config.raw, raw)
-        for tile in range(cfg.max_tiles):
-            ctx.set(dut.param.addr, tile)
-            for c in range(cfg.cols):
-                ctx.set(dut.param.bias[c], int(bias[tile, c]))
-                ctx.set(dut.param.multiplier[c], int(mult[tile, c]))
-                ctx.set(dut.param.shift[c], int(shift[tile, c]))
-            ctx.set(dut.param_valid, 1)
-            await ctx.tick().until(dut.param_ready)
-        ctx.set(dut.param_valid, 0)
+        await _load(ctx, dut, cfg, bias, mult, shift, zp=zp, lo=lo, hi=hi, raw=raw)
         for index in range(len(sums)):
             # As the array gives them: column c c cycles after column 0, each valid only then.
             for c in range(cfg.tile_interval):
