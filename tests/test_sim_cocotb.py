@@ -140,32 +140,31 @@ def test_matches_golden(simulator, args):
     case.check(words)
 
 
-def test_sim_layers_back_to_back(simulator):
-    """Several layers in one simulation, no reset between: reloads while idle."""
-    cases = [Case(2000 + i, c, f, p, act, idle, stall) for i, (c, f, p, act, idle, stall) in
-             enumerate([(17, 9, 4, "raw", 0.3, 0.3), (1, 1, 3, "none", 0.0, 0.0),
-                        (5, 17, 3, "relu", 0.7, 0.3), (4, 4, 5, "relu6", 0.0, 0.7)])]
-    results = run_layers_on_simulator(CFG, [case.layer() for case in cases],
+def _check_back_to_back(cfg, first_seed, specs, simulator, what):
+    """Layers ``(C, F, P, activation, idle, stall)`` in one simulation, each against golden."""
+    cases = [Case(first_seed + i, c, f, p, act, idle, stall, cfg=cfg)
+             for i, (c, f, p, act, idle, stall) in enumerate(specs)]
+    results = run_layers_on_simulator(cfg, [case.layer() for case in cases],
                                       simulator=simulator)
     assert len(results) == len(cases)
     for index, (case, (words, _)) in enumerate(zip(cases, results)):
-        case.check(words, f"(layer {index} of a back-to-back run)")
+        case.check(words, f"({what}, layer {index})")
+
+
+def test_sim_layers_back_to_back(simulator):
+    """Several layers in one simulation, no reset between: reloads while idle."""
+    _check_back_to_back(CFG, 2000, [(17, 9, 4, "raw", 0.3, 0.3), (1, 1, 3, "none", 0.0, 0.0),
+                                    (5, 17, 3, "relu", 0.7, 0.3), (4, 4, 5, "relu6", 0.0, 0.7)],
+                        simulator, "a back-to-back run")
 
 
 def test_sim_serial_requantizer_matches_golden(simulator):
     """The iCEBreaker's mapping: layers whose pixels are shorter than the requantizer's pace
     (C <= 4: one beat against a 16-cycle tile interval) and longer (C = 64: 16 beats), all
     activations and raw mode, under idles and stalls, back to back in one simulation."""
-    cases = [Case(5000 + i, c, f, p, act, idle, stall, cfg=SERIAL)
-             for i, (c, f, p, act, idle, stall) in
-             enumerate([(3, 9, 5, "none", 0.0, 0.0), (64, 8, 3, "relu", 0.3, 0.7),
-                        (17, 5, 4, "raw", 0.7, 0.3), (5, 17, 3, "relu6", 0.0, 0.9)])]
-    runner.build_simulator(SERIAL, simulator)
-    results = run_layers_on_simulator(SERIAL, [case.layer() for case in cases],
-                                      simulator=simulator)
-    assert len(results) == len(cases)
-    for index, (case, (words, _)) in enumerate(zip(cases, results)):
-        case.check(words, f"(serial requantizer, layer {index})")
+    _check_back_to_back(SERIAL, 5000, [(3, 9, 5, "none", 0.0, 0.0), (64, 8, 3, "relu", 0.3, 0.7),
+                                       (17, 5, 4, "raw", 0.7, 0.3), (5, 17, 3, "relu6", 0.0, 0.9)],
+                        simulator, "serial requantizer")
 
 
 def test_sim_extremes_do_not_overflow(simulator):
