@@ -50,11 +50,11 @@ MOBILENETV2_POINTWISE = _mobilenetv2()
 
 
 def _load_cycles(cfg, shape):
-    """Cycles spent loading weights and parameters (one word per cycle) over all passes."""
+    """Cycles spent loading weights (one word per cycle) and parameters over all passes."""
     total = 0
     for p in plan_passes(cfg, shape.channels, shape.filters):
         beats, tiles = cfg.beats(p.c1 - p.c0), cfg.tiles(p.f1 - p.f0)
-        total += beats * tiles * cfg.rows + tiles
+        total += beats * tiles * cfg.rows + tiles * cfg.param_word_cycles
     return total
 
 
@@ -107,13 +107,15 @@ def _markdown(cfg, rows, max_pixels):
                                                     if max_pixels else ""))
     sizes = (f"Layers simulated at reduced HxW are marked (max {max_pixels} pixels)."
              if max_pixels else "Every layer at full size.")
+    rate = ("one word per cycle" if cfg.param_word_cycles == 1 else
+            f"one word per cycle, a parameter word in {cfg.param_word_cycles}")
     lines = [
         f"# MobileNetV2 pointwise layers on a {cfg.rows}x{cfg.cols} pwconv array",
         "",
         f"Measured by `{command}` (Verilator, cycle-accurate; {cfg.mac_style} multipliers, "
         f"{cfg.requantizer} requantizer, weight depth {cfg.weight_depth} words per PE). "
         f"Cycles count from the first pixel beat offered to the last result taken, summed over "
-        f"passes; `load` is the weight/parameter load (one word per cycle, not overlapped with "
+        f"passes; `load` is the weight/parameter load ({rate}, not overlapped with "
         f"compute). Utilization = ideal cycles (P*C*F / {cfg.macs} MACs) / cycles. {sizes}",
         "",
         f"Utilization: {100 * min(utils):.1f}% to {100 * max(utils):.1f}% "

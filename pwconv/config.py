@@ -123,6 +123,12 @@ class ArrayConfig:
             return 1
         return self.cols * self.requant_steps
 
+    @property
+    def param_word_cycles(self):
+        """Cycles one parameter word (a column tile's bias, multiplier, shift) takes to load:
+        1, or ``cols`` for the serial requantizer, which stores one column per cycle."""
+        return 1 if self.requantizer == "parallel" else self.cols
+
     def tile_cycles(self, channels):
         """Array cycles per (pixel, column tile) in steady state for C = ``channels``."""
         return max(self.beats(channels), self.tile_interval)

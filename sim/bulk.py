@@ -121,10 +121,9 @@ def _stimulus(cfg, run_dir, batch, *, seed, in_idle, out_stall, timeout):
     for name, words in files.items():
         (run_dir / f"{name}.hex").write_text("".join(f"{w:x}\n" for w in words) or "0\n")
     if timeout is None:
-        # A result takes max(beats, tile_interval) cycles; a parameter word `cols` with a serial
-        # requantizer.
+        # A result takes max(beats, tile_interval) cycles.
         timeout = 50 * (sum(expected) * max(max(p.beats, cfg.tile_interval) for _, p, _ in batch)
-                        + len(files["weights"]) + len(files["params"]) * cfg.cols
+                        + len(files["weights"]) + len(files["params"]) * cfg.param_word_cycles
                         ) + 10000 * len(batch)
     plusargs = [f"+{name.upper()}={run_dir / (name + '.hex')}" for name in files]
     plusargs += [

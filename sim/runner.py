@@ -231,7 +231,8 @@ def _layer_job(layer, meta):
         cfg = ArrayConfig(**meta["config"])
         timeout = (50 * (len(pixel_words) * program.tiles * cfg.tile_interval + 1)
                    + 20 * meta["latency"] + 2000
-                   + 2 * (len(program.weight_words) + len(program.param_words) * cfg.cols))
+                   + 2 * (len(program.weight_words)
+                          + len(program.param_words) * cfg.param_word_cycles))
     return {
         "layer_word": f"{program.layer_word:x}",
         "weight_words": [f"{word:x}" for word in program.weight_words],

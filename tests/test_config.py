@@ -68,3 +68,4 @@ def test_tile_interval_and_cycles():
     assert cfg.tile_cycles(4) == 32          # 1 beat, paced
     assert cfg.tile_cycles(128) == 32        # 32 beats: full rate from here on
     assert cfg.tile_cycles(256) == 64
+    assert (ArrayConfig().param_word_cycles, cfg.param_word_cycles) == (1, 4)
