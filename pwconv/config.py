@@ -27,7 +27,7 @@ REQUANTIZERS = ("parallel", "serial")
 REQUANT_STEPS = (1, 2, 4, 8)
 
 #: Gateware version reported by the board's identity command (major, minor).
-VERSION = (0, 2)
+VERSION = (0, 3)
 
 
 def _check_int(name, value, lo, hi=None):
