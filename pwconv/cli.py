@@ -112,6 +112,11 @@ def cmd_demo(args):
     return 0 if ok else 1
 
 
+def cmd_model(args):
+    from pwconv.host.model.cli import run
+    return run(args, lambda: _accelerator(args))
+
+
 def cmd_verilog(args):
     from pwconv.hw.export import write_verilog
     path = write_verilog(_config(args), args.out)
@@ -194,6 +199,14 @@ def build_parser():
     _add_run_args(p)
     _add_config_args(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("model", help="run a .tflite or .onnx model, its pointwise layers on "
+                       "pwconv, and check it against the runtime")
+    from pwconv.host.model.cli import add_arguments
+    add_arguments(p)
+    _add_run_args(p)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("verilog", help="export the accelerator's Verilog")
     p.add_argument("--out", default="build/verilog", help="output directory")

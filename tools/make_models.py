@@ -98,11 +98,9 @@ def ops_model(seed=1):
     b = layers.AveragePooling2D(3, strides=1)(b)                                     # 4x4x16
     b = layers.Conv2D(16, 3, padding="same")(b)
     x = layers.Concatenate()([a, b])                                                 # 4x4x32
+    x = layers.Reshape((2, 8, 32))(x)                                                # RESHAPE
     x = layers.Conv2D(24, 1, activation="relu")(x)                                   # pwconv
     x = layers.GlobalAveragePooling2D()(x)                                           # MEAN
-    x = layers.Reshape((1, 1, 24))(x)                                                # RESHAPE
-    x = layers.Conv2D(16, 1, activation="relu")(x)                                   # pwconv
-    x = layers.Flatten()(x)                                                          # RESHAPE
     x = layers.Dense(10)(x)                                                          # pwconv
     out = layers.Softmax()(x)
     model = keras.Model(inp, out)

@@ -176,7 +176,7 @@ class Model:
                                    st.utilization, st.passes, st.seconds))
             run.offloaded[name] = y
             if layers_out is not None:
-                stem = layers_out / f"{index:03d}_{_safe(name)}"
+                stem = layers_out / f"{index:03d}_{op.lower()}"
                 save_layer(f"{stem}.npz", x_in, layer)
                 np.save(f"{stem}.y.npy", y_layer)
             return y
@@ -191,10 +191,6 @@ class Model:
         """``(output, {offloaded layer name: output})`` from ``runtime`` itself, or None when
         that runtime is not installed."""
         raise NotImplementedError
-
-
-def _safe(name):
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[-60:]
 
 
 def _mismatch(a, b):

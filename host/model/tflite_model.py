@@ -312,8 +312,8 @@ class TFLiteModel(Model):
 
     def reference(self, x, runtime):
         """Run ``x`` through ai-edge-litert with ``runtime``'s op resolver; None when
-        ai-edge-litert is not installed. The offloaded layers' outputs come from the preserved
-        intermediate tensors (not for tflite-xnnpack, whose delegate keeps none)."""
+        ai-edge-litert is not installed. Every op's output (by tensor name) comes from the
+        preserved intermediate tensors (none for tflite-xnnpack, whose delegate keeps none)."""
         try:
             from ai_edge_litert.interpreter import Interpreter, OpResolverType
         except ImportError:
@@ -331,8 +331,7 @@ class TFLiteModel(Model):
         layers = {}
         if runtime != "tflite-xnnpack":
             for op, ins, outs, _ in self.ops:
-                if op in ("CONV_2D", "FULLY_CONNECTED"):
-                    layers[self.tensors[outs[0]].name] = interp.get_tensor(outs[0])
+                layers[self.tensors[outs[0]].name] = interp.get_tensor(outs[0])
         return output, layers
 
 
