@@ -19,12 +19,8 @@ class ModelError(ValueError):
 
 
 def rounding_for(runtime):
-    """The requantization rounding mode that matches ``runtime`` (golden.RUNTIME_ROUNDING), or
-    "double" where this build of pwconv has no rounding modes yet."""
-    table = getattr(golden, "RUNTIME_ROUNDING", None)
-    if table is None:
-        return "double"
-    return table[runtime]
+    """The requantization rounding mode that matches ``runtime`` (golden.RUNTIME_ROUNDING)."""
+    return golden.RUNTIME_ROUNDING[runtime]
 
 
 def _has_rounding():
@@ -87,6 +83,7 @@ class ModelRun:
     output: np.ndarray
     ops: list
     offloaded: dict = field(default_factory=dict)
+    layer_inputs: dict = field(default_factory=dict)
     seconds: float = 0.0
     rounding: str = "double"
 
@@ -162,6 +159,8 @@ class Model:
             raise ModelError(f"--runtime: {runtime!r} cannot run {self.path.name} (choose from "
                              f"{', '.join(self.runtimes)})")
         rounding = rounding_for(runtime)
+        if rounding != "double" and not _has_rounding():
+            rounding = "double"         # the nearest mode this build's accelerator has
         if layers_out is not None:
             layers_out = Path(layers_out)
             layers_out.mkdir(parents=True, exist_ok=True)
@@ -175,6 +174,7 @@ class Model:
             run.ops.append(OpStats(index, op, name, tuple(y.shape), "pwconv", macs, st.cycles,
                                    st.utilization, st.passes, st.seconds))
             run.offloaded[name] = y
+            run.layer_inputs[name] = x_in
             if layers_out is not None:
                 stem = layers_out / f"{index:03d}_{op.lower()}"
                 save_layer(f"{stem}.npz", x_in, layer)
@@ -187,9 +187,10 @@ class Model:
     def _run_ops(self, x, offload, run, rounding):
         raise NotImplementedError
 
-    def reference(self, x, runtime):
-        """``(output, {offloaded layer name: output})`` from ``runtime`` itself, or None when
-        that runtime is not installed."""
+    def reference(self, x, runtime, run=None):
+        """``(output, {layer name: output})`` from ``runtime`` itself (given the ModelRun
+        ``run``, its offloaded layers on the inputs they had), or None when that runtime is not
+        installed."""
         raise NotImplementedError
 
 
@@ -250,4 +251,5 @@ def format_report(model, run, accelerator, reference=None, runtime=None):
 
 
 def _max_diff(a, b):
-    return int(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+    d = float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+    return f"{d:.0f}" if a.dtype.kind in "iu" else f"{d:.3g}"

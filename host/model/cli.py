@@ -39,7 +39,7 @@ def run(args, make_accelerator):
         acc.close()
     if args.out:
         np.save(args.out, result.output)
-    reference = model.reference(x, runtime)
+    reference = model.reference(x, runtime, result)
     print(format_report(model, result, acc, reference, runtime))
     if args.out:
         print(f"wrote {args.out}: {result.output.dtype.name} {list(result.output.shape)}")
@@ -49,13 +49,9 @@ def run(args, make_accelerator):
     if reference is None:
         return 0
     exact = np.array_equal(result.output, reference[0])
-    if not exact and rounding_for(runtime) != _wanted_rounding(runtime):
-        print(f"note: {runtime} rounds with the {_wanted_rounding(runtime)!r} mode, which this "
-              f"build of pwconv lacks: the mismatch above is measured with 'double'")
+    if not exact and result.rounding != rounding_for(runtime):
+        print(f"note: {runtime} rounds with the {rounding_for(runtime)!r} mode, which this "
+              f"build's accelerator lacks: the mismatch above is measured with "
+              f"{result.rounding!r}")
         return 0
     return 0 if exact else 1
-
-
-def _wanted_rounding(runtime):
-    return {"tflite-reference": "double", "tflite-ruy": "ruy", "tflite-xnnpack": "float",
-            "onnxruntime": "float"}[runtime]

@@ -310,7 +310,7 @@ class TFLiteModel(Model):
             return gops.concatenation(args, opt.Axis()), 0, False
         raise ModelError(f"{self._where(i)} is not supported")   # unreachable: validated
 
-    def reference(self, x, runtime):
+    def reference(self, x, runtime, run=None):
         """Run ``x`` through ai-edge-litert with ``runtime``'s op resolver; None when
         ai-edge-litert is not installed. Every op's output (by tensor name) comes from the
         preserved intermediate tensors (none for tflite-xnnpack, whose delegate keeps none)."""
