@@ -130,7 +130,8 @@ class ONNXModel(Model):
         ins = list(node.input) + [""] * (9 - len(node.input))
         consts = [self._const(n) for n in ins[1:8]]
         w = consts[2]
-        if None in consts or not self._pointwise_attrs(node, w) or w.dtype != np.int8:
+        if any(v is None for v in consts) or not self._pointwise_attrs(node, w) or \
+                w.dtype != np.int8:
             return None
         x_scale, x_zp, _, w_scale, w_zp, y_scale, y_zp = consts
         if np.any(w_zp != 0):

@@ -1,0 +1,157 @@
+"""`pwconv model M.onnx`: QDQ and QLinearConv models against onnxruntime."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from pwconv import golden  # noqa: E402
+from pwconv.cli import main  # noqa: E402
+from pwconv.host.accelerator import Accelerator  # noqa: E402
+from pwconv.host.layer import Quantization  # noqa: E402
+from pwconv.host.model import load_model  # noqa: E402
+from pwconv.host.model.onnx_model import ONNXModel  # noqa: E402
+
+QDQ = Path(__file__).parent / "models" / "pointwise_qdq.onnx"
+X = np.load(QDQ.with_suffix(".input.npy"))
+HOST_FLOAT = any(f.name == "rounding" for f in dataclasses.fields(Quantization))
+
+
+def test_finds_every_pointwise_conv():
+    model = load_model(QDQ)
+    assert [g.op for g in model.groups] == ["Conv (QDQ)"] * 3
+    kinds = [kind for kind, _ in model.steps]
+    assert kinds == ["onnxruntime", "pwconv", "onnxruntime", "pwconv", "onnxruntime", "pwconv",
+                     "onnxruntime"]
+    run = model.run(X, Accelerator("golden"))
+    assert run.pwconv_macs == run.total_macs == 12 * 12 * (16 * 32 + 32 * 32 + 32 * 24)
+
+
+def test_partition_is_exact_with_onnxruntime_arithmetic(monkeypatch):
+    """The onnxruntime segments between the offloaded convs reproduce the whole model exactly
+    when the convs compute what ONNX Runtime computes (golden's "float" rounding mode)."""
+    def float_conv(self, g, x_q, offload, rounding):
+        layer = self._layer(g, "double")
+        _, _, scale = golden.layer_requant_params(
+            g.x_q[0], np.broadcast_to(g.w_scale, (layer.filters,)), g.y_q[0], "float")
+        y = golden.conv1x1(x_q.transpose(0, 2, 3, 1), layer.w, layer.bias,
+                           input_zero_point=g.x_q[1], output_zero_point=g.y_q[1],
+                           output_multiplier=None, output_shift=None, rounding="float",
+                           scale=scale)
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+    monkeypatch.setattr(ONNXModel, "_offload", float_conv)
+    model = load_model(QDQ)
+    run = model.run(X, Accelerator("golden"))
+    ref, _ = model.reference(X)
+    assert np.array_equal(run.output, ref)
+
+
+@pytest.mark.parametrize("backend", ["golden", "verilator"])
+def test_end_to_end_against_onnxruntime(backend):
+    model = load_model(QDQ)
+    run = model.run(X, Accelerator(backend))
+    ref, layers = model.reference(X, "onnxruntime", run)
+    assert run.output.shape == ref.shape and run.output.dtype == ref.dtype
+    assert set(layers) == set(run.offloaded)
+    if HOST_FLOAT:
+        assert run.rounding == "float"
+        assert np.array_equal(run.output, ref)
+        for name, y in run.offloaded.items():
+            assert np.array_equal(y, layers[name]), name
+    else:
+        # Until the accelerator has the float mode: "double" rounds within one step of it.
+        for name, y in run.offloaded.items():
+            diff = np.abs(y.astype(np.int64) - layers[name].astype(np.int64))
+            assert diff.max() <= 1 and np.count_nonzero(diff) < 0.01 * diff.size, name
+
+
+def _qlinearconv_model(path, uint8):
+    rng = np.random.default_rng(3)
+    c, f = 8, 12
+    qt, dt = (TensorProto.UINT8, np.uint8) if uint8 else (TensorProto.INT8, np.int8)
+    zp = 130 if uint8 else 2
+    w = rng.integers(-127, 128, (f, c, 1, 1), dtype=np.int8)
+    inits = [numpy_helper.from_array(np.float32(0.05), "xs"),
+             numpy_helper.from_array(np.asarray(zp, dt), "xzp"),
+             numpy_helper.from_array(w, "w"),
+             numpy_helper.from_array(rng.uniform(0.002, 0.02, f).astype(np.float32), "ws"),
+             numpy_helper.from_array(np.zeros(f, np.int8), "wzp"),
+             numpy_helper.from_array(np.float32(0.2), "ys"),
+             numpy_helper.from_array(np.asarray(zp - 5, dt), "yzp"),
+             numpy_helper.from_array(rng.integers(-999, 999, f).astype(np.int32), "b"),
+             numpy_helper.from_array(np.float32(0.2), "os")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xzp"], ["xq"]),
+             helper.make_node("QLinearConv", ["xq", "xs", "xzp", "w", "ws", "wzp", "ys", "yzp",
+                                              "b"], ["yq"], kernel_shape=[1, 1]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yzp"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "qlinear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 5, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, f, 5, 7])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    del qt
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("uint8", [False, True], ids=["int8", "uint8"])
+def test_qlinearconv_runs_on_pwconv(tmp_path, uint8):
+    path = _qlinearconv_model(tmp_path / "q.onnx", uint8)
+    model = load_model(path)
+    assert [g.op for g in model.groups] == ["QLinearConv"]
+    x = model.random_input(1)
+    run = model.run(x, Accelerator("golden"))
+    ref, layers = model.reference(x, "onnxruntime", run)
+    (y,) = run.offloaded.values()
+    (y_ref,) = layers.values()
+    assert y.dtype == y_ref.dtype == (np.uint8 if uint8 else np.int8)
+    diff = np.abs(y.astype(np.int64) - y_ref.astype(np.int64))
+    assert diff.max() <= (0 if HOST_FLOAT else 1)
+
+
+def _error(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err.strip()
+
+
+def test_cli_rejects_bad_onnx(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage that is not protobuf\xff\xff")
+    assert re.match(r"^pwconv: error: .*bad\.onnx: not a valid ONNX model \(",
+                    _error(capsys, ["model", str(bad), "--backend", "golden"]))
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "float",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+    floating = tmp_path / "float.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), floating)
+    assert _error(capsys, ["model", str(floating)]) == (
+        "pwconv: error: float.onnx: no quantized 1x1 convolution to run on pwconv (needs QDQ "
+        "DequantizeLinear -> Conv -> QuantizeLinear with int8 weights, or QLinearConv)")
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 16, 12, 12), np.int8))
+    assert _error(capsys, ["model", str(QDQ), "--input", str(x)]) == (
+        f"pwconv: error: {x}: expected dtype float32 for pointwise_qdq.onnx, got int8")
+
+
+def test_cli_prints_the_onnx_table(capsys):
+    code = main(["model", str(QDQ), "--backend", "golden", "--input",
+                 str(QDQ.with_suffix(".input.npy"))])
+    text = capsys.readouterr().out
+    assert re.search(r"^\s+9 Conv \(QDQ\)\s+1x32x12x12\s+pwconv\s+73,728", text, re.M)
+    assert re.search(r"^\s+15 Add\s+1x32x12x12\s+host", text, re.M)
+    assert re.search(r"^bit-exact vs onnxruntime: (yes|NO)", text, re.M)
+    if HOST_FLOAT:
+        assert code == 0 and "bit-exact vs onnxruntime: yes (final output)" in text
+    else:
+        assert code == 0 and re.search(r"^note: onnxruntime rounds with the 'float' mode", text,
+                                       re.M)
