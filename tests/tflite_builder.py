@@ -142,13 +142,13 @@ class ModelBuilder:
         return bytes(b.Output())
 
 
-def run_reference(model_bytes, inputs, resolver="BUILTIN_REF"):
+def run_reference(model_bytes, inputs, resolver="BUILTIN_REF", preserve=True):
     """Run ``model_bytes`` in ai-edge-litert with the given op resolver; returns
-    ``(outputs, interpreter)`` (all tensors preserved, for op-by-op checks)."""
+    ``(outputs, interpreter)`` (``preserve``: all tensors kept, for op-by-op checks)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     interp = Interpreter(model_content=model_bytes,
                          experimental_op_resolver_type=getattr(OpResolverType, resolver),
-                         experimental_preserve_all_tensors=True)
+                         experimental_preserve_all_tensors=preserve)
     interp.allocate_tensors()
     for detail, value in zip(interp.get_input_details(), inputs):
         interp.set_tensor(detail["index"], value)
