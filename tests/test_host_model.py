@@ -180,3 +180,25 @@ def test_mobilenet_on_verilator_matches_tflite_reference(tmp_path):
                  str(MOBILENET.with_suffix(".input.npy")), "--out", str(out)]) == 0
     ref, _ = load_model(MOBILENET).reference(_input(MOBILENET), "tflite-reference")
     assert np.array_equal(np.load(out), ref)
+
+
+def test_strided_1x1_conv_runs_on_pwconv(tmp_path):
+    """ResNet's downsampling shortcut: a 1x1 stride-2 conv is the 1x1 conv of the subsampled
+    input, so it is offloaded, bit-exact with the reference kernels (odd and even sizes)."""
+    rng = np.random.default_rng(5)
+    for h, w, padding in ((7, 6, 0), (8, 5, 1)):
+        b = ModelBuilder()
+        x = b.tensor("x", (1, h, w, 6), np.int8, 0.04, 3)
+        ws = rng.uniform(0.005, 0.02, 10).astype(np.float32)
+        wt = b.const("w", rng.integers(-127, 128, (10, 1, 1, 6), dtype=np.int8), ws, 0)
+        bt = b.const("b", rng.integers(-999, 999, 10).astype(np.int32), ws * np.float32(0.04))
+        y = b.tensor("y", (1, (h + 1) // 2, (w + 1) // 2, 10), np.int8, 0.05, -4)
+        b.op("CONV_2D", [x, wt, bt], [y], "Conv2DOptions", padding=padding, strideW=2,
+             strideH=2, fusedActivationFunction=1)
+        path = _write(tmp_path, f"s2_{h}.tflite", b.finish([x], [y]))
+        model = load_model(path)
+        xin = model.random_input(h)
+        run = model.run(xin, Accelerator("golden"))
+        assert [s.where for s in run.ops] == ["pwconv"]
+        ref, _ = model.reference(xin, "tflite-reference")
+        assert np.array_equal(run.output, ref)

@@ -30,22 +30,20 @@ def _has_rounding():
 def make_quantization(*, input_scale, weight_scales, output_scale, input_zero_point,
                       output_zero_point, activation_min, activation_max, rounding="double",
                       multiplier=None, shift=None):
-    """A :class:`Quantization` for one offloaded layer. ``multiplier``/``shift`` (the runtime's
-    own fixed-point parameters) are used for the fixed-point modes when given; otherwise they are
-    computed as golden.layer_requant_params (or per_channel_multipliers) does."""
+    """A :class:`Quantization` for one offloaded layer in mode ``rounding``.
+
+    The parameters come from golden.layer_requant_params (the runtime's own arithmetic on the
+    float scales); ``multiplier``/``shift``, where given, replace its fixed-point ones (a
+    per-tensor FULLY_CONNECTED's, which TFLite computes from a float32 product).
+    """
     filters = np.size(weight_scales)
     if rounding != "double" and not _has_rounding():
-        raise ModelError(f"rounding mode {rounding!r} needs golden's rounding modes, which this "
-                         f"build does not have (only 'double')")
-    scale = None
-    if hasattr(golden, "layer_requant_params"):
-        m, s, scale = golden.layer_requant_params(input_scale, weight_scales, output_scale,
-                                                  rounding)
-        if multiplier is None and m is not None:
-            multiplier, shift = m, s
-    elif multiplier is None:
-        multiplier, shift = golden.per_channel_multipliers(input_scale, weight_scales,
-                                                           output_scale)
+        raise ModelError(f"rounding mode {rounding!r} is not in this build's accelerator "
+                         f"(only 'double')")
+    m, s, scale = golden.layer_requant_params(input_scale, weight_scales, output_scale,
+                                              rounding)
+    if multiplier is None and m is not None:
+        multiplier, shift = m, s
     kwargs = dict(input_zero_point=int(input_zero_point),
                   output_zero_point=int(output_zero_point),
                   activation_min=int(activation_min), activation_max=int(activation_max))
@@ -54,7 +52,7 @@ def make_quantization(*, input_scale, weight_scales, output_scale, input_zero_po
         shift = np.broadcast_to(np.asarray(shift, np.int32), (filters,)).copy()
     if _has_rounding():
         kwargs.update(rounding=rounding, scale=None if scale is None else
-                      np.broadcast_to(np.asarray(scale, np.float32), (filters,)).copy())
+                      np.asarray(scale, np.float32).reshape(filters))
     return Quantization(multiplier, shift, **kwargs)
 
 

@@ -1,7 +1,7 @@
 """Full-int8 .tflite models: parsed with the `tflite` package, pointwise layers on pwconv.
 
-Every CONV_2D with a 1x1 filter and stride 1 and every FULLY_CONNECTED runs on the accelerator
-(:meth:`Accelerator.run_layer`); every other op runs on the host in :mod:`pwconv.golden.ops`,
+Every CONV_2D with a 1x1 filter (a strided one on its subsampled input) and every
+FULLY_CONNECTED runs on the accelerator (:meth:`Accelerator.run_layer`); every other op runs on the host in :mod:`pwconv.golden.ops`,
 TFLite's reference integer kernels. Multipliers and shifts come from the model's float scales as
 TFLite's Prepare computes them (kernel_util.cc::PopulateConvolutionQuantizationParams for
 CONV_2D, GetQuantizedConvolutionMultipler for a per-tensor FULLY_CONNECTED), fused activations
@@ -19,7 +19,7 @@ from .base import Model, ModelError, OpStats, make_quantization
 
 __all__ = ["TFLiteModel", "SUPPORTED_OPS", "TFLITE_RUNTIMES"]
 
-#: Builtin ops pwconv runs (CONV_2D 1x1 stride 1 and FULLY_CONNECTED on the accelerator).
+#: Builtin ops pwconv runs (CONV_2D 1x1 and FULLY_CONNECTED on the accelerator).
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
                  "MAX_POOL_2D", "MEAN", "PAD", "PADV2", "RESHAPE", "SOFTMAX", "QUANTIZE",
                  "DEQUANTIZE", "CONCATENATION")
@@ -197,13 +197,10 @@ class TFLiteModel(Model):
         lo, hi = self._activation(opt, out)
         f = w.shape[0]
         weight_scales = np.broadcast_to(wt.scale, (f,)) if wt.scale.size == 1 else wt.scale
+        # None: golden.layer_requant_params (PopulateConvolutionQuantizationParams' arithmetic).
         multiplier = shift = None
-        if rounding != "float":
-            if fc and wt.scale.size == 1:
-                multiplier, shift = gops.fully_connected_multiplier(xin.s(), wt.s(), out.s())
-            else:
-                multiplier, shift = golden.per_channel_multipliers(xin.s(), weight_scales,
-                                                                   out.s())
+        if fc and wt.scale.size == 1 and rounding != "float":
+            multiplier, shift = gops.fully_connected_multiplier(xin.s(), wt.s(), out.s())
         quant = make_quantization(input_scale=xin.s(), weight_scales=weight_scales,
                                   output_scale=out.s(), input_zero_point=xin.zp(),
                                   output_zero_point=out.zp(), activation_min=lo,
@@ -227,7 +224,10 @@ class TFLiteModel(Model):
                 raise ModelError(f"{self._where(i)}: grouped convolution ({x.shape[-1]} input "
                                  f"channels, filter has {c}) is not supported")
             stride = (opt.StrideH(), opt.StrideW())
-            if (kh, kw) == (1, 1) and stride == (1, 1):
+            if (kh, kw) == (1, 1):
+                # A strided 1x1 conv is a 1x1 conv of the subsampled input (SAME pads nothing
+                # for a 1x1 filter), so it runs on pwconv too (ResNet's downsampling shortcuts).
+                x = np.ascontiguousarray(x[:, ::stride[0], ::stride[1], :])
                 return self._pointwise(i, op, x, tin, out, w[:, 0, 0, :], bias, opt, offload,
                                        rounding, fc=False), None, True
             lo, hi = self._activation(opt, out)
