@@ -4,7 +4,8 @@ import flatbuffers
 import numpy as np
 import tflite
 
-_TYPES = {np.dtype(np.float32): tflite.TensorType.FLOAT32, np.dtype(np.int8): tflite.TensorType.INT8,
+_TYPES = {np.dtype(np.float32): tflite.TensorType.FLOAT32,
+          np.dtype(np.int8): tflite.TensorType.INT8,
           np.dtype(np.int32): tflite.TensorType.INT32, np.dtype(np.int64): tflite.TensorType.INT64,
           np.dtype(np.uint8): tflite.TensorType.UINT8}
 
@@ -89,12 +90,10 @@ class ModelBuilder:
         for code, ins, outs, options, fields in self.ops:
             opt = None
             if options is not None:
-                module = getattr(tflite, options)
                 getattr(tflite, f"{options}Start")(b)
                 for key, value in fields.items():
                     getattr(tflite, f"{options}Add{key[0].upper()}{key[1:]}")(b, value)
                 opt = getattr(tflite, f"{options}End")(b)
-                del module
             iv = ivec(tflite.OperatorStartInputsVector, ins)
             ov = ivec(tflite.OperatorStartOutputsVector, outs)
             tflite.OperatorStart(b)

@@ -2,7 +2,8 @@
 
     python3 -m venv /work/tfenv && /work/tfenv/bin/pip install tensorflow-cpu onnx onnxruntime
     /work/tfenv/bin/python tools/make_models.py            # writes tests/models/*
-    /work/tfenv/bin/python tools/make_models.py --full     # + build/models/mobilenetv2_1.0_224
+    /work/tfenv/bin/python tools/make_models.py --full     # + build/models/mobilenetv2_100_224
+    /work/tfenv/bin/python tools/make_models.py --only none --resnet   # build/models/resnet50_64
 
 Models (seeded, so a rerun writes the same arithmetic):
 - mobilenetv2_035_96.tflite: keras.applications.MobileNetV2(alpha=0.35, 96x96, 100 classes,
@@ -78,6 +79,16 @@ def mobilenetv2(alpha, size, classes, seed):
     rng = np.random.default_rng(seed)
     model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha,
                                            weights=None, classes=classes)
+    _randomize_batchnorm(model, rng)
+    data, sample = _convert(model, (size, size, 3), rng, int8_io=True)
+    return data, _quantize_input(data, sample)
+
+
+def resnet50(size, seed):
+    import keras
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = keras.applications.ResNet50(input_shape=(size, size, 3), weights=None, classes=1000)
     _randomize_batchnorm(model, rng)
     data, sample = _convert(model, (size, size, 3), rng, int8_io=True)
     return data, _quantize_input(data, sample)
@@ -163,7 +174,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--full", action="store_true",
                         help="also MobileNetV2 alpha 1.0 at 224x224 into build/models/")
-    parser.add_argument("--only", choices=["mobilenet", "ops", "onnx"])
+    parser.add_argument("--resnet", action="store_true",
+                        help="also ResNet50 at 64x64 into build/models/ (25 MB)")
+    parser.add_argument("--only", choices=["mobilenet", "ops", "onnx", "none"])
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "onnx"):
@@ -176,6 +189,10 @@ def main():
         OUT = OUT.parent.parent / "build" / "models"
         OUT.mkdir(parents=True, exist_ok=True)
         _save("mobilenetv2_100_224.tflite", *mobilenetv2(1.0, 224, 1000, seed=0))
+    if args.resnet:
+        OUT = Path(__file__).resolve().parent.parent / "build" / "models"
+        OUT.mkdir(parents=True, exist_ok=True)
+        _save("resnet50_64.tflite", *resnet50(64, seed=0))
 
 
 if __name__ == "__main__":

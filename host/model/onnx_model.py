@@ -364,9 +364,8 @@ class ONNXModel(Model):
         """The whole model in onnxruntime and, given ``run``, each offloaded group alone on the
         input pwconv saw (a model with float input and output around the group, so that ONNX
         Runtime fuses it as in the whole model); None without onnxruntime."""
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
+        import importlib.util
+        if importlib.util.find_spec("onnxruntime") is None:
             return None
         output = self._session("whole", self.model.SerializeToString()).run(
             [self.output_name], {self.input_name: x})[0]

@@ -1,8 +1,8 @@
 """Full-int8 .tflite models: parsed with the `tflite` package, pointwise layers on pwconv.
 
 Every CONV_2D with a 1x1 filter (a strided one on its subsampled input) and every
-FULLY_CONNECTED runs on the accelerator (:meth:`Accelerator.run_layer`); every other op runs on the host in :mod:`pwconv.golden.ops`,
-TFLite's reference integer kernels. Multipliers and shifts come from the model's float scales as
+FULLY_CONNECTED runs on the accelerator (:meth:`Accelerator.run_layer`); every other op runs on
+the host in :mod:`pwconv.golden.ops`, TFLite's reference integer kernels. Multipliers and shifts come from the model's float scales as
 TFLite's Prepare computes them (kernel_util.cc::PopulateConvolutionQuantizationParams for
 CONV_2D, GetQuantizedConvolutionMultipler for a per-tensor FULLY_CONNECTED), fused activations
 from CalculateActivationRangeQuantized.
