@@ -39,9 +39,24 @@ def _randomize_batchnorm(model, rng):
                                rng.uniform(0.5, 2.0, n).astype(np.float32)])
 
 
+def _spread_logits(model, samples, std=3.0):
+    """Scale the last Dense layer so its logits spread (std ``std``): with random weights they
+    are nearly equal and the softmax output quantizes to a handful of values, which would make
+    the final-output comparison weak."""
+    import keras
+    dense = model.layers[-1] if isinstance(model.layers[-1], keras.layers.Dense) else \
+        next(lay for lay in reversed(model.layers) if isinstance(lay, keras.layers.Dense))
+    features = keras.Model(model.inputs, dense.input)
+    f = np.concatenate([np.asarray(features(s)) for s in samples])
+    kernel, bias = dense.get_weights()
+    logits = f @ kernel
+    dense.set_weights([kernel * (std / logits.std()), bias])
+
+
 def _convert(model, shape, rng, int8_io):
     import tensorflow as tf
     samples = [rng.uniform(-1, 1, (1,) + shape).astype(np.float32) for _ in range(16)]
+    _spread_logits(model, samples)
 
     def representative():
         for s in samples:
@@ -177,7 +192,9 @@ def main():
     parser.add_argument("--resnet", action="store_true",
                         help="also ResNet50 at 64x64 into build/models/ (25 MB)")
     parser.add_argument("--only", choices=["mobilenet", "ops", "onnx", "none"])
+    parser.add_argument("--out", type=Path, default=OUT, help="output directory")
     args = parser.parse_args()
+    OUT = args.out
     OUT.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "onnx"):
         pointwise_onnx()
