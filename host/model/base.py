@@ -202,16 +202,20 @@ def format_report(model, run, accelerator, reference=None, runtime=None):
     """The per-op table, totals and (``reference`` from :meth:`Model.reference`) the bit-exact
     lines, as text."""
     cfg = accelerator.config
+    ref_layers = reference[1] if reference is not None else {}
     lines = [f"model: {model.path.name}, {len(run.ops)} ops; pwconv {accelerator.backend} "
              f"{cfg.rows}x{cfg.cols} array, rounding {run.rounding!r}", "",
              f"{'#':>4} {'op':<18} {'output shape':<18} {'where':<7} {'MACs':>12} "
-             f"{'cycles':>10} {'util':>6}"]
+             f"{'cycles':>10} {'util':>6}  {'bit-exact' if ref_layers else ''}".rstrip()]
     for s in run.ops:
         cycles = "" if s.cycles is None else f"{s.cycles:,}"
         util = "" if s.utilization is None else f"{100 * s.utilization:.1f}%"
         macs = f"{s.macs:,}" if s.macs else ""
+        bad = _mismatch(run.offloaded.get(s.name), ref_layers.get(s.name)) \
+            if s.where == "pwconv" else None
+        exact = "" if bad is None else "yes" if bad == 0 else f"NO ({bad})"
         lines.append(f"{s.index:>4} {s.op:<18} {'x'.join(map(str, s.shape)):<18} {s.where:<7} "
-                     f"{macs:>12} {cycles:>10} {util:>6}")
+                     f"{macs:>12} {cycles:>10} {util:>6}  {exact}".rstrip())
     total, on = run.total_macs, run.pwconv_macs
     lines.append("")
     share = 100 * on / total if total else 0.0
@@ -242,9 +246,6 @@ def format_report(model, run, accelerator, reference=None, runtime=None):
         lines.append(f"bit-exact vs {runtime}: {'yes' if exact == len(checked) else 'NO'} "
                      f"({exact} of {len(checked)} offloaded layers; {differ} of {outputs} "
                      f"layer outputs differ)")
-        for name, m in checked:
-            if m:
-                lines.append(f"  layer {name}: {m} of {run.offloaded[name].size} differ")
     return "\n".join(lines)
 
 
