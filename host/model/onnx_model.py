@@ -310,15 +310,15 @@ class ONNXModel(Model):
         return next(i for i, n in enumerate(self.nodes) if n is node)
 
     def _macs(self, node):
+        """MACs of a Conv / QLinearConv left to onnxruntime (0 for other nodes)."""
         if node.op_type not in ("Conv", "QLinearConv"):
             return 0
         w_name = node.input[3] if node.op_type == "QLinearConv" else node.input[1]
-        w_shape = self.types.get(w_name, (0, None))[1]
-        if w_shape is None and w_name in self.inits:
+        w_shape = self.types.get(w_name, (0, ()))[1]
+        if not w_shape and w_name in self.inits:
             w_shape = self.inits[w_name].shape
-        w_shape = w_shape or self.inits.get(w_name, np.zeros(0)).shape
         out = self.types.get(node.output[0], (0, ()))[1]
-        if not w_shape or not out or None in out:
+        if not w_shape or not out or None in out or None in w_shape:
             return 0
         return int(np.prod(out)) * int(np.prod(w_shape[1:]))
 
