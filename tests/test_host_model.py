@@ -32,12 +32,13 @@ def test_golden_matches_tflite_reference(path):
     model = load_model(path)
     x = _input(path)
     run = model.run(x, Accelerator("golden"))
-    ref, layers = model.reference(x, "tflite-reference")
+    ref, layers, inputs = model.reference(x, "tflite-reference")
     assert run.output.dtype == ref.dtype and run.output.shape == ref.shape
     assert np.array_equal(run.output, ref)
-    assert set(run.offloaded) <= set(layers)
+    assert set(run.offloaded) <= set(layers) and set(run.offloaded) <= set(inputs)
     for name, y in run.offloaded.items():
         assert np.array_equal(y, layers[name]), name
+        assert np.array_equal(run.layer_sources[name], inputs[name]), name
 
 
 def test_every_pointwise_layer_is_offloaded():
@@ -62,7 +63,7 @@ def test_verilator_matches_tflite_reference(tmp_path):
     assert main(["model", str(OPS), "--backend", "verilator", "--input",
                  str(OPS.with_suffix(".input.npy")), "--out", str(out)]) == 0
     model = load_model(OPS)
-    ref, _ = model.reference(_input(OPS), "tflite-reference")
+    ref = model.reference(_input(OPS), "tflite-reference")[0]
     assert np.array_equal(np.load(out), ref)
 
 
@@ -178,7 +179,7 @@ def test_mobilenet_on_verilator_matches_tflite_reference(tmp_path):
     out = tmp_path / "y.npy"
     assert main(["model", str(MOBILENET), "--backend", "verilator", "--input",
                  str(MOBILENET.with_suffix(".input.npy")), "--out", str(out)]) == 0
-    ref, _ = load_model(MOBILENET).reference(_input(MOBILENET), "tflite-reference")
+    ref = load_model(MOBILENET).reference(_input(MOBILENET), "tflite-reference")[0]
     assert np.array_equal(np.load(out), ref)
 
 
@@ -200,5 +201,19 @@ def test_strided_1x1_conv_runs_on_pwconv(tmp_path):
         xin = model.random_input(h)
         run = model.run(xin, Accelerator("golden"))
         assert [s.where for s in run.ops] == ["pwconv"]
-        ref, _ = model.reference(xin, "tflite-reference")
+        ref = model.reference(xin, "tflite-reference")[0]
         assert np.array_equal(run.output, ref)
+
+
+def test_ruy_report_compares_only_layers_fed_alike(capsys):
+    """Against the optimized kernels, whose host-side ops round differently too, a layer is
+    compared only where ruy fed it exactly what pwconv did."""
+    assert main(["model", str(MOBILENET), "--backend", "golden", "--runtime", "tflite-ruy",
+                 "--input", str(MOBILENET.with_suffix(".input.npy"))]) in (0, 1)
+    text = capsys.readouterr().out
+    m = re.search(r"^bit-exact vs tflite-ruy: (yes|NO) \((\d+) of (\d+) offloaded layers", text,
+                  re.M)
+    assert m, text
+    skipped = re.search(r"^(\d+) offloaded layer\(s\) not compared: tflite-ruy fed them", text,
+                        re.M)
+    assert int(m.group(3)) + (int(skipped.group(1)) if skipped else 0) == 35

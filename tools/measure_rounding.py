@@ -106,7 +106,7 @@ def main(path):
     print(f"\nWhole model, pwconv (--runtime tflite-reference) against each runtime's final "
           f"output ({run.output.size} values):\n")
     for rt in TFLITE_RUNTIMES:
-        ref, _ = model.reference(x, rt)
+        ref = model.reference(x, rt)[0]
         d = int(np.count_nonzero(ref != run.output))
         print(f"- {rt}: {d} differ (max |diff| {int(np.abs(ref.astype(int) - run.output).max())})")
 

@@ -343,7 +343,7 @@ class ONNXModel(Model):
                              f"got {x_q.dtype.name} {list(x_q.shape)}")
         nhwc = np.ascontiguousarray(x8.transpose(0, 2, 3, 1))
         macs = int(np.prod(nhwc.shape)) * layer.filters
-        y = offload(self._index(g.nodes[-1]), g.op, g.y, nhwc, layer, macs)
+        y = offload(self._index(g.nodes[-1]), g.op, g.y, nhwc, layer, macs, source=x_q)
         y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
         return (y.astype(np.int16) + 128).astype(np.uint8) if g.uint8_out else y
 
@@ -374,7 +374,7 @@ class ONNXModel(Model):
             by_y = {g.y: g for g in self.groups}
             layers = {name: self._group_alone(by_y[name], x_q)
                       for name, x_q in run.layer_inputs.items()}
-        return output, layers
+        return output, layers, dict(run.layer_sources) if run is not None else {}
 
     def _group_alone(self, g, x_q):
         import onnx

@@ -191,7 +191,7 @@ class TFLiteModel(Model):
                                        seconds=time.perf_counter() - start))
         return values[self.outputs[0]]
 
-    def _pointwise(self, i, op, x, tin, out, w, bias, opt, offload, rounding, fc):
+    def _pointwise(self, i, op, x, tin, out, w, bias, opt, offload, rounding, fc, source):
         """Offload a 1x1 conv / FC: ``x`` [..., C], ``w`` int8 [F, C]."""
         xin, wt = tin[0], tin[1]
         lo, hi = self._activation(opt, out)
@@ -211,7 +211,7 @@ class TFLiteModel(Model):
         c = w.shape[1]
         flat = x.reshape(1, -1, c) if fc else x
         return offload(i, op, out.name, flat, layer, int(flat.size // c) * c * f,
-                       out.shape if fc else None)
+                       out.shape if fc else None, source)
 
     def _op(self, i, op, args, tin, out, table, offload, rounding):
         tf = self._tflite
@@ -227,9 +227,9 @@ class TFLiteModel(Model):
             if (kh, kw) == (1, 1):
                 # A strided 1x1 conv is a 1x1 conv of the subsampled input (SAME pads nothing
                 # for a 1x1 filter), so it runs on pwconv too (ResNet's downsampling shortcuts).
-                x = np.ascontiguousarray(x[:, ::stride[0], ::stride[1], :])
-                return self._pointwise(i, op, x, tin, out, w[:, 0, 0, :], bias, opt, offload,
-                                       rounding, fc=False), None, True
+                sub = np.ascontiguousarray(x[:, ::stride[0], ::stride[1], :])
+                return self._pointwise(i, op, sub, tin, out, w[:, 0, 0, :], bias, opt, offload,
+                                       rounding, fc=False, source=x), None, True
             lo, hi = self._activation(opt, out)
             mult, shift = golden.per_channel_multipliers(
                 tin[0].s(), np.broadcast_to(tin[1].scale, (f,)), out.s())
@@ -244,7 +244,7 @@ class TFLiteModel(Model):
             opt = self._options(table, "FullyConnectedOptions")
             bias = args[2] if len(args) > 2 else None
             return self._pointwise(i, op, x, tin, out, args[1], bias, opt, offload, rounding,
-                                   fc=True), None, True
+                                   fc=True, source=x), None, True
         if op == "DEPTHWISE_CONV_2D":
             opt = self._options(table, "DepthwiseConv2DOptions")
             w, bias = args[1], args[2] if len(args) > 2 else None
@@ -328,11 +328,14 @@ class TFLiteModel(Model):
         interp.set_tensor(self.inputs[0], x)
         interp.invoke()
         output = interp.get_tensor(self.outputs[0])
-        layers = {}
+        layers, inputs = {}, {}
         if runtime != "tflite-xnnpack":
             for op, ins, outs, _ in self.ops:
-                layers[self.tensors[outs[0]].name] = interp.get_tensor(outs[0])
-        return output, layers
+                name = self.tensors[outs[0]].name
+                layers[name] = interp.get_tensor(outs[0])
+                if op in ("CONV_2D", "FULLY_CONNECTED"):
+                    inputs[name] = interp.get_tensor(ins[0])
+        return output, layers, inputs
 
 
 def _padding(tf, value):
