@@ -1,5 +1,6 @@
 """`pwconv model` and host.model: whole .tflite models end to end against ai-edge-litert."""
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from tflite_builder import ModelBuilder  # noqa: E402
 
 from pwconv.cli import main  # noqa: E402
 from pwconv.host.accelerator import Accelerator  # noqa: E402
-from pwconv.host.layer import load_layer  # noqa: E402
+from pwconv.host.layer import Quantization, load_layer  # noqa: E402
 from pwconv.host.model import ModelError, load_model  # noqa: E402
 
 MODELS = Path(__file__).parent / "models"
@@ -217,3 +218,27 @@ def test_ruy_report_compares_only_layers_fed_alike(capsys):
     skipped = re.search(r"^(\d+) offloaded layer\(s\) not compared: tflite-ruy fed them", text,
                         re.M)
     assert int(m.group(3)) + (int(skipped.group(1)) if skipped else 0) == 35
+
+
+HOST_ROUNDING = any(f.name == "rounding" for f in dataclasses.fields(Quantization))
+
+
+@pytest.mark.skipif(not HOST_ROUNDING, reason="the accelerator has no rounding modes yet")
+@pytest.mark.parametrize("runtime", ["tflite-ruy", "tflite-xnnpack"])
+def test_other_runtimes_match_their_rounding_mode(runtime):
+    """With the mode golden.RUNTIME_ROUNDING names, every offloaded layer fed alike equals the
+    optimized kernels' output (ruy); XNNPACK keeps no intermediate tensors, so only the run's
+    mode is checked there."""
+    from pwconv import golden
+    model = load_model(MOBILENET)
+    x = _input(MOBILENET)
+    run = model.run(x, Accelerator("golden"), runtime=runtime)
+    assert run.rounding == golden.RUNTIME_ROUNDING[runtime]
+    _, layers, inputs = model.reference(x, runtime)
+    compared = 0
+    for name, y in run.offloaded.items():
+        if name in inputs and np.array_equal(inputs[name].reshape(-1),
+                                             run.layer_sources[name].reshape(-1)):
+            assert np.array_equal(y, layers[name]), name
+            compared += 1
+    assert compared >= (10 if runtime == "tflite-ruy" else 0)
