@@ -14,6 +14,7 @@ from .conv import INT8_MAX, INT8_MIN
 from .requant import (
     INT32_MAX,
     INT32_MIN,
+    _int_array,
     _mbqm,
     _rdbpot,
     _round_half_away,
@@ -31,6 +32,14 @@ __all__ = [
 
 #: Fused activations TFLite's int8 kernels accept, by schema name.
 ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6")
+
+
+def _int8(name, x, ndim=None):
+    """``x`` as int64 after checking it holds int8 values (and has ``ndim`` dimensions)."""
+    x64 = _int_array(name, x, INT8_MIN, INT8_MAX)
+    if ndim is not None and x64.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions (NHWC), got shape {x64.shape}")
+    return x64
 
 
 def _tflite_round_f32(v):
@@ -130,8 +139,8 @@ def conv2d(x, w, bias, *, input_zero_point, output_zero_point, multiplier, shift
         (height, width).
     padding : "SAME" or "VALID"
     """
-    x64 = np.asarray(x, np.int64) - int(input_zero_point)
-    w64 = np.asarray(w, np.int64)
+    x64 = _int8("x", x, 4) - int(input_zero_point)
+    w64 = _int8("w", w, 4)
     f, kh, kw, c = w64.shape
     if x64.shape[-1] != c:
         raise ValueError(f"conv2d: input has {x64.shape[-1]} channels, filter has {c}")
@@ -154,8 +163,8 @@ def depthwise_conv2d(x, w, bias, *, input_zero_point, output_zero_point, multipl
     Output channel ``ic * depth_multiplier + m`` convolves input channel ``ic`` with filter
     channel ``ic * depth_multiplier + m``. ``w`` is int8 [1, KH, KW, C * depth_multiplier].
     """
-    x64 = np.asarray(x, np.int64) - int(input_zero_point)
-    w64 = np.asarray(w, np.int64)
+    x64 = _int8("x", x, 4) - int(input_zero_point)
+    w64 = _int8("w", w, 4)
     _, kh, kw, oc = w64.shape
     if oc != x64.shape[-1] * depth_multiplier:
         raise ValueError(f"depthwise_conv2d: filter has {oc} channels, expected "
@@ -185,8 +194,8 @@ def fully_connected(x, w, bias, *, input_zero_point, output_zero_point, multipli
     """FULLY_CONNECTED, int8: reference_integer_ops/fully_connected.h::FullyConnected (and
     FullyConnectedPerChannel when ``multiplier`` has F entries). ``x`` int8 [..., C], ``w``
     int8 [F, C]; returns int8 [..., F]."""
-    x64 = np.asarray(x, np.int64) - int(input_zero_point)
-    acc = x64 @ np.asarray(w, np.int64).T
+    x64 = _int8("x", x) - int(input_zero_point)
+    acc = x64 @ _int8("w", w, 2).T
     if bias is not None:
         acc = acc + np.asarray(bias, np.int64)
     return _per_channel_requant(acc, multiplier, shift, output_zero_point, activation_min,
@@ -220,8 +229,9 @@ def add(x1, x2, *, scales, zero_points, output_scale, output_zero_point,
     mo, sho = _smaller_than_one(twice_max / np.float64(np.float32(1 << left_shift) * so))
 
     def scaled(x, zp, m, s):
-        shifted = wrap_int32((np.asarray(x, np.int64) - int(zp)) * (1 << left_shift))
+        shifted = wrap_int32((x - int(zp)) * (1 << left_shift))
         return _rdbpot(_srdhm(shifted, m), -s)
+    x1, x2 = _int8("x1", x1), _int8("x2", x2)
     raw = wrap_int32(scaled(x1, zero_points[0], m1, sh1) + scaled(x2, zero_points[1], m2, sh2))
     out = wrap_int32(_rdbpot(_srdhm(raw, mo), -sho) + int(output_zero_point))
     return np.clip(out, activation_min, activation_max).astype(np.int8)
@@ -240,7 +250,7 @@ def average_pool2d(x, filter_size, *, stride=(1, 1), padding="VALID", activation
     The sum over the in-image taps is divided by their count rounding half away from zero
     (``(acc +- count / 2) / count`` in C), then clamped. Input and output share one scale.
     """
-    x64 = np.asarray(x, np.int64)
+    x64 = _int8("x", x, 4)
     ones = np.ones(x64.shape[:3] + (1,), np.int64)
     kh, kw = filter_size
     acc = count = 0
@@ -258,7 +268,7 @@ def max_pool2d(x, filter_size, *, stride=(1, 1), padding="VALID", activation_min
                activation_max=INT8_MAX):
     """MAX_POOL_2D, int8: reference_integer_ops/pooling.h::MaxPool (max over in-image taps,
     then clamped)."""
-    x16 = np.asarray(x, np.int16)
+    x16 = _int8("x", x, 4).astype(np.int16)
     kh, kw = filter_size
     out = None
     for _, _, view in _windows(x16, kh, kw, stride, (1, 1), padding, INT8_MIN - 1):
@@ -277,7 +287,7 @@ def mean(x, axes, *, keep_dims, input_scale, input_zero_point, output_scale,
     ``MultiplyByQuantizedMultiplier(sum - zp_in * n, multiplier', shift') + zp_out``, clamped.
     (TensorFlow's older tensorflow/lite copy took a float path here; ai-edge-litert does not.)
     """
-    x64 = np.asarray(x, np.int64)
+    x64 = _int8("x", x)
     axes = tuple(sorted({int(a) % x64.ndim for a in np.atleast_1d(axes)}))
     count = int(np.prod([x64.shape[a] for a in axes]))
     total = wrap_int32(x64.sum(axis=axes, keepdims=keep_dims))
@@ -294,7 +304,7 @@ def mean(x, axes, *, keep_dims, input_scale, input_zero_point, output_scale,
 
 def pad(x, paddings, value):
     """PAD / PADV2, int8: reference/pad.h::Pad with ``value`` (PAD: the output zero point)."""
-    return np.pad(np.asarray(x, np.int8), [tuple(int(v) for v in p) for p in paddings],
+    return np.pad(_int8("x", x).astype(np.int8), [tuple(int(v) for v in p) for p in paddings],
                   constant_values=int(value))
 
 
@@ -374,7 +384,7 @@ def softmax(x, *, beta, input_scale):
     ``RoundingDivideByPOT(reciprocal * exp, num_bits_over_unit + 23) - 128``, clamped.
     """
     m, left_shift, diff_min = softmax_params(beta, input_scale)
-    x64 = np.asarray(x, np.int64)
+    x64 = _int8("x", x)
     diff = x64 - x64.max(axis=-1, keepdims=True)
     keep = diff >= diff_min
     rescaled = _srdhm(wrap_int32(diff * (1 << left_shift)), m)
@@ -406,7 +416,7 @@ def requantize_tensor(x, *, input_scale, input_zero_point, output_scale, output_
     ``double(s_in) / double(s_out)``) and reference/requantize.h::Requantize."""
     m, s = quantize_multiplier(np.float64(np.float32(input_scale))
                                / np.float64(np.float32(output_scale)))
-    acc = np.asarray(x, np.int64) - int(input_zero_point)
+    acc = _int8("x", x) - int(input_zero_point)
     out = _mbqm(acc, np.int64(m), np.int64(s)) + int(output_zero_point)
     return np.clip(out, INT8_MIN, INT8_MAX).astype(np.int8)
 
@@ -414,14 +424,15 @@ def requantize_tensor(x, *, input_scale, input_zero_point, output_scale, output_
 def dequantize(x, *, scale, zero_point):
     """DEQUANTIZE int8 -> float32: reference/dequantize.h::Dequantize,
     ``(float)(double(scale) * (x - zero_point))``."""
-    return (np.float64(np.float32(scale)) * (np.asarray(x, np.int64) - int(zero_point))
+    return (np.float64(np.float32(scale)) * (_int8("x", x) - int(zero_point))
             ).astype(np.float32)
 
 
 def concatenation(xs, axis):
     """CONCATENATION, int8: reference_ops::Concatenation (a copy; Prepare requires every input
     to share the output's scale and zero point)."""
-    return np.concatenate([np.asarray(x, np.int8) for x in xs], axis=axis)
+    return np.concatenate([_int8(f"xs[{i}]", x).astype(np.int8) for i, x in enumerate(xs)],
+                          axis=axis)
 
 
 # Re-exported for callers that quantize conv layers the way TFLite's Prepare does.

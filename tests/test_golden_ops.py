@@ -253,3 +253,15 @@ def test_pad_reshape_concatenation_match_tflite():
 def test_activation_range_rejects_unknown():
     with pytest.raises(ValueError, match=r"^fused activation TANH is not supported"):
         ops.activation_range("TANH", 0.1, 0)
+
+
+def test_ops_validate_their_inputs():
+    with pytest.raises(TypeError, match=r"^x must have an integer dtype, got float32$"):
+        ops.max_pool2d(np.zeros((1, 2, 2, 1), np.float32), (1, 1))
+    with pytest.raises(ValueError, match=r"^x values must be in \[-128, 127\], got range "
+                       r"\[0, 200\]$"):
+        ops.softmax(np.array([[0, 200]]), beta=1.0, input_scale=0.1)
+    with pytest.raises(ValueError, match=r"^x must have 4 dimensions \(NHWC\), got shape "
+                       r"\(2, 2, 1\)$"):
+        ops.conv2d(np.zeros((2, 2, 1), np.int8), np.zeros((1, 1, 1, 1), np.int8), None,
+                   input_zero_point=0, output_zero_point=0, multiplier=[1 << 30], shift=[0])
