@@ -34,9 +34,8 @@ def test_finds_every_pointwise_conv():
     assert run.pwconv_macs == run.total_macs == 12 * 12 * (16 * 32 + 32 * 32 + 32 * 24)
 
 
-def test_partition_is_exact_with_onnxruntime_arithmetic(monkeypatch):
-    """The onnxruntime segments between the offloaded convs reproduce the whole model exactly
-    when the convs compute what ONNX Runtime computes (golden's "float" rounding mode)."""
+def _float_convs(monkeypatch):
+    """Make offloaded convs compute what ONNX Runtime computes (golden's "float" mode)."""
     def float_conv(self, g, x_q, offload, rounding):
         layer = self._layer(g, "double")
         _, _, scale = golden.layer_requant_params(
@@ -47,10 +46,15 @@ def test_partition_is_exact_with_onnxruntime_arithmetic(monkeypatch):
                            scale=scale)
         return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
     monkeypatch.setattr(ONNXModel, "_offload", float_conv)
+
+
+def test_partition_is_exact_with_onnxruntime_arithmetic(monkeypatch):
+    """The onnxruntime segments between the offloaded convs reproduce the whole model exactly
+    when the convs compute what ONNX Runtime computes."""
+    _float_convs(monkeypatch)
     model = load_model(QDQ)
     run = model.run(X, Accelerator("golden"))
-    ref = model.reference(X)[0]
-    assert np.array_equal(run.output, ref)
+    assert np.array_equal(run.output, model.reference(X)[0])
 
 
 @pytest.mark.parametrize("backend", ["golden", "verilator"])
@@ -155,3 +159,60 @@ def test_cli_prints_the_onnx_table(capsys):
     else:
         assert code == 0 and re.search(r"^note: onnxruntime rounds with the 'float' mode", text,
                                        re.M)
+
+
+def _mixed_qdq_model(path):
+    """3x3 conv, pointwise convs (one shared input: a branch), Relu, GlobalAveragePool and Gemm,
+    quantized to QDQ by onnxruntime.quantization: pwconv takes the 1x1 convs, ONNX Runtime the
+    rest."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    rng = np.random.default_rng(11)
+
+    def init(name, *shape, scale=0.3):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32),
+                                       name)
+    inits = [init("w3", 16, 3, 3, 3), init("b3", 16), init("wa", 24, 16, 1, 1),
+             init("ba", 24), init("wb", 24, 16, 1, 1), init("bb", 24), init("wg", 24, 10),
+             init("bg", 10)]
+    nodes = [helper.make_node("Conv", ["x", "w3", "b3"], ["c3"], kernel_shape=[3, 3],
+                              pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c3"], ["r3"]),
+             helper.make_node("Conv", ["r3", "wa", "ba"], ["ca"], kernel_shape=[1, 1]),
+             helper.make_node("Conv", ["r3", "wb", "bb"], ["cb"], kernel_shape=[1, 1]),
+             helper.make_node("Relu", ["cb"], ["rb"]),
+             helper.make_node("Add", ["ca", "rb"], ["s"]),
+             helper.make_node("GlobalAveragePool", ["s"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "wg", "bg"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "mixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+    fmodel = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    fpath = path.with_suffix(".float.onnx")
+    onnx.save(fmodel, fpath)
+    samples = iter([{"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)}
+                    for _ in range(8)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(samples, None)
+    quantize_static(str(fpath), str(path), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8)
+    return path
+
+
+def test_mixed_model_partition_is_exact(tmp_path, monkeypatch):
+    path = _mixed_qdq_model(tmp_path / "mixed.onnx")
+    model = load_model(path)
+    assert len(model.groups) == 2                      # the two 1x1 convs; the 3x3 stays
+    x = model.random_input(2)
+    run = model.run(x, Accelerator("golden"))
+    where = {s.op: s.where for s in run.ops}
+    assert where["Conv (QDQ)"] == "pwconv" and where["GlobalAveragePool"] == "host"
+    host_conv = [s for s in run.ops if s.where == "host" and s.macs]
+    assert host_conv and host_conv[0].macs == 8 * 8 * 16 * 3 * 3 * 3
+    _float_convs(monkeypatch)
+    exact = load_model(path).run(x, Accelerator("golden"))
+    assert np.array_equal(exact.output, model.reference(x)[0])
