@@ -216,3 +216,13 @@ def test_mixed_model_partition_is_exact(tmp_path, monkeypatch):
     _float_convs(monkeypatch)
     exact = load_model(path).run(x, Accelerator("golden"))
     assert np.array_equal(exact.output, model.reference(x)[0])
+
+
+def test_onnx_layers_replay(tmp_path, capsys):
+    layers = tmp_path / "layers"
+    assert main(["model", str(QDQ), "--backend", "golden", "--layers-out", str(layers)]) == 0
+    names = sorted(p.name for p in layers.glob("*.npz"))
+    assert names == ["009_conv_qdq.npz", "013_conv_qdq.npz", "019_conv_qdq.npz"]
+    y = tmp_path / "y.npy"
+    assert main(["run", str(layers / names[1]), "--backend", "golden", "--out", str(y)]) == 0
+    assert np.array_equal(np.load(y), np.load(layers / "013_conv_qdq.y.npy"))

@@ -1,6 +1,7 @@
 """The model interface shared by the .tflite and .onnx front ends, and the per-op report."""
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,7 +178,8 @@ class Model:
             run.layer_inputs[name] = x_in
             run.layer_sources[name] = x_in if source is None else source
             if layers_out is not None:
-                stem = layers_out / f"{index:03d}_{op.lower()}"
+                slug = re.sub(r"[^a-z0-9]+", "_", op.lower()).strip("_")
+                stem = layers_out / f"{index:03d}_{slug}"
                 save_layer(f"{stem}.npz", x_in, layer)
                 np.save(f"{stem}.y.npy", y_layer)
             return y
