@@ -40,7 +40,8 @@ def _float_convs(monkeypatch):
         layer = self._layer(g, "double")
         _, _, scale = golden.layer_requant_params(
             g.x_q[0], np.broadcast_to(g.w_scale, (layer.filters,)), g.y_q[0], "float")
-        y = golden.conv1x1(x_q.transpose(0, 2, 3, 1), layer.w, layer.bias,
+        sh, sw = g.stride
+        y = golden.conv1x1(x_q[:, :, ::sh, ::sw].transpose(0, 2, 3, 1), layer.w, layer.bias,
                            input_zero_point=g.x_q[1], output_zero_point=g.y_q[1],
                            output_multiplier=None, output_shift=None, rounding="float",
                            scale=scale)
@@ -162,7 +163,7 @@ def test_cli_prints_the_onnx_table(capsys):
 
 
 def _mixed_qdq_model(path):
-    """3x3 conv, pointwise convs (one shared input: a branch), Relu, GlobalAveragePool and Gemm,
+    """3x3 conv, pointwise convs (one strided), Resize, Relu, GlobalAveragePool and Gemm,
     quantized to QDQ by onnxruntime.quantization: pwconv takes the 1x1 convs, ONNX Runtime the
     rest."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
@@ -174,12 +175,14 @@ def _mixed_qdq_model(path):
                                        name)
     inits = [init("w3", 16, 3, 3, 3), init("b3", 16), init("wa", 24, 16, 1, 1),
              init("ba", 24), init("wb", 24, 16, 1, 1), init("bb", 24), init("wg", 24, 10),
-             init("bg", 10)]
+             init("bg", 10), numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "up")]
     nodes = [helper.make_node("Conv", ["x", "w3", "b3"], ["c3"], kernel_shape=[3, 3],
                               pads=[1, 1, 1, 1], strides=[2, 2]),
              helper.make_node("Relu", ["c3"], ["r3"]),
              helper.make_node("Conv", ["r3", "wa", "ba"], ["ca"], kernel_shape=[1, 1]),
-             helper.make_node("Conv", ["r3", "wb", "bb"], ["cb"], kernel_shape=[1, 1]),
+             helper.make_node("Conv", ["c3", "wb", "bb"], ["cb0"], kernel_shape=[1, 1],
+                              strides=[2, 2]),             # a strided 1x1 on the 8x8 map
+             helper.make_node("Resize", ["cb0", "", "up"], ["cb"], mode="nearest"),
              helper.make_node("Relu", ["cb"], ["rb"]),
              helper.make_node("Add", ["ca", "rb"], ["s"]),
              helper.make_node("GlobalAveragePool", ["s"], ["g"]),
@@ -206,7 +209,7 @@ def _mixed_qdq_model(path):
 def test_mixed_model_partition_is_exact(tmp_path, monkeypatch):
     path = _mixed_qdq_model(tmp_path / "mixed.onnx")
     model = load_model(path)
-    assert len(model.groups) == 2                      # the two 1x1 convs; the 3x3 stays
+    assert sorted(g.stride for g in model.groups) == [(1, 1), (2, 2)]  # 1x1s; 3x3 stays
     x = model.random_input(2)
     run = model.run(x, Accelerator("golden"))
     where = {s.op: s.where for s in run.ops}

@@ -3,7 +3,7 @@
 Offloaded node groups, found with the `onnx` package the way ONNX Runtime's QDQ selectors see
 them (onnxruntime/core/optimizer/qdq_transformer/selectors_actions):
 
-- QDQ: ``DequantizeLinear(x int8) -> Conv 1x1 (stride 1, group 1, no padding) [-> Relu|Clip]
+- QDQ: ``DequantizeLinear(x int8) -> Conv 1x1 (any stride, group 1, no padding) [-> Relu|Clip]
   -> QuantizeLinear`` with per-channel (axis 0) or per-tensor int8 weights with zero point 0
   and an int32 bias (DequantizeLinear, zero point 0) or none. ONNX Runtime fuses it into
   QLinearConv; a Relu or Clip in between is kept only where it changes nothing once quantized
@@ -34,6 +34,7 @@ class _Group:
     def __init__(self, nodes, x, y, w, bias, x_q, w_scale, y_q, uint8_in, uint8_out, op,
                  x_dq=None):
         self.x_dq = x_dq
+        self.stride = (1, 1)
         self.nodes, self.x, self.y, self.w, self.bias = nodes, x, y, w, bias
         self.x_q, self.w_scale, self.y_q = x_q, w_scale, y_q
         self.uint8_in, self.uint8_out, self.op = uint8_in, uint8_out, op
@@ -99,7 +100,7 @@ class ONNXModel(Model):
     def _pointwise_attrs(self, node, w):
         a = self._attrs(node)
         return (w is not None and w.ndim == 4 and w.shape[2:] == (1, 1)
-                and a.get("group", 1) == 1 and set(a.get("strides", [1, 1])) == {1}
+                and a.get("group", 1) == 1
                 and not any(a.get("pads", [0])) and a.get("auto_pad", b"NOTSET") in
                 (b"NOTSET", "NOTSET", b"VALID", "VALID"))
 
@@ -123,6 +124,8 @@ class ONNXModel(Model):
             group = self._qlinearconv(node) if node.op_type == "QLinearConv" else \
                 self._qdq_conv(node) if node.op_type == "Conv" else None
             if group is not None:
+                # A strided 1x1 conv without padding is the 1x1 conv of the subsampled input.
+                group.stride = tuple(self._attrs(node).get("strides", [1, 1]))
                 groups.append(group)
         return groups
 
@@ -341,7 +344,8 @@ class ONNXModel(Model):
         if x8.dtype != np.int8 or x8.ndim != 4:
             raise ModelError(f"{self.path.name}: {g.op} '{g.y}': expected an int8 NCHW input, "
                              f"got {x_q.dtype.name} {list(x_q.shape)}")
-        nhwc = np.ascontiguousarray(x8.transpose(0, 2, 3, 1))
+        sh, sw = g.stride
+        nhwc = np.ascontiguousarray(x8[:, :, ::sh, ::sw].transpose(0, 2, 3, 1))
         macs = int(np.prod(nhwc.shape)) * layer.filters
         y = offload(self._index(g.nodes[-1]), g.op, g.y, nhwc, layer, macs, source=x_q)
         y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
