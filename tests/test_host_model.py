@@ -242,3 +242,23 @@ def test_other_runtimes_match_their_rounding_mode(runtime):
             assert np.array_equal(y, layers[name]), name
             compared += 1
     assert compared >= (10 if runtime == "tflite-ruy" else 0)
+
+
+def test_padv2_and_requantizing_quantize(tmp_path):
+    """The two ops the bundled models lack: PADV2 (an explicit pad value) and QUANTIZE from
+    int8 to int8 (a requantization), through the model runner against the reference kernels."""
+    b = ModelBuilder()
+    x = b.tensor("x", (1, 3, 3, 4), np.int8, 0.07, -5)
+    pads = b.const("pads", np.array([[0, 0], [2, 1], [1, 0], [0, 0]], np.int32))
+    value = b.const("value", np.array([17], np.int8), 0.07, -5)
+    p = b.tensor("p", (1, 6, 4, 4), np.int8, 0.07, -5)
+    q = b.tensor("q", (1, 6, 4, 4), np.int8, 0.03, 9)
+    b.op("PADV2", [x, pads, value], [p])
+    b.op("QUANTIZE", [p], [q])
+    path = _write(tmp_path, "padv2.tflite", b.finish([x], [q]))
+    model = load_model(path)
+    xin = model.random_input(4)
+    run = model.run(xin, Accelerator("golden"))
+    ref = model.reference(xin, "tflite-reference")[0]
+    assert np.array_equal(run.output, ref)
+    assert int((ref == ref[0, 0, 0, 0]).sum()) >= 2 * 4 * 4      # the padded rows
