@@ -262,3 +262,24 @@ def test_padv2_and_requantizing_quantize(tmp_path):
     ref = model.reference(xin, "tflite-reference")[0]
     assert np.array_equal(run.output, ref)
     assert int((ref == ref[0, 0, 0, 0]).sum()) >= 2 * 4 * 4      # the padded rows
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
+def test_fully_connected_batch_on_pwconv(tmp_path, per_channel):
+    """FULLY_CONNECTED with a batch of 3: per-tensor weights take GetQuantizedConvolution-
+    Multipler's float32 product, per-channel ones PopulateConvolutionQuantizationParams'."""
+    rng = np.random.default_rng(9)
+    b = ModelBuilder()
+    x = b.tensor("x", (3, 20), np.int8, 0.05, 4)
+    ws = rng.uniform(0.002, 0.03, 7 if per_channel else 1).astype(np.float32)
+    w = b.const("w", rng.integers(-127, 128, (7, 20), dtype=np.int8), ws, 0, axis=0)
+    bias = b.const("b", rng.integers(-500, 500, 7).astype(np.int32),
+                   np.broadcast_to(ws * np.float32(0.05), (7,)))
+    y = b.tensor("y", (3, 7), np.int8, 0.1, -2)
+    b.op("FULLY_CONNECTED", [x, w, bias], [y], "FullyConnectedOptions",
+         fusedActivationFunction=3)
+    model = load_model(_write(tmp_path, "fc.tflite", b.finish([x], [y])))
+    xin = model.random_input(1)
+    run = model.run(xin, Accelerator("golden"))
+    assert [(s.where, s.macs) for s in run.ops] == [("pwconv", 3 * 20 * 7)]
+    assert np.array_equal(run.output, model.reference(xin, "tflite-reference")[0])
