@@ -8,7 +8,7 @@ export XDG_CACHE_HOME   ?= $(CURDIR)/build/cache
 export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: setup test test-all demo model-demo verilog bench bench-icebreaker bitstream clean
+.PHONY: setup test test-all demo model-demo verilog bench bench-icebreaker bitstream lane-cost runtimes clean
 
 setup: $(BIN)/pwconv iverilog
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -55,7 +55,7 @@ bench: setup
 # The same layers on the iCEBreaker's mapping (4x4, dual 8x8, serial requantizer), H x W at
 # most 14x14: reports/icebreaker_bench/bench_mobilenetv2.{md,json,png}
 ICEBREAKER_MAPPING := --rows 4 --cols 4 --max-channels 512 --max-filters 256 --weight-depth 256 \
-  --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4
+  --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4 --roundings double
 bench-icebreaker: setup
 	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out reports/icebreaker_bench
 
@@ -63,6 +63,18 @@ bench-icebreaker: setup
 BOARD ?= icebreaker
 bitstream: setup
 	$(BIN)/pwconv bitstream --board $(BOARD)
+
+# pwconv in every rounding mode against TFLite (reference, ruy, XNNPACK) and ONNX Runtime on
+# random one-layer models: make runtimes [LAYERS=200] [BACKEND=golden|verilator]
+LAYERS ?= 200
+BACKEND ?= golden
+runtimes: setup
+	$(BIN)/python -m pwconv.host.runtimes $(LAYERS) $(BACKEND)
+
+# What each requantization rounding mode costs per board (one lane placed and routed, ~15 min):
+# reports/requant_modes.{json,md}
+lane-cost: setup
+	$(BIN)/python -m pwconv.synth.lane_cost
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -60,8 +60,14 @@ module pwconv_bulk #(
     reg  [PRM_W-1:0] p_payload;
     reg  [LAYER_W-1:0] layer;
 
+    wire acc_idle;
+    // Start only once the accelerator reports idle as a known 1: a 4-state simulator (Icarus)
+    // can start some of Yosys's combinational blocks as X at time 0, and an X ready would turn
+    // the bench's indices to X for good.
+    reg go;
+
     pwconv_top dut (
-        .clk(clk), .rst(rst), .layer(layer), .idle(),
+        .clk(clk), .rst(rst), .layer(layer), .idle(acc_idle),
         .i__payload(i_payload), .i__valid(i_valid), .i__ready(i_ready),
         .o__payload(o_payload), .o__valid(o_valid), .o__ready(o_ready),
         .weights__payload(w_payload), .weights__valid(w_valid), .weights__ready(w_ready),
@@ -95,13 +101,15 @@ module pwconv_bulk #(
 
     always @(posedge clk) begin
         if (rst) begin
-            si <= 0; wi <= 0; pi <= 0; xi <= 0; started <= 0; first <= 0;
+            si <= 0; wi <= 0; pi <= 0; xi <= 0; started <= 0; first <= 0; go <= 0;
             seg = segments[0];
             layer <= seg[SEG_W-1:128];
             w_end <= seg[127:96]; p_end <= seg[95:64]; x_end <= seg[63:32]; r_end <= seg[31:0];
             w_valid <= 0; p_valid <= 0; i_valid <= 0; o_ready <= 0;
             done <= 0; error <= 0; cycles <= 0; total <= 0; taken <= 0;
             rng_in <= 32'h9E3779B9 ^ seed; rng_out <= 32'h7F4A7C15 ^ (seed * 3 + 1);
+        end else if (!go) begin
+            go <= acc_idle === 1'b1;
         end else if (!done) begin
             total <= total + 1;
             rng_in <= xorshift(rng_in);

@@ -311,7 +311,7 @@ def test_layer_requant_params_per_mode():
 
 
 def _layer(rng, *, ties=False):
-    from runtime_models import random_scales
+    from pwconv.host.runtimes import random_scales
     channels = int(rng.integers(1, 160))
     filters = int(rng.integers(1, 80))
     w = rng.integers(-127, 128, size=(channels, filters), dtype=np.int8)
@@ -358,7 +358,7 @@ def _compare_runtime(run, layers=60, seed=0):
                                       "BUILTIN"])
 def test_matches_tflite_interpreter(resolver):
     pytest.importorskip("ai_edge_litert")
-    from runtime_models import RESOLVERS, conv1x1_tflite, run_tflite
+    from pwconv.host.runtimes import RESOLVERS, conv1x1_tflite, run_tflite
 
     def run(layer, x, h, w):
         return run_tflite(conv1x1_tflite(*layer, height=h, width=w), x, resolver)
@@ -372,7 +372,7 @@ def test_matches_tflite_interpreter(resolver):
 
 def test_matches_onnxruntime():
     pytest.importorskip("onnxruntime")
-    from runtime_models import conv1x1_onnx, run_onnx
+    from pwconv.host.runtimes import conv1x1_onnx, run_onnx
 
     def run(layer, x, h, w):
         y = run_onnx(conv1x1_onnx(*layer, height=h, width=w),

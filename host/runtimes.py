@@ -1,8 +1,8 @@
 """One-layer .tflite and ONNX models built in memory, and the real runtimes that run them.
 
-Tests use these to compare pwconv's rounding modes with TFLite's interpreter (ai-edge-litert:
-reference kernels, optimized ruy kernels, the XNNPACK delegate) and ONNX Runtime on thousands of
-random layers, without tensorflow: the .tflite flatbuffer is written with the `tflite` package's
+The tests and `make runtimes` use these to compare pwconv's rounding modes with TFLite's
+interpreter (ai-edge-litert: reference kernels, optimized ruy kernels, the XNNPACK delegate) and
+ONNX Runtime on thousands of random layers, without tensorflow: the .tflite flatbuffer is written with the `tflite` package's
 generated schema builders (the same schema the interpreter reads), the ONNX model with
 `onnx.helper`.
 """
@@ -11,7 +11,11 @@ import flatbuffers
 import numpy as np
 
 __all__ = ["conv1x1_tflite", "run_tflite", "conv1x1_onnx", "run_onnx", "RESOLVERS",
-           "random_scales"]
+           "RUNTIMES", "random_scales", "random_runtime_layer", "run_runtime", "compare_runtimes"]
+
+#: The runtimes compared, and the interpreter resolver of the TFLite ones.
+RUNTIMES = {"tflite-reference": "BUILTIN_REF", "tflite-ruy": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+            "tflite-xnnpack": "BUILTIN", "onnxruntime": None}
 
 #: The interpreter's kernel choices: resolver name -> the rounding mode it matches.
 RESOLVERS = {"BUILTIN_REF": "double", "BUILTIN_WITHOUT_DEFAULT_DELEGATES": "ruy",
@@ -191,3 +195,89 @@ def run_onnx(model, x):
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def random_runtime_layer(rng, *, ties=False):
+    """A random layer ``(x, w, bias, (input_scale, weight_scales, output_scale), zi, zo)``:
+    realistic scales, or (``ties``) small accumulators and power-of-two effective scales so that
+    many outputs are exact ties, where the runtimes' roundings differ."""
+    channels, filters = int(rng.integers(1, 160)), int(rng.integers(1, 80))
+    w = rng.integers(-127, 128, size=(channels, filters), dtype=np.int8)
+    bias = rng.integers(-30000, 30000, size=filters).astype(np.int32)
+    scales = random_scales(rng, filters, channels)
+    if ties:
+        channels = int(rng.integers(1, 5))
+        w = rng.integers(-2, 3, size=(channels, filters), dtype=np.int8)
+        bias = rng.integers(-50, 50, size=filters).astype(np.int32)
+        scales = (0.5, np.exp2(-rng.integers(0, 3, size=filters)).astype(np.float32), 1.0)
+    zi, zo = int(rng.integers(-128, 128)), int(rng.integers(-40, 40))
+    h, wd = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    x = rng.integers(-128, 128, size=(1, h, wd, channels), dtype=np.int8)
+    return x, w, bias, scales, zi, zo
+
+
+def run_runtime(runtime, x, w, bias, scales, zi, zo):
+    """The output of ``runtime`` (a :data:`RUNTIMES` key) for one layer, int8 NHWC."""
+    h, wd = x.shape[1:3]
+    if RUNTIMES[runtime]:
+        return run_tflite(conv1x1_tflite(w, bias, *scales, zi, zo, height=h, width=wd), x,
+                          RUNTIMES[runtime])
+    y = run_onnx(conv1x1_onnx(w, bias, *scales, zi, zo, height=h, width=wd),
+                 np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    return y.transpose(0, 2, 3, 1)
+
+
+def compare_runtimes(layers=200, *, seed=0, accelerator=None):
+    """Run ``layers`` random layers (half tie-heavy) through every runtime and through pwconv in
+    every rounding mode (``accelerator``: a :class:`~pwconv.host.accelerator.Accelerator`,
+    golden by default); return ``{runtime: {mode: (layers exact, outputs differing,
+    outputs)}}``."""
+    from pwconv import golden
+    from pwconv.host.accelerator import Accelerator
+    from pwconv.host.layer import Quantization
+
+    accelerator = accelerator or Accelerator("golden")
+    rng = np.random.default_rng(seed)
+    table = {r: {m: [0, 0, 0] for m in golden.ROUNDINGS} for r in RUNTIMES}
+    for index in range(layers):
+        x, w, bias, scales, zi, zo = random_runtime_layer(rng, ties=index % 2 == 1)
+        ours = {}
+        for mode in golden.ROUNDINGS:
+            m, s, sc = golden.layer_requant_params(*scales, mode)
+            q = Quantization(m, s, input_zero_point=zi, output_zero_point=zo, rounding=mode,
+                             scale=sc)
+            ours[mode] = accelerator.conv1x1(x, w, bias, q)
+        for runtime in RUNTIMES:
+            y = run_runtime(runtime, x, w, bias, scales, zi, zo)
+            for mode, mine in ours.items():
+                diff = int((mine != y).sum())
+                row = table[runtime][mode]
+                row[0] += diff == 0
+                row[1] += diff
+                row[2] += y.size
+    return {r: {m: tuple(v) for m, v in modes.items()} for r, modes in table.items()}
+
+
+def main(argv=None):
+    """``python -m pwconv.host.runtimes [LAYERS] [BACKEND]``: print the comparison table."""
+    import sys
+
+    from pwconv.host.accelerator import Accelerator
+
+    argv = sys.argv[1:] if argv is None else argv
+    layers = int(argv[0]) if argv else 200
+    backend = argv[1] if len(argv) > 1 else "golden"
+    table = compare_runtimes(layers, accelerator=Accelerator(backend, progress=False))
+    print(f"{layers} random one-layer models (half tie-heavy), pwconv on {backend}; each cell: "
+          f"layers bit-exact / outputs differing (of all outputs)")
+    modes = list(next(iter(table.values())))
+    print("| runtime | " + " | ".join(modes) + " |")
+    print("|---|" + "---|" * len(modes))
+    for runtime, row in table.items():
+        print(f"| {runtime} | " + " | ".join(
+            f"{exact}/{layers} exact, {diff} of {total} differ" for exact, diff, total in
+            row.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
