@@ -13,7 +13,12 @@ Models (seeded, so a rerun writes the same arithmetic):
   DEPTHWISE_CONV_2D, ADD, MAX_POOL_2D, AVERAGE_POOL_2D, PAD, CONCATENATION, MEAN, RESHAPE,
   FULLY_CONNECTED, SOFTMAX), float input and output (QUANTIZE, DEQUANTIZE).
 - pointwise_qdq.onnx: pointwise Conv (+Relu, a residual Add) built with onnx.helper, quantized by
-  onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights).
+  onnxruntime.quantization.quantize_static (QDQ, uint8 activations, per-channel int8 weights).
+  uint8 activations (ONNX Runtime's default, U8S8) because with int8 ones ONNX Runtime on x86
+  rewrites only the Q/DQ pairs whose Q has one consumer to uint8 (QDQS8ToU8Transformer): a
+  conv next to the residual's shared tensor then has a uint8 input and an int8 output, is not
+  fused into QLinearConv and runs in float, which no integer accelerator reproduces bit for bit.
+  pointwise_qdq_s8.onnx is that int8 variant (pwconv leaves those two convs to onnxruntime).
 Each model comes with an input (``*.input.npy``) of the dtype the model takes.
 """
 
@@ -134,7 +139,7 @@ def ops_model(seed=1):
     return data, sample
 
 
-def pointwise_onnx(seed=2):
+def pointwise_onnx(seed=2, uint8=True):
     """A float ONNX model of pointwise convs, quantized to QDQ by ONNX Runtime."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -175,9 +180,10 @@ def pointwise_onnx(seed=2):
             return None if s is None else {"input": s}
     float_path = OUT / "pointwise_float.onnx.tmp"
     onnx.save(model, float_path)
-    out = OUT / "pointwise_qdq.onnx"
+    out = OUT / ("pointwise_qdq.onnx" if uint8 else "pointwise_qdq_s8.onnx")
     quantize_static(str(float_path), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8 if uint8 else QuantType.QInt8,
                     weight_type=QuantType.QInt8)
     os.remove(float_path)
     np.save(out.with_suffix(".input.npy"), samples[0])
@@ -198,6 +204,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "onnx"):
         pointwise_onnx()
+        pointwise_onnx(uint8=False)
     if args.only in (None, "ops"):
         _save("ops.tflite", *ops_model())
     if args.only in (None, "mobilenet"):

@@ -232,6 +232,7 @@ def format_report(model, run, accelerator, reference=None, runtime=None):
         lines.append(f"accelerator: {run.cycles:,} cycles (ideal {ideal:,.0f}), "
                      f"MAC utilization {100 * util:.1f}%")
     lines.append(f"wall time: {run.seconds:.2f} s")
+    lines += [f"note: {note}" for note in getattr(model, "notes", ())]
     if reference is None:
         if runtime is not None:
             lines.append(f"bit-exact vs {runtime}: not checked ({runtime} is not installed)")

@@ -80,7 +80,15 @@ class ONNXModel(Model):
             for name in n.input:
                 self.consumers.setdefault(name, []).append(n)
         self.producer = {o: n for n in self.nodes for o in n.output}
+        self.notes = []
         self.groups = self._find_groups()
+        unfused = self._unfused_by_onnxruntime()
+        if unfused:
+            self.groups = [g for g in self.groups if g.op != "Conv (QDQ)" or g.y not in unfused]
+            self.notes.append(
+                f"{len(unfused)} pointwise conv(s) stay in onnxruntime, which does not fuse them "
+                f"into QLinearConv but computes them in float (no integer result matches that "
+                f"bit for bit): {', '.join(sorted(unfused))}")
         if not self.groups:
             raise ModelError(f"{path.name}: no quantized 1x1 convolution to run on pwconv "
                              f"(needs QDQ DequantizeLinear -> Conv -> QuantizeLinear with int8 "
@@ -89,6 +97,31 @@ class ONNXModel(Model):
         self._sessions = {}
 
     # Finding the offloaded groups.
+
+    def _unfused_by_onnxruntime(self):
+        """Output names of the QDQ pointwise groups ONNX Runtime leaves unfused: their Conv is
+        still a float Conv in the graph ONNX Runtime optimizes (read back with
+        SessionOptions.optimized_model_filepath). On x86 this happens to int8 models whose Q/DQ
+        pairs QDQS8ToU8Transformer rewrites to uint8 only in part. Empty without onnxruntime."""
+        import importlib.util
+        import tempfile
+        if importlib.util.find_spec("onnxruntime") is None:
+            return set()
+        import onnx
+        import onnxruntime as ort
+        convs = {n.output[0]: g.y for g in self.groups if g.op == "Conv (QDQ)"
+                 for n in g.nodes if n.op_type == "Conv"}
+        if not convs:
+            return set()
+        with tempfile.TemporaryDirectory() as tmp:
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            options.optimized_model_filepath = f"{tmp}/optimized.onnx"
+            ort.InferenceSession(self.model.SerializeToString(), options,
+                                 providers=["CPUExecutionProvider"])
+            optimized = onnx.load(options.optimized_model_filepath)
+        return {convs[n.output[0]] for n in optimized.graph.node
+                if n.op_type == "Conv" and n.output[0] in convs}
 
     def _const(self, name):
         return self.inits.get(name)
@@ -247,9 +280,29 @@ class ONNXModel(Model):
             steps.append(("onnxruntime", segment))
         return steps
 
+    def _quantized_by(self, name):
+        """``(scale, zero point)`` initializer names of an int8/uint8 tensor that a
+        QuantizeLinear makes (per-tensor), else None."""
+        q = self.producer.get(name)
+        if self.types.get(name, (0,))[0] not in (_INT8, _UINT8) or q is None or \
+                q.op_type != "QuantizeLinear" or len(q.input) < 3:
+            return None
+        scale, zp = q.input[1], q.input[2]
+        if scale not in self.inits or zp not in self.inits or self.inits[scale].size != 1:
+            return None
+        return scale, zp
+
     def _segment_model(self, nodes, later_needed):
         """A model of ``nodes`` whose inputs are what they read from outside and whose outputs
-        are what later steps (or the graph output) read."""
+        are what later steps (or the graph output) read.
+
+        An int8 tensor crossing the boundary crosses it as float (a QuantizeLinear after the
+        input, a DequantizeLinear before the output, both exact round trips): ONNX Runtime
+        does not fuse a node unit whose DequantizeLinear reads a graph input or whose
+        QuantizeLinear writes a graph output, and would then compute it in float.
+        Returns ``(model, [(graph input, tensor, q)], [(graph output, tensor, q)])`` with ``q``
+        the (scale, zero point) names of a float-wrapped tensor, else None.
+        """
         import onnx
         from onnx import helper
         produced = {o for n in nodes for o in n.output}
@@ -260,18 +313,48 @@ class ONNXModel(Model):
                     seen.add(name)
                     inputs.append(name)
         outputs = [o for n in nodes for o in n.output if o in later_needed]
+        nodes, feeds, fetches, graph_in, graph_out = list(nodes), [], [], [], []
+        for name in inputs:
+            q = self._quantized_by(name)
+            elem, dims = self.types[name]
+            if q is not None:
+                fname = f"{name}__pwconv_float"
+                nodes.insert(0, helper.make_node("QuantizeLinear", [fname, *q], [name]))
+                graph_in.append(helper.make_tensor_value_info(fname, _FLOAT, list(dims)))
+                feeds.append((fname, name, q))
+            else:
+                graph_in.append(helper.make_tensor_value_info(name, elem, list(dims)))
+                feeds.append((name, name, None))
+        for name in outputs:
+            q = self._quantized_by(name)
+            elem, dims = self.types[name]
+            if q is not None:
+                fname = f"{name}__pwconv_float"
+                nodes.append(helper.make_node("DequantizeLinear", [name, *q], [fname]))
+                graph_out.append(helper.make_tensor_value_info(fname, _FLOAT, list(dims)))
+                fetches.append((fname, name, q))
+            else:
+                graph_out.append(helper.make_tensor_value_info(name, elem, list(dims)))
+                fetches.append((name, name, None))
         used_inits = {name for n in nodes for name in n.input if name in self.inits}
         inits = [i for i in self.model.graph.initializer if i.name in used_inits]
-
-        def info(name):
-            elem, dims = self.types[name]
-            return helper.make_tensor_value_info(name, elem, list(dims))
-        graph = helper.make_graph(nodes, "segment", [info(n) for n in inputs],
-                                  [info(n) for n in outputs], inits)
+        graph = helper.make_graph(nodes, "segment", graph_in, graph_out, inits)
         model = helper.make_model(graph, opset_imports=self.model.opset_import)
         model.ir_version = self.model.ir_version
         onnx.checker.check_model(model)
-        return model, inputs, outputs
+        return model, feeds, fetches
+
+    def _to_float(self, x_q, q):
+        """DequantizeLinear's float32 ``(x - zero_point) * scale``."""
+        scale, zp = np.float32(self.inits[q[0]]), np.float32(self.inits[q[1]])
+        return ((x_q.astype(np.float32) - zp) * scale).astype(np.float32)
+
+    def _from_float(self, y, q):
+        """The int tensor a DequantizeLinear made ``y`` from (an exact inverse)."""
+        scale, zp = self.inits[q[0]], self.inits[q[1]]
+        info = np.iinfo(zp.dtype)
+        return np.clip(np.round(y / np.float32(scale)) + int(zp), info.min, info.max
+                       ).astype(zp.dtype)
 
     def _session(self, key, model_bytes):
         import onnxruntime as ort
@@ -295,10 +378,14 @@ class ONNXModel(Model):
         for k, (kind, item) in enumerate(self.steps):
             start = time.perf_counter()
             if kind == "onnxruntime":
-                model, ins, outs = self._segment_model(item, needed_after[k])
+                model, feeds, fetches = self._segment_model(item, needed_after[k])
                 session = self._session(k, model.SerializeToString())
-                results = session.run(outs, {name: values[name] for name in ins})
-                values.update(zip(outs, results))
+                results = session.run(
+                    [f[0] for f in fetches],
+                    {gin: values[name] if q is None else self._to_float(values[name], q)
+                     for gin, name, q in feeds})
+                for (_, name, q), y in zip(fetches, results):
+                    values[name] = y if q is None else self._from_float(y, q)
                 seconds = (time.perf_counter() - start) / max(len(item), 1)
                 for n in item:
                     run.ops.append(OpStats(self._index(n), n.op_type, n.output[0],
@@ -419,32 +506,38 @@ def _to_onnx(y, uint8):
 
 
 def _unique_dequantize(model):
-    """Give every consumer of a shared DequantizeLinear output its own copy of the node, as ONNX
-    Runtime's EnsureUniqueDQForNodeUnit does before it fuses node units."""
+    """Give every consumer of a shared DequantizeLinear output its own copy of the node, placed
+    right before that consumer, as ONNX Runtime's EnsureUniqueDQForNodeUnit does before it
+    fuses node units (so each copy lands in its consumer's onnxruntime segment)."""
     import onnx
     from onnx import helper
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = model.graph
+    nodes = list(g.node)
     consumers = {}
-    for n in g.node:
+    for n in nodes:
         for name in n.input:
             consumers.setdefault(name, []).append(n)
     outputs = {o.name for o in g.output}
-    new_nodes = []
-    for n in g.node:
-        uses = consumers.get(n.output[0], []) if n.op_type == "DequantizeLinear" else []
-        if len(uses) <= 1 or n.output[0] in outputs:
-            new_nodes.append(n)
-            continue
-        for k, user in enumerate(uses):
+    shared = [n for n in nodes if n.op_type == "DequantizeLinear"
+              and len(consumers.get(n.output[0], [])) > 1 and n.output[0] not in outputs]
+    before = {}                                    # id(consumer) -> copies to put before it
+    for n in shared:
+        for k, user in enumerate(consumers[n.output[0]]):
             name = f"{n.output[0]}_pwconv_dup{k}"
             copy = helper.make_node("DequantizeLinear", list(n.input), [name],
                                     name=f"{n.name}_pwconv_dup{k}")
             copy.attribute.extend(n.attribute)
-            new_nodes.append(copy)
+            before.setdefault(id(user), []).append(copy)
             for i, inp in enumerate(user.input):
                 if inp == n.output[0]:
                     user.input[i] = name
+    drop = {id(n) for n in shared}
+    new_nodes = []
+    for n in nodes:
+        new_nodes.extend(before.get(id(n), []))
+        if id(n) not in drop:
+            new_nodes.append(n)
     del g.node[:]
     g.node.extend(new_nodes)
     return onnx.shape_inference.infer_shapes(model)
