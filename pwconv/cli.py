@@ -59,13 +59,14 @@ def _add_mapping_args(group, default=None):
 
 
 #: What each backend is and how fast it simulates the default 8x8 array (array cycles per wall
-#: second on the 2-core development machine, from the "cycles/s" line of `pwconv demo
-#: --backend NAME`); shown in --help where the backends are offered.
+#: second on the 2-core development machine, the "cycles/s" that `pwconv run` prints:
+#: `pwconv layer L.npz --shape 14x14x160 --filters 960` for Verilator, `--shape 8x16x64
+#: --filters 64` for Icarus and Amaranth); shown in --help where the backends are offered.
 BACKEND_HELP = (
     "golden: the NumPy model, instant, no cycle counts; "
-    "verilator: the Verilog in Verilator, ~500k cycles/s, for any layer; "
-    "icarus: the Verilog in Icarus, ~2k cycles/s, small layers only; "
-    "amaranth: Amaranth's Python simulator, ~1k cycles/s, small layers only; "
+    "verilator: the Verilog in Verilator, ~600k cycles/s, for any layer; "
+    "icarus: the Verilog in Icarus, ~700 cycles/s, small layers only; "
+    "amaranth: Amaranth's Python simulator, ~300 cycles/s, small layers only; "
     "board: a board on --port; "
     "board-sim: the board's gateware, UART and all, in Verilator")
 

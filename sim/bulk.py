@@ -59,11 +59,12 @@ def _build(cfg, simulator, toplevel, build_root, log=None):
     build_dir = root / f"obj_{toplevel}"
     stamp = build_dir / "pwconv.stamp"
     artifact = _artifact(simulator, toplevel, build_dir)
+    what = "model" if toplevel == "pwconv_bulk_main" else "cocotb model"
     announced = not (stamp.is_file() and artifact.is_file())
     if announced:       # say so before the export, which takes seconds itself
         reason = ("first use of this configuration" if not stamp.is_file()
                   else "its binary is missing")
-        cache.announce_build(log, simulator, cfg, reason, root)
+        cache.announce_build(log, simulator, cfg, reason, root, what)
     verilog = export_once(cfg, root)
     stamp_text = json.dumps({"v": verilog.stat().st_mtime_ns, "tb": BENCH.stat().st_mtime_ns,
                              "params": _parameters(cfg), "flags": BUILD_FLAGS}, sort_keys=True)
@@ -72,7 +73,8 @@ def _build(cfg, simulator, toplevel, build_root, log=None):
         if stamp.is_file() and stamp.read_text() == stamp_text and artifact.is_file():
             return build_dir
         if not announced:
-            cache.announce_build(log, simulator, cfg, "its Verilog or bench changed", root)
+            cache.announce_build(log, simulator, cfg, "its Verilog or bench changed", root,
+                                 what)
         stamp.unlink(missing_ok=True)
         build_dir.mkdir(parents=True, exist_ok=True)
         log_file = build_dir / "build.log"

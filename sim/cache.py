@@ -25,6 +25,9 @@ GRACE_S = 15 * 60
 #: machine (`pwconv demo --backend NAME` on a fresh checkout prints them as "building the
 #: simulator model"); 4x4 took 7 s and 16x16 32 s on Verilator: about (MACs / 64) ** 0.75.
 BUILD_SECONDS = {"verilator": 12, "icarus": 4}
+#: The cocotb Verilator builds (``--waves``, the cocotb benches) compile cocotb's VPI layer and
+#: precompiled headers too: 39 s for a 2x2 array (`pwconv run L.npz --waves --rows 2 ...`).
+COCOTB_VERILATOR_SECONDS = 40
 
 _USED = ".last_used"
 _NAMES = {"verilator": "Verilator", "icarus": "Icarus"}
@@ -54,9 +57,12 @@ def describe(cfg):
     return text
 
 
-def build_estimate(simulator, cfg):
+def build_estimate(simulator, cfg, cocotb=False):
     """Roughly how many seconds the first build of ``cfg`` on ``simulator`` takes."""
-    return BUILD_SECONDS.get(simulator, 12) * (cfg.macs / 64) ** 0.75
+    scale = (cfg.macs / 64) ** 0.75
+    if cocotb and simulator == "verilator":
+        return COCOTB_VERILATOR_SECONDS * max(1.0, scale)
+    return BUILD_SECONDS.get(simulator, 12) * scale
 
 
 def announce_build(log, simulator, cfg, reason, where, what="model"):
@@ -69,7 +75,8 @@ def announce_build(log, simulator, cfg, reason, where, what="model"):
     except ValueError:
         pass
     log(f"building the {_NAMES.get(simulator, simulator)} {what} for {describe(cfg)} "
-        f"({reason}; once, ~{build_estimate(simulator, cfg):.0f} s; cached in {where})")
+        f"({reason}; once, ~{build_estimate(simulator, cfg, 'cocotb' in what):.0f} s; "
+        f"cached in {where})")
 
 
 def mark_used(config_dir):

@@ -1,6 +1,7 @@
 """The `pwconv` command line: runs, errors as one line naming the problem, exit codes."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -217,5 +218,28 @@ def test_help_text_and_defaults_for_every_flag(capsys):
         text = " ".join(capsys.readouterr().out.split())
         assert "(default: 8)" in text or command == "layer", text     # --rows
         if command in ("run", "demo"):
-            assert "(default: verilator)" in text and "~500k cycles/s" in text
+            assert "(default: verilator)" in text and "~600k cycles/s" in text
             assert "icarus: the Verilog in Icarus, ~" in text
+
+
+TINY = ["--rows", "2", "--cols", "2", "--max-channels", "8", "--max-filters", "8",
+        "--weight-depth", "8"]
+
+
+def _waves(tmp_path, capsys, backend, suffix):
+    save_layer(tmp_path / "l.npz", *random_layer((1, 2, 5), 3, seed=0))
+    assert main(["run", str(tmp_path / "l.npz"), "--backend", backend, "--waves", *TINY]) == 0
+    paths = re.findall(r"^waves: (.*)$", capsys.readouterr().out, re.M)
+    assert len(paths) == 1 and paths[0].endswith(suffix), paths
+    assert Path(paths[0]).stat().st_size > 100
+    shutil.rmtree(Path(paths[0]).parent)
+
+
+def test_waves_path_printed_icarus(tmp_path, capsys):
+    _waves(tmp_path, capsys, "icarus", ".fst")
+
+
+@pytest.mark.slow
+def test_waves_fst_on_verilator(tmp_path, capsys):
+    """FST, not VCD: `make setup` installs the lz4 and zlib headers Verilator's writer needs."""
+    _waves(tmp_path, capsys, "verilator", "dump.fst")
