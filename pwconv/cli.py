@@ -283,16 +283,26 @@ def cmd_bitstream(args):
     return 0
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's ArgumentDefaultsHelpFormatter, without "(default: None)" on options that have
+    no default and "(default: False)" on switches."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="pwconv", description="int8 pointwise (1x1) convolution accelerator, bit-exact "
         "with TFLite: run layers on the golden model or the simulated gateware.")
     sub = parser.add_subparsers(dest="command", required=True)
-    # Every subcommand's --help shows the defaults (argparse.ArgumentDefaultsHelpFormatter).
+    # Every subcommand's --help shows the defaults.
     _add_parser = sub.add_parser
 
     def add_parser(*args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _DefaultsHelpFormatter)
         return _add_parser(*args, **kwargs)
     sub.add_parser = add_parser
 

@@ -34,7 +34,8 @@ def test_config_accepts_numpy_integers(kind):
 
 @pytest.mark.parametrize("value", [True, np.True_, 4.0, "4"])
 def test_config_wrong_rows_type(value):
-    with pytest.raises(TypeError, match=rf"^rows must be an integer, not {re.escape(repr(value))}$"):
+    message = rf"^rows must be an integer, not {re.escape(repr(value))}$"
+    with pytest.raises(TypeError, match=message):
         ArrayConfig(rows=value)
 
 
