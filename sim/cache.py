@@ -18,7 +18,7 @@ __all__ = ["KEEP", "GRACE_S", "BUILD_SECONDS", "describe", "build_estimate", "an
            "drop_intermediates", "prune", "keep_count"]
 
 #: Configurations kept per build root (the most recently used ones).
-KEEP = 16
+KEEP = 32
 #: A configuration used this recently is never pruned (another process may be running it).
 GRACE_S = 15 * 60
 #: First-build seconds of the default 8x8 array, export included, on the 2-core development
