@@ -47,9 +47,10 @@ def _frozen(arr, dtype=None):
 
 def _check_per_filter(arrays, w):
     """Each of ``arrays`` (name: per-output-channel array) has F entries, F being ``w``'s second
-    axis; when all have C entries instead, ``w`` is the one that is wrong (given as [F, C])."""
+    axis; when all have C entries instead, ``w`` is the one that is wrong (given as [F, C]).
+    None values (arrays a rounding mode does without) are skipped."""
     channels, filters = w.shape
-    shapes = {name: np.shape(arr) for name, arr in arrays.items()}
+    shapes = {name: np.shape(arr) for name, arr in arrays.items() if arr is not None}
     if channels != filters and all(shape == (channels,) for shape in shapes.values()):
         names = " and ".join(shapes)
         raise LayerError(f"w: expected shape [C, F], got {w.shape}, but {names} "
