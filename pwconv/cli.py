@@ -179,8 +179,11 @@ def cmd_run(args):
     acc = _accelerator(args)
     y = acc.run_layer(x, layer)
     if args.out:
-        with open(args.out, "wb") as f:       # exactly this name: np.save(name) appends .npy
-            np.save(f, y)
+        try:
+            with open(args.out, "wb") as f:   # exactly this name: np.save(name) appends .npy
+                np.save(f, y)
+        except OSError as error:
+            raise RuntimeError(f"cannot write {args.out}: {error.strerror or error}") from None
         print(f"wrote {args.out}: int8 {list(y.shape)}")
     _report(acc)
     return 0
@@ -237,7 +240,10 @@ def cmd_layer(args):
         raise ValueError(f"--filters must be at least 1, not {args.filters}")
     _check_output_file("layer file", args.out)
     x, layer = random_layer(shape, args.filters, seed=args.seed, relu=args.relu)
-    save_layer(args.out, x, layer)
+    try:
+        save_layer(args.out, x, layer)
+    except OSError as error:
+        raise RuntimeError(f"cannot write {args.out}: {error.strerror or error}") from None
     print(f"wrote {args.out}: x {list(x.shape)}, w {list(layer.w.shape)}")
     return 0
 
@@ -368,6 +374,11 @@ def main(argv=None):
         return 2
     except RuntimeError as error:
         print(f"pwconv: {args.command} failed: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:        # outputs are checked up front; this is e.g. a full disk
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"pwconv: {args.command} failed: {where}{error.strerror or error}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -243,3 +243,16 @@ def test_waves_path_printed_icarus(tmp_path, capsys):
 def test_waves_fst_on_verilator(tmp_path, capsys):
     """FST, not VCD: `make setup` installs the lz4 and zlib headers Verilator's writer needs."""
     _waves(tmp_path, capsys, "verilator", "dump.fst")
+
+
+def test_write_failure_is_one_line(tmp_path, capsys):
+    """An output that passed the up-front check but fails while written (here /dev/full, a
+    full disk) is one line and status 1, not a traceback."""
+    save_layer(tmp_path / "l.npz", *random_layer((2, 2, 3), 4, seed=0))
+    assert main(["run", str(tmp_path / "l.npz"), "--backend", "golden",
+                 "--out", "/dev/full"]) == 1
+    assert capsys.readouterr().err == ("pwconv: run failed: cannot write /dev/full: No space "
+                                       "left on device\n")
+    assert main(["layer", "/dev/full"]) == 1
+    assert capsys.readouterr().err == ("pwconv: layer failed: cannot write /dev/full: No space "
+                                       "left on device\n")
