@@ -105,3 +105,30 @@ def test_icebreaker_utilization_figures():
 def test_cache_bound_stated():
     from pwconv.sim import cache
     assert f"keeps the {cache.KEEP} most recently used configurations" in " ".join(README.split())
+
+
+def _flags(command):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return {opt for action in sub._actions for opt in action.option_strings}
+
+
+def test_which_commands_take_which_flags():
+    """What the README says under 'Use it': run, demo, verilog and bench take every array flag;
+    bitstream only rows, cols and the mapping; layer none."""
+    array = {"--rows", "--cols", "--max-channels", "--max-filters", "--weight-depth"}
+    mapping = {"--mac-style", "--requantizer", "--requant-steps"}
+    text = " ".join(README.split())
+    assert ("`run`, `demo`, `verilog` and `bench` take the array's elaboration parameters" in text
+            and "`layer` takes none" in text)
+    for command in ("run", "demo", "verilog", "bench"):
+        assert array | mapping <= _flags(command), command
+    assert _flags("bitstream") & (array | mapping) == {"--rows", "--cols"} | mapping
+    assert not _flags("layer") & (array | mapping)
+
+
+def test_backend_speeds_agree_with_help():
+    from pwconv.cli import BACKEND_HELP
+    for backend in ("verilator", "icarus", "amaranth"):
+        speed = re.search(rf"{backend}: [^;]*?(~\w+) cycles/s", BACKEND_HELP)[1]
+        assert f"`{backend}` {speed}" in README, (backend, speed)
