@@ -99,6 +99,9 @@ def _report(acc, comparison=None):
     if stats.cycles:
         print(f"cycles: {stats.cycles} (ideal {stats.ideal_cycles:.0f}), "
               f"MAC utilization {100 * stats.utilization:.1f}%")
+    if not stats.passes:
+        print("nothing to compute: the input has no pixels (nothing was run)")
+        return
     line = f"wall time: {stats.seconds:.2f} s, {stats.pixels_per_second:,.0f} pixels/s"
     if stats.cycles_per_second:
         line += f", {stats.cycles_per_second:,.0f} cycles/s"

@@ -256,3 +256,15 @@ def test_write_failure_is_one_line(tmp_path, capsys):
     assert main(["layer", "/dev/full"]) == 1
     assert capsys.readouterr().err == ("pwconv: layer failed: cannot write /dev/full: No space "
                                        "left on device\n")
+
+
+@pytest.mark.parametrize("backend", ["golden", "verilator"])
+def test_run_zero_pixels(tmp_path, capsys, backend):
+    x, layer = random_layer((1, 1, 3), 4, seed=0)
+    save_layer(tmp_path / "l.npz", np.zeros((0, 2, 3), np.int8), layer)
+    assert main(["run", str(tmp_path / "l.npz"), "--backend", backend,
+                 "--out", str(tmp_path / "y.npy")]) == 0
+    assert np.load(tmp_path / "y.npy").shape == (0, 2, 4)
+    out = capsys.readouterr().out
+    assert "nothing to compute: the input has no pixels (nothing was run)\n" in out
+    assert "wall time" not in out
