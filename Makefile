@@ -10,7 +10,7 @@ export AMARANTH_USE_YOSYS := builtin
 
 .PHONY: setup test test-all demo model-demo verilog bench bench-icebreaker bitstream lane-cost runtimes clean
 
-setup: $(BIN)/pwconv iverilog
+setup: $(BIN)/pwconv iverilog fst-libs
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
 
 $(BIN)/pwconv: pyproject.toml constraints.txt
@@ -28,6 +28,14 @@ $(BIN)/pwconv: pyproject.toml constraints.txt
 iverilog:
 	@command -v iverilog >/dev/null 2>&1 || { echo "installing Icarus Verilog (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iverilog; }
+
+# Verilator's FST trace writer (`pwconv run --waves`) needs lz4 and zlib headers; without them
+# only VCD works (shared TOOLCHAIN notes, gotcha 11).
+.PHONY: fst-libs
+fst-libs:
+	@[ -f /usr/include/lz4.h ] && [ -f /usr/include/zlib.h ] || { \
+	  echo "installing liblz4-dev and zlib1g-dev for Verilator's FST waveforms (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq liblz4-dev zlib1g-dev; }
 
 # Every test but the full-size ULX3S place and route (about 11 minutes): `make test-all` adds it.
 test: setup

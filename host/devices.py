@@ -1,5 +1,6 @@
 """Devices that execute on-chip passes: the golden model, or the gateware in a simulator."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,13 +54,19 @@ class Device:
         """Returns ``(int32 [P, F], cycles or None)``."""
         raise NotImplementedError
 
+    def prepare(self, log=None):
+        """Build whatever the device runs (a simulator model) before the first pass, telling
+        ``log`` (a callable taking one line) what and why; returns the seconds it took."""
+        return 0.0
+
     def run_passes(self, jobs, progress=None):
-        """Run ``jobs`` in order; ``progress(n)`` is called as passes complete."""
+        """Run ``jobs`` in order; ``progress(n)`` is called with the pixels of passes completed
+        since its last call."""
         out = []
         for job in jobs:
             out.append(self.run_pass(job))
             if progress:
-                progress(1)
+                progress(job.x.shape[0])
         return out
 
 
@@ -96,35 +103,67 @@ class SimulatedDevice(Device):
                              f"not {simulator!r}")
         if driver not in ("bulk", "cocotb"):
             raise ValueError(f"Driver must be 'bulk' or 'cocotb', not {driver!r}")
+        for name, value in (("in_idle", in_idle), ("out_stall", out_stall)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value)
+                    and 0 <= value < 1):
+                raise ValueError(f"{name} must be a probability in [0, 1), not {value!r}")
         super().__init__(cfg)
         self.simulator, self.seed = simulator, seed
         self.in_idle, self.out_stall, self.waves = in_idle, out_stall, waves
         self.driver = "cocotb" if waves else driver     # the bulk bench records no waves
+        self.log = None
+        #: Trace files written by the passes run so far (``waves=True``).
+        self.wave_files = []
 
-    def run_pass(self, job: PassJob):
+    def prepare(self, log=None):
+        import time
+        self.log = log
+        start = time.perf_counter()
+        if self.simulator == "amaranth":
+            return 0.0
+        if self.driver == "cocotb":
+            from pwconv.sim.runner import build_simulator
+            build_simulator(self.cfg, self.simulator, waves=self.waves, log=log)
+        else:
+            from pwconv.sim.bulk import prepare
+            prepare(self.cfg, simulator=self.simulator, log=log)
+        return time.perf_counter() - start
+
+    def run_pass(self, job: PassJob, progress=None):
         program = job.program(self.cfg)
         words = pack_pixels(self.cfg, job.x)
         if self.simulator == "amaranth":
             from pwconv.sim.pysim import run_top
+            on_result, shown = None, [0]
+            if progress is not None:
+                def on_result(taken):       # a pixel is done when its last column tile is out
+                    done = taken // program.tiles
+                    if done > shown[0]:
+                        progress(done - shown[0])
+                        shown[0] = done
             results, cycles = run_top(self.cfg, program, words, seed=self.seed,
-                                      in_idle=self.in_idle, out_stall=self.out_stall)
+                                      in_idle=self.in_idle, out_stall=self.out_stall,
+                                      on_result=on_result)
         else:
             from pwconv.sim.runner import run_on_simulator
+            stats = {}
             results, cycles = run_on_simulator(self.cfg, program, words,
                                                simulator=self.simulator, seed=self.seed,
                                                in_idle=self.in_idle, out_stall=self.out_stall,
-                                               waves=self.waves)
+                                               waves=self.waves, stats=stats)
+            if stats.get("waves"):
+                self.wave_files.append(stats["waves"])
+            if progress is not None:
+                progress(job.x.shape[0])
         return unpack_results(self.cfg, results, job.x.shape[0], job.w.shape[1]), cycles
 
     def run_passes(self, jobs, progress=None):
         if self.simulator == "amaranth" or self.driver == "cocotb":
-            return super().run_passes(jobs, progress)
+            return [self.run_pass(job, progress) for job in jobs]
         from pwconv.sim.bulk import run_passes
         runs = run_passes(self.cfg, [(job.program(self.cfg), pack_pixels(self.cfg, job.x))
                                      for job in jobs],
                           simulator=self.simulator, seed=self.seed, in_idle=self.in_idle,
-                          out_stall=self.out_stall)
-        if progress:
-            progress(len(jobs))
+                          out_stall=self.out_stall, log=self.log, progress=progress)
         return [(unpack_results(self.cfg, words, job.x.shape[0], job.w.shape[1]), cycles)
                 for job, (words, cycles) in zip(jobs, runs)]

@@ -1,7 +1,11 @@
 """The `pwconv` command line: run a layer, run the demo, export Verilog, make a layer file."""
 
 import argparse
+import math
+import os
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 
@@ -38,10 +42,15 @@ def _add_config_args(parser):
     group.add_argument("--rows", type=int, default=default.rows, help="array rows (input lanes)")
     group.add_argument("--cols", type=int, default=default.cols,
                        help="array columns (output lanes)")
-    group.add_argument("--max-channels", type=int, default=default.max_channels)
-    group.add_argument("--max-filters", type=int, default=default.max_filters)
+    group.add_argument("--max-channels", type=int, default=default.max_channels,
+                       help="largest input channel count C a pass takes (sizes the "
+                       "accumulators); larger C is split by the host")
+    group.add_argument("--max-filters", type=int, default=default.max_filters,
+                       help="largest output channel count F a pass takes; larger F is split "
+                       "by the host")
     group.add_argument("--weight-depth", type=int, default=default.weight_depth,
-                       help="weight words per PE")
+                       help="weight words per PE: a pass holds ceil(C/rows) * ceil(F/cols) "
+                       "of them")
     _add_mapping_args(group, default)
 
 
@@ -63,39 +72,72 @@ def _add_mapping_args(group, default=None):
                        "all: double,single,ruy,float)")
 
 
+#: What each backend is and how fast it simulates the default 8x8 array (array cycles per wall
+#: second on the 2-core development machine, the "cycles/s" that `pwconv run` prints:
+#: `pwconv layer L.npz --shape 14x14x160 --filters 960` for Verilator, `--shape 8x16x64
+#: --filters 64` for Icarus and Amaranth); shown in --help where the backends are offered.
+BACKEND_HELP = (
+    "golden: the NumPy model, instant, no cycle counts; "
+    "verilator: the Verilog in Verilator, ~600k cycles/s, for any layer; "
+    "icarus: the Verilog in Icarus, ~700 cycles/s, small layers only; "
+    "amaranth: Amaranth's Python simulator, ~300 cycles/s, small layers only; "
+    "board: a board on --port; "
+    "board-sim: the board's gateware, UART and all, in Verilator")
+
+
 def _add_run_args(parser):
     from pwconv.host.accelerator import BACKENDS
-    parser.add_argument("--backend", choices=BACKENDS, default="verilator")
+    parser.add_argument("--backend", choices=BACKENDS, default="verilator", help=BACKEND_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random stalls")
     parser.add_argument("--in-idle", type=float, default=0.0,
                         help="probability the pixel source idles in a cycle (simulation)")
     parser.add_argument("--out-stall", type=float, default=0.0,
                         help="probability the result sink stalls in a cycle (simulation)")
-    parser.add_argument("--waves", action="store_true", help="dump waveforms (cocotb backends)")
+    parser.add_argument("--waves", action="store_true",
+                        help="record waveforms (verilator, icarus: runs the cocotb bench, "
+                        "slower) and print where the trace files are")
     parser.add_argument("--port", default="/dev/ttyUSB1",
                         help="serial port of the board (backend board)")
     parser.add_argument("--baud", type=int, default=None,
                         help="baud rate of the board (backend board; default 3000000)")
 
 
-def _report(acc, y_ok=None):
+def _report(acc, comparison=None):
+    """Print what ran, what it was compared with (``(what, ok)``), cycles and wall time."""
     stats = acc.last_run
     print(f"layer: {stats.pixels} pixels x C={stats.channels} -> F={stats.filters}, "
           f"{stats.passes} pass(es) on a {acc.config.rows}x{acc.config.cols} array")
-    if y_ok is not None:
-        print(f"bit-exact vs golden (TFLite int8 reference arithmetic): "
-              f"{'yes' if y_ok else 'NO'}")
+    if comparison is not None:
+        what, ok = comparison
+        print(f"{what}: {'yes' if ok else 'NO'}")
     if stats.cycles:
         print(f"cycles: {stats.cycles} (ideal {stats.ideal_cycles:.0f}), "
               f"MAC utilization {100 * stats.utilization:.1f}%")
-    print(f"wall time: {stats.seconds:.2f} s, {stats.pixels_per_second:,.0f} pixels/s")
+    if not stats.passes:
+        print("nothing to compute: the input has no pixels (nothing was run)")
+        return
+    line = f"wall time: {stats.seconds:.2f} s, {stats.pixels_per_second:,.0f} pixels/s"
+    if stats.cycles_per_second:
+        line += f", {stats.cycles_per_second:,.0f} cycles/s"
+    if stats.build_seconds >= 0.5:
+        line += f" (not counting {stats.build_seconds:.1f} s building the simulator model)"
+    print(line)
+    for path in getattr(acc.device, "wave_files", []):
+        print(f"waves: {path}")
 
 
+def _probability(flag, value):
+    """``value`` of ``flag`` is a finite probability in [0, 1)."""
+    if not (math.isfinite(value) and 0.0 <= value < 1.0):
+        raise ValueError(f"{flag}: must be a probability in [0, 1), not {value}")
+    return value
 
 
 def _accelerator(args):
     from pwconv.config import ArrayConfig
     from pwconv.host.accelerator import Accelerator
+    _probability("--in-idle", args.in_idle)
+    _probability("--out-stall", args.out_stall)
     config = _config(args)
     if args.backend == "board" and config == ArrayConfig():
         config = None       # no configuration given: take the board's
@@ -104,13 +146,61 @@ def _accelerator(args):
                        baud=args.baud)
 
 
+def _check_output_file(flag, path):
+    """Fail now, not after a long run, if ``path`` cannot be written as a file: a directory, a
+    path under a file, a missing or unwritable directory. Leaves no file behind."""
+    name = flag + ": "
+    if path.endswith(("/", os.sep)) or Path(path).is_dir():
+        raise ValueError(f"{name}{path} is a directory; give a file name")
+    target = Path(path)
+    existed = target.exists()
+    try:
+        with open(target, "ab"):
+            pass
+    except FileNotFoundError:
+        if target.parent.is_dir():
+            raise ValueError(f"{name}cannot create files in {target.parent}") from None
+        raise ValueError(f"{name}cannot write {path}: directory {target.parent} does not "
+                         f"exist") from None
+    except NotADirectoryError:
+        raise ValueError(f"{name}cannot write {path}: a part of its directory is a "
+                         f"file") from None
+    except OSError as error:
+        raise ValueError(f"{name}cannot write {path}: {error.strerror.lower()}") from None
+    if not existed:
+        target.unlink()
+
+
+def _check_output_dir(flag, path):
+    """Create the directory ``path`` (with parents) now, or fail naming the flag."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{flag}: {path} exists and is not a directory")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / ".pwconv-write-test"
+        probe.touch()
+        probe.unlink()
+    except NotADirectoryError:
+        raise ValueError(f"{flag}: cannot create {path}: a part of it is a file") from None
+    except OSError as error:
+        raise ValueError(f"{flag}: cannot write to {path}: "
+                         f"{error.strerror.lower()}") from None
+
+
 def cmd_run(args):
     from pwconv.host.layer import load_layer
     x, layer = load_layer(args.layer, rounding=args.rounding)
+    if args.out:
+        _check_output_file("--out", args.out)
     acc = _accelerator(args)
     y = acc.run_layer(x, layer)
     if args.out:
-        np.save(args.out, y)
+        try:
+            with open(args.out, "wb") as f:   # exactly this name: np.save(name) appends .npy
+                np.save(f, y)
+        except OSError as error:
+            raise RuntimeError(f"cannot write {args.out}: {error.strerror or error}") from None
         print(f"wrote {args.out}: int8 {list(y.shape)}")
     _report(acc)
     return 0
@@ -122,7 +212,14 @@ def cmd_demo(args):
     acc = _accelerator(args)
     y = acc.run_layer(x, layer)
     ok = np.array_equal(y, golden_output(x, layer))
-    _report(acc, ok)
+    if args.backend == "golden":
+        # Nothing independent ran: what is checked is only the host's own path (tiling into
+        # passes, the input zero point folded into the bias) against golden.conv1x1.
+        what = ("no hardware simulated (use --backend verilator); host path (passes, folded "
+                "zero point) vs golden.conv1x1")
+    else:
+        what = "bit-exact vs golden (TFLite int8 reference arithmetic)"
+    _report(acc, (what, ok))
     return 0 if ok else 1
 
 
@@ -131,10 +228,25 @@ def cmd_model(args):
     return run(args, lambda: _accelerator(args))
 
 
+#: Seconds the Verilog export of the default 8x8 array takes (Amaranth elaboration and Yosys
+#: conversion), measured by `pwconv verilog` (it prints the time) on the 2-core development
+#: machine: 16x16 took 8 s, 64x64 about 4 minutes, roughly (MACs / 64) ** 1.1.
+EXPORT_SECONDS_8X8 = 2.5
+
+
 def cmd_verilog(args):
     from pwconv.hw.export import write_verilog
-    path = write_verilog(_config(args), args.out)
-    print(f"wrote {path}")
+    from pwconv.sim.cache import describe
+    cfg = _config(args)
+    _check_output_dir("--out", args.out)
+    estimate = EXPORT_SECONDS_8X8 * (cfg.macs / 64) ** 1.1
+    print(f"exporting the Verilog of the {describe(cfg)} array ({cfg.macs} MACs) to "
+          f"{args.out}/: Amaranth elaboration and Yosys conversion, ~{estimate:.0f} s "
+          f"(skipped if an export of the same sources is there)", flush=True)
+    start = time.perf_counter()
+    path = write_verilog(cfg, args.out)
+    print(f"wrote {path} and {path.with_suffix('.json')} in "
+          f"{time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -148,9 +260,13 @@ def cmd_layer(args):
         raise ValueError(f"--shape must be HxWxC or NxHxWxC with sizes >= 1, not {args.shape!r}")
     if args.filters < 1:
         raise ValueError(f"--filters must be at least 1, not {args.filters}")
+    _check_output_file("layer file", args.out)
     x, layer = random_layer(shape, args.filters, seed=args.seed, relu=args.relu,
                             rounding=args.rounding)
-    save_layer(args.out, x, layer)
+    try:
+        save_layer(args.out, x, layer)
+    except OSError as error:
+        raise RuntimeError(f"cannot write {args.out}: {error.strerror or error}") from None
     print(f"wrote {args.out}: x {list(x.shape)}, w {list(layer.w.shape)}")
     return 0
 
@@ -196,16 +312,34 @@ def cmd_bitstream(args):
     return 0
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's ArgumentDefaultsHelpFormatter, without "(default: None)" on options that have
+    no default and "(default: False)" on switches."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="pwconv", description="int8 pointwise (1x1) convolution accelerator, bit-exact "
         "with TFLite: run layers on the golden model or the simulated gateware.")
     sub = parser.add_subparsers(dest="command", required=True)
+    # Every subcommand's --help shows the defaults.
+    _add_parser = sub.add_parser
+
+    def add_parser(*args, **kwargs):
+        kwargs.setdefault("formatter_class", _DefaultsHelpFormatter)
+        return _add_parser(*args, **kwargs)
+    sub.add_parser = add_parser
 
     p = sub.add_parser("run", help="run LAYER.npz and write Y.npy")
     p.add_argument("layer", help="LAYER.npz: x, w, bias, zero points, activation range, "
                    "output_multiplier, output_shift")
-    p.add_argument("--out", help="write the int8 [.., H, W, F] result here (.npy)")
+    p.add_argument("--out", help="write the int8 [..., H, W, F] result to this file, as .npy "
+                   "data under exactly this name (checked before the run)")
     from pwconv.golden import ROUNDINGS
     p.add_argument("--rounding", choices=ROUNDINGS,
                    help="requantization rounding mode, overriding the file's 'rounding' key: "
@@ -229,7 +363,8 @@ def build_parser():
     p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("verilog", help="export the accelerator's Verilog")
-    p.add_argument("--out", default="build/verilog", help="output directory")
+    p.add_argument("--out", default="build/verilog",
+                   help="output directory (created if missing): pwconv_top.v and .json")
     _add_config_args(p)
     p.set_defaults(func=cmd_verilog)
 
@@ -257,13 +392,13 @@ def build_parser():
     p.set_defaults(func=cmd_bitstream)
 
     p = sub.add_parser("layer", help="write a random, realistically quantized LAYER.npz")
-    p.add_argument("out", help="output .npz")
+    p.add_argument("out", help="output file, written as .npz data under exactly this name")
     p.add_argument("--shape", default="8x8x32", help="input shape HxWxC or NxHxWxC")
     p.add_argument("--filters", type=int, default=32, help="output channels F")
     p.add_argument("--relu", action="store_true", help="clamp at the output zero point")
     p.add_argument("--rounding", choices=ROUNDINGS, default="double",
                    help="requantization mode the layer's parameters are made for")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random x, w and scales")
     p.set_defaults(func=cmd_layer)
     return parser
 
@@ -277,6 +412,11 @@ def main(argv=None):
         return 2
     except RuntimeError as error:
         print(f"pwconv: {args.command} failed: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:        # outputs are checked up front; this is e.g. a full disk
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"pwconv: {args.command} failed: {where}{error.strerror or error}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,8 +1,9 @@
 """The one source of truth for an accelerator's configuration: hw, golden, host and reports."""
 
+import numbers
 from dataclasses import dataclass
 
-from amaranth.hdl import Shape
+import numpy as np
 
 from pwconv.golden.requant import ROUNDINGS
 
@@ -33,7 +34,9 @@ VERSION = (0, 3)
 
 
 def _check_int(name, value, lo, hi=None):
-    if not isinstance(value, int) or isinstance(value, bool):
+    # numbers.Integral: Python and NumPy integers alike (np.int64 from an array's shape); bool
+    # is an Integral too but never a size.
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, not {value!r}")
     if value < lo or (hi is not None and value > hi):
         bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
@@ -85,6 +88,11 @@ class ArrayConfig:
     roundings: tuple = ROUNDINGS
 
     def __post_init__(self):
+        for name in ("rows", "cols", "max_channels", "max_filters", "weight_depth",
+                     "requant_steps"):
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+                object.__setattr__(self, name, int(value))      # NumPy integers become int
         _check_int("rows", self.rows, 1, 64)
         _check_int("cols", self.cols, 1, 64)
         _check_int("max_channels", self.max_channels, 1, 1 << 16)
@@ -152,6 +160,8 @@ class ArrayConfig:
 
     def psum_shape(self, terms):
         """Signed shape that holds any sum of ``terms`` int8 x int8 products exactly."""
+        from amaranth.hdl import Shape     # here, so the CLI starts without Amaranth
+
         return Shape.cast(range(PRODUCT_MIN * terms, PRODUCT_MAX * terms + 1))
 
     @property

@@ -2,10 +2,12 @@
 cycle, under cocotb (Verilator or Icarus) or as a plain `verilator --binary` baseline. One
 simulator run executes a whole list of passes."""
 
+import contextlib
 import json
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -13,10 +15,11 @@ from cocotb_tools.runner import get_runner
 
 from pwconv.config import ArrayConfig
 from pwconv.hw import layouts
+from . import cache
 from .runner import (TIMESCALE, VERILATOR_ARGS, config_hash, export_once, file_lock,
                      read_failures, repo_path, toolchain_env)
 
-__all__ = ["run_bulk", "run_passes", "LIMITS"]
+__all__ = ["run_bulk", "run_passes", "prepare", "LIMITS"]
 
 BENCH = Path(__file__).with_name("bulk_tb.v")
 #: The bench's cocotb top level: it clocks itself, so cocotb only waits for `done`.
@@ -39,18 +42,42 @@ def _parameters(cfg: ArrayConfig):
     }
 
 
-def _build(cfg, simulator, toplevel, build_root):
+def _artifact(simulator, toplevel, build_dir):
+    """The file a finished build leaves: its absence means the build must be redone."""
+    if toplevel == "pwconv_bulk_main":
+        return build_dir / "bench"
+    return build_dir / (toplevel if simulator == "verilator" else "sim.vvp")
+
+
+def _build(cfg, simulator, toplevel, build_root, log=None):
+    """Build the bench of ``cfg`` unless an identical build exists; return its directory.
+
+    ``log`` (a callable taking a line, or None) is told before a build starts what is built
+    and why, so that a first run is never silent; see :mod:`pwconv.sim.cache`.
+    """
     root = repo_path(build_root) / simulator / config_hash(cfg)
-    verilog = export_once(cfg, root)
     build_dir = root / f"obj_{toplevel}"
     stamp = build_dir / "pwconv.stamp"
+    artifact = _artifact(simulator, toplevel, build_dir)
+    what = "model" if toplevel == "pwconv_bulk_main" else "cocotb model"
+    announced = not (stamp.is_file() and artifact.is_file())
+    if announced:       # say so before the export, which takes seconds itself
+        reason = ("first use of this configuration" if not stamp.is_file()
+                  else "its binary is missing")
+        cache.announce_build(log, simulator, cfg, reason, root, what)
+    verilog = export_once(cfg, root)
     stamp_text = json.dumps({"v": verilog.stat().st_mtime_ns, "tb": BENCH.stat().st_mtime_ns,
                              "params": _parameters(cfg), "flags": BUILD_FLAGS}, sort_keys=True)
     with file_lock(root / f".{build_dir.name}.lock"):
-        if stamp.is_file() and stamp.read_text() == stamp_text:
+        cache.mark_used(root)
+        if stamp.is_file() and stamp.read_text() == stamp_text and artifact.is_file():
             return build_dir
+        if not announced:
+            cache.announce_build(log, simulator, cfg, "its Verilog or bench changed", root,
+                                 what)
+        stamp.unlink(missing_ok=True)
         build_dir.mkdir(parents=True, exist_ok=True)
-        log = build_dir / "build.log"
+        log_file = build_dir / "build.log"
         with toolchain_env(False):
             if toplevel == "pwconv_bulk_main":
                 args = ["verilator", "--binary", "--timing", "-O3", "-Wno-fatal", "--top-module",
@@ -59,10 +86,10 @@ def _build(cfg, simulator, toplevel, build_root):
                         "-CFLAGS", "-fcoroutines"]
                 args += [f"-G{k}={v}" for k, v in _parameters(cfg).items()]
                 args += [str(verilog), str(BENCH)]
-                with open(log, "w") as f:
+                with open(log_file, "w") as f:
                     done = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT)
                 if done.returncode:
-                    raise RuntimeError(f"verilator --binary build failed; log: {log}")
+                    raise RuntimeError(f"verilator --binary build failed; log: {log_file}")
             else:
                 build_args = list(BUILD_FLAGS) if simulator == "verilator" else []
                 try:
@@ -70,11 +97,69 @@ def _build(cfg, simulator, toplevel, build_root):
                         sources=[verilog, BENCH], hdl_toplevel=toplevel, build_dir=build_dir,
                         build_args=build_args,
                         parameters=_parameters(cfg), always=False, timescale=TIMESCALE,
-                        log_file=log)
+                        log_file=log_file)
                 except (RuntimeError, SystemExit) as error:
-                    raise RuntimeError(f"{simulator} build failed ({error}); log: {log}") from None
+                    raise RuntimeError(f"{simulator} build failed ({error}); "
+                                       f"log: {log_file}") from None
+        cache.drop_intermediates(build_dir)
         stamp.write_text(stamp_text)
+    cache.prune(repo_path(build_root))
     return build_dir
+
+
+def prepare(cfg: ArrayConfig, *, simulator="verilator", standalone=None, build_root="build/sim",
+            log=None):
+    """Build what :func:`run_passes` will run (if not cached), so that a caller can time the
+    build apart from the simulation. Returns the seconds spent."""
+    start = time.perf_counter()
+    if standalone is None:
+        standalone = simulator == "verilator"
+    if standalone:
+        _build(cfg, "verilator", "pwconv_bulk_main", build_root, log)
+    else:
+        _build(cfg, simulator, TOPLEVEL, build_root, log)
+    return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _watch_results(cfg, run_dir, batch, progress, interval=0.25):
+    """While the simulator runs, count the result lines it has written to results.hex and call
+    ``progress(pixels)`` with the pixels completed since the last call (a pixel is complete
+    when all its column tiles' results are out). The bench's C stdio buffers some results,
+    so updates come every few dozen results; the last one comes when the run ends."""
+    if progress is None:
+        yield
+        return
+    line = -(-layouts.result_vector(cfg).size // 4) + 1      # "%h\n": fixed-width hex
+    bounds, at = [], 0          # (first result of the segment, tiles, pixels)
+    for _, program, words in batch:
+        pixels = len(words) // program.beats
+        bounds.append((at, program.tiles, pixels))
+        at += pixels * program.tiles
+    path, stop, shown = run_dir / "results.hex", threading.Event(), [0]
+
+    def poll():
+        try:
+            taken = path.stat().st_size // line
+        except OSError:
+            return
+        done = sum(min(pixels, max(0, taken - first) // tiles) for first, tiles, pixels in bounds)
+        if done > shown[0]:
+            progress(done - shown[0])
+            shown[0] = done
+
+    def loop():
+        while not stop.wait(interval):
+            poll()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        poll()
 
 
 def _batches(jobs):
@@ -148,14 +233,15 @@ def _read_results(run_dir, expected):
     return out
 
 
-def _run_cocotb(cfg, batch, simulator, *, seed, in_idle, out_stall, timeout, build_root):
-    build_dir = _build(cfg, simulator, TOPLEVEL, build_root)
+def _run_cocotb(cfg, batch, simulator, *, seed, in_idle, out_stall, timeout, build_root,
+                log=None, progress=None):
+    build_dir = _build(cfg, simulator, TOPLEVEL, build_root, log)
     run_dir = Path(tempfile.mkdtemp(prefix="bulk-", dir=build_dir.parent))
     try:
         plusargs, expected = _stimulus(cfg, run_dir, batch, seed=seed, in_idle=in_idle,
                                        out_stall=out_stall, timeout=timeout)
         result, xml, log = run_dir / "result.json", run_dir / "results.xml", run_dir / "sim.log"
-        with toolchain_env(False):
+        with toolchain_env(False), _watch_results(cfg, run_dir, batch, progress):
             try:
                 get_runner(simulator).test(
                     test_module="pwconv.sim.bulk_cocotb", hdl_toplevel=TOPLEVEL,
@@ -180,16 +266,18 @@ def _run_cocotb(cfg, batch, simulator, *, seed, in_idle, out_stall, timeout, bui
     return words, data
 
 
-def _run_binary(cfg, batch, simulator, *, seed, in_idle, out_stall, timeout, build_root):
+def _run_binary(cfg, batch, simulator, *, seed, in_idle, out_stall, timeout, build_root,
+                log=None, progress=None):
     """The batch on the plain ``verilator --binary`` build of ``pwconv_bulk_main``."""
-    build_dir = _build(cfg, "verilator", "pwconv_bulk_main", build_root)
+    build_dir = _build(cfg, "verilator", "pwconv_bulk_main", build_root, log)
     run_dir = Path(tempfile.mkdtemp(prefix="bin-", dir=build_dir.parent))
     try:
         plusargs, expected = _stimulus(cfg, run_dir, batch, seed=seed, in_idle=in_idle,
                                        out_stall=out_stall, timeout=timeout)
         start = time.perf_counter()
-        done = subprocess.run([str(build_dir / "bench"), *plusargs], capture_output=True,
-                              text=True)
+        with _watch_results(cfg, run_dir, batch, progress):
+            done = subprocess.run([str(build_dir / "bench"), *plusargs], capture_output=True,
+                                  text=True)
         wall = time.perf_counter() - start
         line = [ln for ln in done.stdout.splitlines() if ln.startswith("PWCONV_DONE")]
         if done.returncode or not line:
@@ -208,7 +296,7 @@ def _run_binary(cfg, batch, simulator, *, seed, in_idle, out_stall, timeout, bui
 
 def run_passes(cfg: ArrayConfig, jobs, *, simulator="verilator", seed=0, in_idle=0.0,
                out_stall=0.0, timeout=None, build_root="build/sim", stats=None,
-               standalone=None):
+               standalone=None, log=None, progress=None):
     """Run ``jobs``, a list of ``(LayerProgram, pixel_words)`` passes, in as few simulator runs
     as fit. Returns ``[(result_words, cycles)]`` per job; ``cycles`` counts from the pass's first
     pixel beat offered to its last result taken. ``stats`` (a dict) receives ``cycles``,
@@ -217,6 +305,10 @@ def run_passes(cfg: ArrayConfig, jobs, *, simulator="verilator", seed=0, in_idle
     On Verilator the runs use the plain ``verilator --binary`` bench (``standalone``, the
     default there), about 7x faster than the same bench under cocotb, whose Verilator main loop
     costs more per cycle than the design; ``standalone=False`` runs it under cocotb instead.
+
+    ``log`` (a callable taking one line) is told about any simulator build before it starts;
+    ``progress(n)`` is called while the simulator runs with the pixels of passes completed
+    since the last call.
     """
     if standalone is None:
         standalone = simulator == "verilator"
@@ -227,7 +319,8 @@ def run_passes(cfg: ArrayConfig, jobs, *, simulator="verilator", seed=0, in_idle
     total, wall = 0, 0.0
     for batch in _batches(jobs):
         segments, data = run(cfg, batch, simulator, seed=seed, in_idle=in_idle,
-                             out_stall=out_stall, timeout=timeout, build_root=build_root)
+                             out_stall=out_stall, timeout=timeout, build_root=build_root,
+                             log=log, progress=progress)
         for (index, _, _), (words, cycles) in zip(batch, segments):
             out[index] = (out[index][0] + words, out[index][1] + cycles)
         total, wall = total + data["total"], wall + data["wall_s"]

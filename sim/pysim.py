@@ -10,12 +10,13 @@ __all__ = ["run_top"]
 
 
 def run_top(cfg, program, pixel_words, *, seed=0, in_idle=0.0, out_stall=0.0, vcd=None,
-            timeout=None):
+            timeout=None, on_result=None):
     """Run ``program`` over ``pixel_words`` on a fresh PointwiseConv in Amaranth's simulator.
 
     ``in_idle`` and ``out_stall`` are probabilities of the source withholding a beat and the sink
     refusing a result in a given cycle. Returns ``(result_words, cycles)`` where ``cycles`` counts
-    from the first pixel beat offered to the last result taken.
+    from the first pixel beat offered to the last result taken. ``on_result(n)``, if given, is
+    called with the number of result vectors taken so far after each one (progress display).
     """
     dut = PointwiseConv(cfg)
     rng = random.Random(seed)
@@ -55,6 +56,8 @@ def run_top(cfg, program, pixel_words, *, seed=0, in_idle=0.0, out_stall=0.0, vc
             clock["now"] += 1
             if ready and valid:
                 results.append(payload)
+                if on_result is not None:
+                    on_result(len(results))
 
     async def watchdog(ctx):
         for _ in range(limit):
