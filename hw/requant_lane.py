@@ -47,7 +47,7 @@ def _round_shift(m, form, value, amount, tie, name):
     width = len(value)
     # mask = 2^amount - 1, half = 2^(amount - 1) (0 for amount 0), below = half - 1.
     mask = Signal(unsigned(width), name=f"{name}_mask")
-    m.d.comb += mask.eq(Cat(*(amount > i for i in range(width))))
+    m.d.comb += mask.eq(~(Const((1 << width) - 1, width) << amount)[:width])
     below = Signal(unsigned(width), name=f"{name}_below")
     m.d.comb += below.eq(mask >> 1)
     half = Signal(unsigned(width), name=f"{name}_half")
@@ -388,8 +388,6 @@ class RequantLane(wiring.Component):
         h_width = 34 if has_single else 33
         high = reg(signed(h_width), "high")
         amount_h = reg(unsigned(6), "amount_h")
-        tie_even_h, tie_up_h, tie_away_h = reg(1, "tie_even_h"), reg(1, "tie_up_h"), \
-            reg(1, "tie_away_h")
         valid_h = Signal()
         m.d.sync += valid_h.eq(valid_p)
         # double and ruy: floor((P + 2^30) / 2^31) = (P >> 31) + P[30], 33 bits.
@@ -399,11 +397,6 @@ class RequantLane(wiring.Component):
                          Mux(mode_is("double"), srdhm, _wrap32(srdhm)))
         neg_h, sat_h, zero_h = reg(1, "neg_h"), reg(1, "sat_h"), reg(1, "zero_h")
         with m.If(valid_p):
-            m.d.sync += [
-                tie_up_h.eq(mode_is("ruy", "single")),
-                tie_away_h.eq(mode_is("double")),
-                tie_even_h.eq(is_float),
-            ]
             with m.If(raw):
                 m.d.sync += [high.eq(a_p), amount_h.eq(0)]
             with m.Elif(is_single):
@@ -440,10 +433,13 @@ class RequantLane(wiring.Component):
         # Stage "scaled": the second rounding, a right shift rounded with the mode's tie rule
         # (identity for amount 0, so raw values pass unchanged), kept as quotient and round-up
         # bit; float's special cases are forced here.
+        # The tie rule is the layer's (its mode is held stable while busy): up for ruy and
+        # single, away from zero for double, to even for float.
         tie = Signal()
-        m.d.comb += tie.eq((tie_up_h)
-                           | (tie_away_h & (high >= 0))
-                           | (tie_even_h & high.bit_select(amount_h, 1)))
+        tie_rules = [mode_is("ruy", "single"), mode_is("double") & (high >= 0)]
+        if has_float:
+            tie_rules.append(is_float & high.bit_select(amount_h, 1))
+        m.d.comb += tie.eq(Cat(*tie_rules).any())
         quotient, round_up = _round_shift(m, self._divide, high, amount_h, tie, "rdbpot")
         scaled, up_s = reg(signed(32), "scaled"), reg(1, "up_s")
         valid_s = Signal()
@@ -463,12 +459,13 @@ class RequantLane(wiring.Component):
         biased = reg(signed(32), "biased")
         valid_b = Signal()
         m.d.sync += valid_b.eq(valid_s)
-        zp = self.output_zero_point
+        # One adder: (q or ~q) + (zp, or 0 when raw) + carry (raw makes neg_s 0).
+        zp = Mux(raw, 0, self.output_zero_point)
         if has_float:
-            sum_b = Mux(neg_s, zp + ~scaled + ~up_s, zp + scaled + up_s)
+            sum_b = Mux(neg_s, ~scaled, scaled) + zp + (up_s ^ neg_s)
         else:
-            sum_b = zp + scaled + up_s
-        m.d.sync += biased.eq(Mux(raw, scaled + up_s, _wrap32(sum_b)))
+            sum_b = scaled + zp + up_s
+        m.d.sync += biased.eq(_wrap32(sum_b))
         in_flight.append(valid_b)
 
         # Activation clamp (raw values pass).
