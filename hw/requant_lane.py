@@ -183,9 +183,10 @@ class RequantLane(wiring.Component):
     @staticmethod
     def latency_of(steps, roundings):
         """Cycles from ``valid`` to ``result_valid``: bias add, [|acc| and its float32
-        significand: two stages with ``"float"``], the operand shift, ``steps`` multiply
-        cycles, the high part, the rounding shift, zero point, clamp."""
-        return steps + 6 + (2 if "float" in roundings else 0)
+        significand: two stages with ``"float"``], the operand shift, the multiply (``steps``
+        cycles, or three pipelined stages for ``steps == 1``), the high part, the rounding
+        shift, zero point, clamp."""
+        return steps + 6 + (2 if steps == 1 else 0) + (2 if "float" in roundings else 0)
 
     @property
     def latency(self):
@@ -318,12 +319,43 @@ class RequantLane(wiring.Component):
                 m.d.sync += a_x3.eq(a_next + (a_next << 1))
         in_flight.append(valid_op)
 
+        # The sideband of the operands, as it must be beside the finished product.
+        sideband = {"a": (a_op, signed(32)), "right": (right_op, unsigned(5)),
+                    "left": (left_op, unsigned(5)), "saturate": (saturate_op, 1)}
+        if has_float:
+            sideband.update({"ea": (ea_op, signed(7)), "exp": (exp_op, unsigned(8)),
+                             "neg": (neg_op, 1), "zero": (zero_op, 1)})
+
         # The product P = a_op * b_op.
         if steps == 1:
-            # One plain product: synthesis maps it to DSPs.
+            # Four 16 x 16 partial products, registered (each one MULT18X18D or SB_MAC16 with
+            # its output register), then their middle pair summed and the halves kept, then the
+            # 64-bit sum: every stage one DSP or one carry chain. Inputs may come every cycle,
+            # so the sideband travels along.
+            a_lo, a_hi = a_op[:16], a_op[16:].as_signed()
+            b_lo, b_hi = b_op[:16], b_op[16:].as_signed()
+            p_ll, p_lh = reg(unsigned(32), "p_ll"), reg(signed(33), "p_lh")
+            p_hl, p_hh = reg(signed(33), "p_hl"), reg(signed(32), "p_hh")
+            valid_m1, valid_m2 = Signal(), Signal()
+            m.d.sync += [
+                valid_m1.eq(valid_op),
+                p_ll.eq(a_lo * b_lo), p_lh.eq(a_lo * b_hi), p_hl.eq(a_hi * b_lo),
+                p_hh.eq(a_hi * b_hi),
+            ]
+            middle, halves = reg(signed(34), "p_middle"), reg(signed(64), "p_halves")
+            m.d.sync += [valid_m2.eq(valid_m1), middle.eq(p_lh + p_hl),
+                         halves.eq(Cat(p_ll, p_hh).as_signed())]
+            for stage in ("m1", "m2"):
+                delayed_side = {}
+                for key, (value, shape) in sideband.items():
+                    copy = reg(shape, f"{key}_{stage}")
+                    m.d.sync += copy.eq(value)
+                    delayed_side[key] = (copy, shape)
+                sideband = delayed_side
             product = reg(signed(64), "product")
-            last_step = valid_op
-            m.d.sync += product.eq(a_op * b_op)
+            last_step = valid_m2
+            m.d.sync += product.eq(halves + (middle << 16))
+            in_flight += [valid_m1, valid_m2]
         else:
             # Digit-serial, least significant digit first: each cycle adds a times one
             # `digit`-bit digit of b (taken as unsigned) to the running high part, one radix-4
@@ -369,19 +401,16 @@ class RequantLane(wiring.Component):
         # The product is complete the cycle after the last step; its operands' sideband is
         # copied there, since the next input may load the operand registers meanwhile.
         valid_p = Signal()
-        a_p, right_p, left_p = reg(signed(32), "a_p"), reg(unsigned(5), "right_p"), \
-            reg(unsigned(5), "left_p")
-        saturate_p = reg(1, "saturate_p")
         m.d.sync += valid_p.eq(last_step)
-        with m.If(last_step):
-            m.d.sync += [a_p.eq(a_op), right_p.eq(right_op), left_p.eq(left_op),
-                         saturate_p.eq(saturate_op)]
-        if has_float:
-            ea_p, exp_p = reg(signed(7), "ea_p"), reg(unsigned(8), "exp_p")
-            neg_p, zero_p = reg(1, "neg_p"), reg(1, "zero_p")
+        side_p = {}
+        for key, (value, shape) in sideband.items():
+            side_p[key] = reg(shape, f"{key}_p")
             with m.If(last_step):
-                m.d.sync += [ea_p.eq(ea_op), exp_p.eq(exp_op), neg_p.eq(neg_op),
-                             zero_p.eq(zero_op)]
+                m.d.sync += side_p[key].eq(value)
+        a_p, right_p, left_p = side_p["a"], side_p["right"], side_p["left"]
+        saturate_p = side_p["saturate"]
+        if has_float:
+            ea_p, exp_p, neg_p, zero_p = (side_p[k] for k in ("ea", "exp", "neg", "zero"))
         in_flight.append(valid_p)
 
         # Stage "high": the first rounding, per mode, and the amount of the second one.

@@ -152,5 +152,5 @@ def test_missing_mode_computes_as_the_first():
 
 
 def test_latency():
-    assert RequantLane.latency_of(1, ("double",)) == 7
+    assert RequantLane.latency_of(1, ("double",)) == 9
     assert RequantLane.latency_of(4, ROUNDINGS) == 12
