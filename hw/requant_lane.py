@@ -1,4 +1,4 @@
-"""One requantization lane: bias add, a runtime's fixed-point or float32 rescale, shift and clamp."""
+"""One requantization lane: bias add, a runtime's fixed-point or float32 rescale, clamp."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
@@ -55,12 +55,13 @@ def _round_shift(m, form, value, amount, tie, name):
     quotient = Signal(signed(width), name=f"{name}_q")
     round_up = Signal(name=f"{name}_up")
     if form == "compare":
-        # Round up when the bits shifted out exceed half, or equal it and `tie`.
+        # Round up when the bits shifted out exceed half, or equal it and `tie`: both
+        # comparisons run beside the shift, so a tie rule that needs the quotient's lowest bit
+        # (ties to even) only picks between them.
         remainder = Signal(unsigned(width), name=f"{name}_rem")
         m.d.comb += remainder.eq(value.as_unsigned() & mask)
-        threshold = Signal(unsigned(width), name=f"{name}_threshold")
-        m.d.comb += threshold.eq(Mux(tie, below, half))
-        m.d.comb += [quotient.eq(value >> amount), round_up.eq(remainder > threshold)]
+        m.d.comb += [quotient.eq(value >> amount),
+                     round_up.eq(Mux(tie, remainder > below, remainder > half))]
     else:
         # (value + half - 1 + tie) >> amount: one adder, then the shift.
         total = Signal(signed(width + 1), name=f"{name}_sum", attrs={"keep": 1})
@@ -234,19 +235,24 @@ class RequantLane(wiring.Component):
         ]
         in_flight = [self.valid, valid1]
 
-        # Float only: |acc| (one adder) and the facts the sign and a zero acc need later.
+        # Float only: |acc| (one adder) and, beside it, its leading zeros up to one: those of
+        # acc itself, or its leading ones less one when negative (|acc| may have one more
+        # leading zero, when it is a power of two; the significand stage shifts that bit).
         x2, valid2 = acc1, valid1
         negative2, zero2 = acc1 < 0, acc1 == 0
         if has_float:
             x2, negative2, zero2 = reg(signed(33), "mag2"), reg(1, "neg2"), reg(1, "zero2")
             mult2, left2, right2 = reg(signed(32), "mult2"), reg(unsigned(5), "left2"), \
                 reg(unsigned(5), "right2")
+            lz2 = reg(unsigned(6), "lz2")
+            sign_run = _leading_zeros(m, (acc1 ^ acc1[31].replicate(32)).as_unsigned(), 32)
             valid2 = Signal()
             m.d.sync += [
                 valid2.eq(valid1),
                 x2.eq(Mux(is_float & ~raw & (acc1 < 0), -acc1, acc1)),
                 negative2.eq(acc1 < 0), zero2.eq(acc1 == 0),
                 mult2.eq(mult1), left2.eq(left1), right2.eq(right1),
+                lz2.eq(Mux(acc1[31], sign_run - 1, sign_run)),
             ]
             mult1, left1, right1 = mult2, left2, right2
             in_flight.append(valid2)
@@ -256,10 +262,8 @@ class RequantLane(wiring.Component):
         # (its top bit to bit 31); note the one case SRDHM saturates.
         amount = Signal(unsigned(5))
         fixed_amount = Mux(is_single, 0, left1) if has_single else left1
-        lz = None
         if has_float:
-            lz = _leading_zeros(m, x2[:32], 32)
-            m.d.comb += amount.eq(Mux(is_float & ~raw, lz[:5], fixed_amount))
+            m.d.comb += amount.eq(Mux(is_float & ~raw, lz2[:5], fixed_amount))
         else:
             m.d.comb += amount.eq(fixed_amount)
         shifted = Signal(signed(32))
@@ -279,13 +283,17 @@ class RequantLane(wiring.Component):
             lz3, neg3, zero3 = reg(unsigned(6), "lz3"), reg(1, "neg3"), reg(1, "zero3")
             m.d.sync += [
                 valid3.eq(valid2), norm3.eq(shifted.as_unsigned()), mult3.eq(mult1),
-                left3.eq(left1), right3.eq(right1), lz3.eq(lz), neg3.eq(negative2),
+                left3.eq(left1), right3.eq(right1), lz3.eq(lz2), neg3.eq(negative2),
                 zero3.eq(zero2),
             ]
             in_flight.append(valid3)
-            sticky3 = norm3[:7].any()
+            # The one bit of normalization the leading-zero estimate may have left.
+            short = ~norm3[31]
+            normal = Signal(unsigned(32))
+            m.d.comb += normal.eq(Mux(short, norm3 << 1, norm3))
+            sticky3 = normal[:7].any()
             mantissa = Signal(unsigned(25))
-            m.d.comb += mantissa.eq(norm3[8:] + (norm3[7] & (sticky3 | norm3[8])))
+            m.d.comb += mantissa.eq(normal[8:] + (normal[7] & (sticky3 | normal[8])))
             fixed_operand = norm3.as_signed()
             float_operand = Mux(mantissa[24], 1 << 23, mantissa)
             a_next = Mux(is_float & ~raw, float_operand, fixed_operand)
@@ -297,7 +305,7 @@ class RequantLane(wiring.Component):
             exp_op = reg(unsigned(8), "exp_op")
             neg_op, zero_op = reg(1, "neg_op"), reg(1, "zero_op")
             with m.If(load_valid):
-                m.d.sync += [ea_op.eq(8 - lz3 + mantissa[24]), exp_op.eq(mult3[23:31]),
+                m.d.sync += [ea_op.eq(8 - lz3 - short + mantissa[24]), exp_op.eq(mult3[23:31]),
                              neg_op.eq(neg3), zero_op.eq(zero3)]
         else:
             a_next, b_next = shifted, mult1

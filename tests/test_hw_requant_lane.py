@@ -1,4 +1,4 @@
-"""RequantLane in Amaranth's simulator: every rounding mode against golden, incl. ties and extremes."""
+"""RequantLane in Amaranth's simulator: every rounding mode against golden, ties, extremes."""
 
 import numpy as np
 import pytest
