@@ -2,9 +2,9 @@
 
 The tests and `make runtimes` use these to compare pwconv's rounding modes with TFLite's
 interpreter (ai-edge-litert: reference kernels, optimized ruy kernels, the XNNPACK delegate) and
-ONNX Runtime on thousands of random layers, without tensorflow: the .tflite flatbuffer is written with the `tflite` package's
-generated schema builders (the same schema the interpreter reads), the ONNX model with
-`onnx.helper`.
+ONNX Runtime on thousands of random layers, without tensorflow: the .tflite flatbuffer is written
+with the `tflite` package's generated schema builders (the same schema the interpreter reads),
+the ONNX model with `onnx.helper`.
 """
 
 import flatbuffers

@@ -1,4 +1,4 @@
-"""One requantization lane: bias add, a runtime's fixed-point or float32 rescale, shift and clamp."""
+"""One requantization lane: bias add, a runtime's fixed-point or float32 rescale, clamp."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
@@ -47,7 +47,7 @@ def _round_shift(m, form, value, amount, tie, name):
     width = len(value)
     # mask = 2^amount - 1, half = 2^(amount - 1) (0 for amount 0), below = half - 1.
     mask = Signal(unsigned(width), name=f"{name}_mask")
-    m.d.comb += mask.eq(Cat(*(amount > i for i in range(width))))
+    m.d.comb += mask.eq(~(Const((1 << width) - 1, width) << amount)[:width])
     below = Signal(unsigned(width), name=f"{name}_below")
     m.d.comb += below.eq(mask >> 1)
     half = Signal(unsigned(width), name=f"{name}_half")
@@ -55,12 +55,13 @@ def _round_shift(m, form, value, amount, tie, name):
     quotient = Signal(signed(width), name=f"{name}_q")
     round_up = Signal(name=f"{name}_up")
     if form == "compare":
-        # Round up when the bits shifted out exceed half, or equal it and `tie`.
+        # Round up when the bits shifted out exceed half, or equal it and `tie`: both
+        # comparisons run beside the shift, so a tie rule that needs the quotient's lowest bit
+        # (ties to even) only picks between them.
         remainder = Signal(unsigned(width), name=f"{name}_rem")
         m.d.comb += remainder.eq(value.as_unsigned() & mask)
-        threshold = Signal(unsigned(width), name=f"{name}_threshold")
-        m.d.comb += threshold.eq(Mux(tie, below, half))
-        m.d.comb += [quotient.eq(value >> amount), round_up.eq(remainder > threshold)]
+        m.d.comb += [quotient.eq(value >> amount),
+                     round_up.eq(Mux(tie, remainder > below, remainder > half))]
     else:
         # (value + half - 1 + tie) >> amount: one adder, then the shift.
         total = Signal(signed(width + 1), name=f"{name}_sum", attrs={"keep": 1})
@@ -183,9 +184,10 @@ class RequantLane(wiring.Component):
     @staticmethod
     def latency_of(steps, roundings):
         """Cycles from ``valid`` to ``result_valid``: bias add, [|acc| and its float32
-        significand: two stages with ``"float"``], the operand shift, ``steps`` multiply
-        cycles, the high part, the rounding shift, zero point, clamp."""
-        return steps + 6 + (2 if "float" in roundings else 0)
+        significand: two stages with ``"float"``], the operand shift, the multiply (``steps``
+        cycles, or three pipelined stages for ``steps == 1``), the high part, the rounding
+        shift, zero point, clamp."""
+        return steps + 6 + (2 if steps == 1 else 0) + (2 if "float" in roundings else 0)
 
     @property
     def latency(self):
@@ -233,19 +235,24 @@ class RequantLane(wiring.Component):
         ]
         in_flight = [self.valid, valid1]
 
-        # Float only: |acc| (one adder) and the facts the sign and a zero acc need later.
+        # Float only: |acc| (one adder) and, beside it, its leading zeros up to one: those of
+        # acc itself, or its leading ones less one when negative (|acc| may have one more
+        # leading zero, when it is a power of two; the significand stage shifts that bit).
         x2, valid2 = acc1, valid1
         negative2, zero2 = acc1 < 0, acc1 == 0
         if has_float:
             x2, negative2, zero2 = reg(signed(33), "mag2"), reg(1, "neg2"), reg(1, "zero2")
             mult2, left2, right2 = reg(signed(32), "mult2"), reg(unsigned(5), "left2"), \
                 reg(unsigned(5), "right2")
+            lz2 = reg(unsigned(6), "lz2")
+            sign_run = _leading_zeros(m, (acc1 ^ acc1[31].replicate(32)).as_unsigned(), 32)
             valid2 = Signal()
             m.d.sync += [
                 valid2.eq(valid1),
                 x2.eq(Mux(is_float & ~raw & (acc1 < 0), -acc1, acc1)),
                 negative2.eq(acc1 < 0), zero2.eq(acc1 == 0),
                 mult2.eq(mult1), left2.eq(left1), right2.eq(right1),
+                lz2.eq(Mux(acc1[31], sign_run - 1, sign_run)),
             ]
             mult1, left1, right1 = mult2, left2, right2
             in_flight.append(valid2)
@@ -255,10 +262,8 @@ class RequantLane(wiring.Component):
         # (its top bit to bit 31); note the one case SRDHM saturates.
         amount = Signal(unsigned(5))
         fixed_amount = Mux(is_single, 0, left1) if has_single else left1
-        lz = None
         if has_float:
-            lz = _leading_zeros(m, x2[:32], 32)
-            m.d.comb += amount.eq(Mux(is_float & ~raw, lz[:5], fixed_amount))
+            m.d.comb += amount.eq(Mux(is_float & ~raw, lz2[:5], fixed_amount))
         else:
             m.d.comb += amount.eq(fixed_amount)
         shifted = Signal(signed(32))
@@ -278,13 +283,17 @@ class RequantLane(wiring.Component):
             lz3, neg3, zero3 = reg(unsigned(6), "lz3"), reg(1, "neg3"), reg(1, "zero3")
             m.d.sync += [
                 valid3.eq(valid2), norm3.eq(shifted.as_unsigned()), mult3.eq(mult1),
-                left3.eq(left1), right3.eq(right1), lz3.eq(lz), neg3.eq(negative2),
+                left3.eq(left1), right3.eq(right1), lz3.eq(lz2), neg3.eq(negative2),
                 zero3.eq(zero2),
             ]
             in_flight.append(valid3)
-            sticky3 = norm3[:7].any()
+            # The one bit of normalization the leading-zero estimate may have left.
+            short = ~norm3[31]
+            normal = Signal(unsigned(32))
+            m.d.comb += normal.eq(Mux(short, norm3 << 1, norm3))
+            sticky3 = normal[:7].any()
             mantissa = Signal(unsigned(25))
-            m.d.comb += mantissa.eq(norm3[8:] + (norm3[7] & (sticky3 | norm3[8])))
+            m.d.comb += mantissa.eq(normal[8:] + (normal[7] & (sticky3 | normal[8])))
             fixed_operand = norm3.as_signed()
             float_operand = Mux(mantissa[24], 1 << 23, mantissa)
             a_next = Mux(is_float & ~raw, float_operand, fixed_operand)
@@ -296,7 +305,7 @@ class RequantLane(wiring.Component):
             exp_op = reg(unsigned(8), "exp_op")
             neg_op, zero_op = reg(1, "neg_op"), reg(1, "zero_op")
             with m.If(load_valid):
-                m.d.sync += [ea_op.eq(8 - lz3 + mantissa[24]), exp_op.eq(mult3[23:31]),
+                m.d.sync += [ea_op.eq(8 - lz3 - short + mantissa[24]), exp_op.eq(mult3[23:31]),
                              neg_op.eq(neg3), zero_op.eq(zero3)]
         else:
             a_next, b_next = shifted, mult1
@@ -318,12 +327,43 @@ class RequantLane(wiring.Component):
                 m.d.sync += a_x3.eq(a_next + (a_next << 1))
         in_flight.append(valid_op)
 
+        # The sideband of the operands, as it must be beside the finished product.
+        sideband = {"a": (a_op, signed(32)), "right": (right_op, unsigned(5)),
+                    "left": (left_op, unsigned(5)), "saturate": (saturate_op, 1)}
+        if has_float:
+            sideband.update({"ea": (ea_op, signed(7)), "exp": (exp_op, unsigned(8)),
+                             "neg": (neg_op, 1), "zero": (zero_op, 1)})
+
         # The product P = a_op * b_op.
         if steps == 1:
-            # One plain product: synthesis maps it to DSPs.
+            # Four 16 x 16 partial products, registered (each one MULT18X18D or SB_MAC16 with
+            # its output register), then their middle pair summed and the halves kept, then the
+            # 64-bit sum: every stage one DSP or one carry chain. Inputs may come every cycle,
+            # so the sideband travels along.
+            a_lo, a_hi = a_op[:16], a_op[16:].as_signed()
+            b_lo, b_hi = b_op[:16], b_op[16:].as_signed()
+            p_ll, p_lh = reg(unsigned(32), "p_ll"), reg(signed(33), "p_lh")
+            p_hl, p_hh = reg(signed(33), "p_hl"), reg(signed(32), "p_hh")
+            valid_m1, valid_m2 = Signal(), Signal()
+            m.d.sync += [
+                valid_m1.eq(valid_op),
+                p_ll.eq(a_lo * b_lo), p_lh.eq(a_lo * b_hi), p_hl.eq(a_hi * b_lo),
+                p_hh.eq(a_hi * b_hi),
+            ]
+            middle, halves = reg(signed(34), "p_middle"), reg(signed(64), "p_halves")
+            m.d.sync += [valid_m2.eq(valid_m1), middle.eq(p_lh + p_hl),
+                         halves.eq(Cat(p_ll, p_hh).as_signed())]
+            for stage in ("m1", "m2"):
+                delayed_side = {}
+                for key, (value, shape) in sideband.items():
+                    copy = reg(shape, f"{key}_{stage}")
+                    m.d.sync += copy.eq(value)
+                    delayed_side[key] = (copy, shape)
+                sideband = delayed_side
             product = reg(signed(64), "product")
-            last_step = valid_op
-            m.d.sync += product.eq(a_op * b_op)
+            last_step = valid_m2
+            m.d.sync += product.eq(halves + (middle << 16))
+            in_flight += [valid_m1, valid_m2]
         else:
             # Digit-serial, least significant digit first: each cycle adds a times one
             # `digit`-bit digit of b (taken as unsigned) to the running high part, one radix-4
@@ -369,27 +409,22 @@ class RequantLane(wiring.Component):
         # The product is complete the cycle after the last step; its operands' sideband is
         # copied there, since the next input may load the operand registers meanwhile.
         valid_p = Signal()
-        a_p, right_p, left_p = reg(signed(32), "a_p"), reg(unsigned(5), "right_p"), \
-            reg(unsigned(5), "left_p")
-        saturate_p = reg(1, "saturate_p")
         m.d.sync += valid_p.eq(last_step)
-        with m.If(last_step):
-            m.d.sync += [a_p.eq(a_op), right_p.eq(right_op), left_p.eq(left_op),
-                         saturate_p.eq(saturate_op)]
-        if has_float:
-            ea_p, exp_p = reg(signed(7), "ea_p"), reg(unsigned(8), "exp_p")
-            neg_p, zero_p = reg(1, "neg_p"), reg(1, "zero_p")
+        side_p = {}
+        for key, (value, shape) in sideband.items():
+            side_p[key] = reg(shape, f"{key}_p")
             with m.If(last_step):
-                m.d.sync += [ea_p.eq(ea_op), exp_p.eq(exp_op), neg_p.eq(neg_op),
-                             zero_p.eq(zero_op)]
+                m.d.sync += side_p[key].eq(value)
+        a_p, right_p, left_p = side_p["a"], side_p["right"], side_p["left"]
+        saturate_p = side_p["saturate"]
+        if has_float:
+            ea_p, exp_p, neg_p, zero_p = (side_p[k] for k in ("ea", "exp", "neg", "zero"))
         in_flight.append(valid_p)
 
         # Stage "high": the first rounding, per mode, and the amount of the second one.
         h_width = 34 if has_single else 33
         high = reg(signed(h_width), "high")
         amount_h = reg(unsigned(6), "amount_h")
-        tie_even_h, tie_up_h, tie_away_h = reg(1, "tie_even_h"), reg(1, "tie_up_h"), \
-            reg(1, "tie_away_h")
         valid_h = Signal()
         m.d.sync += valid_h.eq(valid_p)
         # double and ruy: floor((P + 2^30) / 2^31) = (P >> 31) + P[30], 33 bits.
@@ -399,11 +434,6 @@ class RequantLane(wiring.Component):
                          Mux(mode_is("double"), srdhm, _wrap32(srdhm)))
         neg_h, sat_h, zero_h = reg(1, "neg_h"), reg(1, "sat_h"), reg(1, "zero_h")
         with m.If(valid_p):
-            m.d.sync += [
-                tie_up_h.eq(mode_is("ruy", "single")),
-                tie_away_h.eq(mode_is("double")),
-                tie_even_h.eq(is_float),
-            ]
             with m.If(raw):
                 m.d.sync += [high.eq(a_p), amount_h.eq(0)]
             with m.Elif(is_single):
@@ -440,10 +470,13 @@ class RequantLane(wiring.Component):
         # Stage "scaled": the second rounding, a right shift rounded with the mode's tie rule
         # (identity for amount 0, so raw values pass unchanged), kept as quotient and round-up
         # bit; float's special cases are forced here.
+        # The tie rule is the layer's (its mode is held stable while busy): up for ruy and
+        # single, away from zero for double, to even for float.
         tie = Signal()
-        m.d.comb += tie.eq((tie_up_h)
-                           | (tie_away_h & (high >= 0))
-                           | (tie_even_h & high.bit_select(amount_h, 1)))
+        tie_rules = [mode_is("ruy", "single"), mode_is("double") & (high >= 0)]
+        if has_float:
+            tie_rules.append(is_float & high.bit_select(amount_h, 1))
+        m.d.comb += tie.eq(Cat(*tie_rules).any())
         quotient, round_up = _round_shift(m, self._divide, high, amount_h, tie, "rdbpot")
         scaled, up_s = reg(signed(32), "scaled"), reg(1, "up_s")
         valid_s = Signal()
@@ -463,12 +496,13 @@ class RequantLane(wiring.Component):
         biased = reg(signed(32), "biased")
         valid_b = Signal()
         m.d.sync += valid_b.eq(valid_s)
-        zp = self.output_zero_point
+        # One adder: (q or ~q) + (zp, or 0 when raw) + carry (raw makes neg_s 0).
+        zp = Mux(raw, 0, self.output_zero_point)
         if has_float:
-            sum_b = Mux(neg_s, zp + ~scaled + ~up_s, zp + scaled + up_s)
+            sum_b = Mux(neg_s, ~scaled, scaled) + zp + (up_s ^ neg_s)
         else:
-            sum_b = zp + scaled + up_s
-        m.d.sync += biased.eq(Mux(raw, scaled + up_s, _wrap32(sum_b)))
+            sum_b = scaled + zp + up_s
+        m.d.sync += biased.eq(_wrap32(sum_b))
         in_flight.append(valid_b)
 
         # Activation clamp (raw values pass).

@@ -138,7 +138,8 @@ def test_modes_differ_only_where_they_should():
 
 
 def test_rejects_unknown_rounding():
-    with pytest.raises(ValueError, match=r"^rounding must be one of double, single, ruy, not .float.$"):
+    with pytest.raises(ValueError,
+                       match=r"^rounding must be one of double, single, ruy, not .float.$"):
         mbqm(1, 1, 0, rounding="float")
     with pytest.raises(ValueError, match=r"^rounding must be one of double, single, ruy, float, "
                                          r"not 'nearest'$"):

@@ -1,4 +1,4 @@
-"""Rounding modes end to end: host API, LAYER.npz, CLI, every simulator, board-sim, real runtimes."""
+"""Rounding modes end to end: host API, LAYER.npz, CLI, simulators, board-sim, real runtimes."""
 
 import numpy as np
 import pytest

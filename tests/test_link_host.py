@@ -66,8 +66,8 @@ def test_version_mismatch():
 def test_config_mismatch():
     with pytest.raises(ValueError, match=r"--rows 2 --cols 3 --max-channels 8 --max-filters 9 "
                                          r"--weight-depth 8 --mac-style infer --requantizer "
-                                         r"parallel --requant-steps 1 --roundings double,single,ruy,"
-                                         r"float\)$"):
+                                         r"parallel --requant-steps 1 --roundings "
+                                         r"double,single,ruy,float\)$"):
         BoardDevice(ScriptedTransport(identity()), ArrayConfig())
 
 
