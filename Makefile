@@ -8,7 +8,7 @@ export XDG_CACHE_HOME   ?= $(CURDIR)/build/cache
 export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: setup test test-all demo verilog bench bench-icebreaker bitstream lane-cost runtimes clean
+.PHONY: setup test test-all demo model-demo verilog bench bench-icebreaker bitstream lane-cost runtimes clean
 
 setup: $(BIN)/pwconv iverilog fst-libs
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -46,6 +46,12 @@ test-all: setup
 
 demo: setup
 	$(BIN)/pwconv demo --backend verilator
+
+# The bundled MobileNetV2 (alpha 0.35, 96x96, full int8): its 35 pointwise layers on the
+# simulated hardware, the rest on the host, checked against TFLite's reference kernels.
+MODEL ?= tests/models/mobilenetv2_035_96.tflite
+model-demo: setup
+	$(BIN)/pwconv model $(MODEL) --backend verilator --input $(basename $(MODEL)).input.npy
 
 verilog: setup
 	$(BIN)/pwconv verilog --out build/verilog

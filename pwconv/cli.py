@@ -223,6 +223,11 @@ def cmd_demo(args):
     return 0 if ok else 1
 
 
+def cmd_model(args):
+    from pwconv.host.model.cli import run
+    return run(args, lambda: _accelerator(args))
+
+
 #: Seconds the Verilog export of the default 8x8 array takes (Amaranth elaboration and Yosys
 #: conversion), measured by `pwconv verilog` (it prints the time) on the 2-core development
 #: machine: 16x16 took 8 s, 64x64 about 4 minutes, roughly (MACs / 64) ** 1.1.
@@ -348,6 +353,14 @@ def build_parser():
     _add_run_args(p)
     _add_config_args(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("model", help="run a .tflite or .onnx model, its pointwise layers on "
+                       "pwconv, and check it against the runtime")
+    from pwconv.host.model.cli import add_arguments
+    add_arguments(p)
+    _add_run_args(p)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("verilog", help="export the accelerator's Verilog")
     p.add_argument("--out", default="build/verilog",
