@@ -4,36 +4,46 @@ import numpy as np
 
 from pwconv.config import VERSION, ArrayConfig
 from pwconv.hw.link.protocol import ACK_BIT
-from .link import (MAX_LENGTH, OVERHEAD, Command, CorruptReply, Identity, LinkError,
-                   NackError, Status, WireFormat, encode_frame, frame_time, read_frame)
+from .link import (LINK_ERRORS, MAX_LENGTH, OVERHEAD, Command, CorruptReply, Identity,
+                   LinkError, NackError, Status, WireFormat, drain, encode_frame, frame_time,
+                   link_clock, read_frame)
 from .devices import Device, PassJob
 from .program import pack_pixels, unpack_results
 
-__all__ = ["BoardDevice", "BOARD_BACKENDS", "open_board"]
-
-#: Replies to other commands skipped while waiting for one's own (NACKs of garbled frames).
-_STALE_REPLIES = 4
+__all__ = ["BoardDevice", "BOARD_BACKENDS", "RETRIES", "open_board"]
 
 #: Accelerator backends served by a :class:`BoardDevice`.
 BOARD_BACKENDS = ("board", "board-sim")
 
+#: Times a request is sent again after a link failure (no reply by its deadline, a corrupt
+#: reply, or a NACK in :data:`~pwconv.hw.link.protocol.LINK_ERRORS`). Every request is
+#: idempotent (a RUN recomputes the same results), so sending one again is safe.
+RETRIES = 3
+
+#: Seconds the line may keep talking before the host gives up draining it.
+DRAIN_LIMIT = 2.0
 
 class BoardDevice(Device):
     """Runs each on-chip pass on a pwconv board (or its simulation) over the link protocol.
 
-    On creation it asks the device for its identity; the device's :class:`ArrayConfig` is the
-    one used for packing. Frames wait for their reply (stop and wait); long transfers are
-    split into frames of at most the device's ``max_payload`` bytes, runs into whole pixels.
+    On creation it drains the line until it is quiet (a board may still be streaming a reply
+    to a host that died), then asks the device for its identity and checks every field; the
+    device's :class:`ArrayConfig` is the one used for packing. Frames wait for their reply
+    (stop and wait), each request with the next sequence tag; a reply whose tag is not the
+    awaited one is discarded. Long transfers are split into frames of at most the device's
+    ``max_payload`` bytes, runs into whole pixels.
 
     Parameters
     ----------
     transport : SerialTransport or SimTransport
-        The byte link (anything with ``write``, ``read(n, timeout)``, ``clear``, ``close``,
-        ``baud`` and ``latency``).
+        The byte link (anything with ``write``, ``read(n, timeout)``, ``close``, ``baud``,
+        ``latency`` and ``quiet``; ``clock()`` for link time if it is not the host's).
     cfg : ArrayConfig or None
         The host's configuration; if given it must equal the device's.
     max_payload : int or None
         Largest payload to put in one frame, if smaller than the device's.
+    retries : int
+        Times a request is sent again after a link failure (:data:`RETRIES`).
 
     Raises
     ------
@@ -45,10 +55,18 @@ class BoardDevice(Device):
 
     simulated = False
 
-    def __init__(self, transport, cfg: ArrayConfig | None = None, *, max_payload=None):
+    def __init__(self, transport, cfg: ArrayConfig | None = None, *, max_payload=None,
+                 retries=RETRIES):
         self.transport = transport
         self._max_payload = max_payload
+        self.retries = retries
         self._dirty = True
+        self._tag = 0
+        self._quiet = getattr(transport, "quiet", 0.05)
+        #: Link failures recovered by sending a request again, and replies discarded because
+        #: their tag was not the awaited one.
+        self.resent = 0
+        self.stale_replies = 0
         self.identity = self.identify()
         ident = self.identity
         if ident.version[0] != VERSION[0]:
@@ -60,12 +78,26 @@ class BoardDevice(Device):
         if sizes != ours:
             raise LinkError(f"Device's word sizes (layer, weight, param bytes) {sizes} differ "
                             f"from this host's {ours} for the same configuration")
+        if not wire.min_payload <= ident.max_payload <= MAX_LENGTH:
+            raise LinkError(f"Device's max_payload {ident.max_payload} must be between "
+                            f"{wire.min_payload} (its largest word or pixel) and {MAX_LENGTH}")
+        if ident.clk_freq <= 0:
+            raise LinkError(f"Device's clock frequency must be positive, not {ident.clk_freq}")
+        baud = getattr(transport, "baud", None)
+        if baud is not None and ident.baud != baud:
+            raise LinkError(f"Device says it runs at {ident.baud} baud, but the port is set to "
+                            f"{baud}")
+        if not 0 < ident.timeout_s <= 1.0:
+            raise LinkError(f"Device's frame timeout must be between 0 and 1 s, not "
+                            f"{ident.timeout_s:.3g} s")
         if cfg is not None and cfg != ident.config:
             raise ValueError(f"The device is built for {ident.config}, but the host is set up "
                              f"for {cfg}; use the device's configuration "
                              f"({ident.config.cli_flags()})")
         self.cfg = cfg if cfg is not None else ident.config
         self.wire = wire
+        # Silence long enough for the device to time out a partial frame and send its NACK.
+        self._quiet = max(self._quiet, 4 * ident.timeout_s)
 
     @property
     def max_payload(self):
@@ -90,35 +122,60 @@ class BoardDevice(Device):
         """Seconds to wait for a reply when ``nbytes`` cross the link in both directions."""
         return self.transport.latency + 3 * frame_time(nbytes, self.transport.baud)
 
+    def resync(self):
+        """Drain the line until it is quiet (stray replies, a partial frame the device is
+        timing out), so that the next request starts on a clean line."""
+        drain(self.transport, self._quiet, DRAIN_LIMIT)
+        self._dirty = False
+
     def request(self, command, payload=b"", *, reply_bytes=0):
         """Send one frame and return the reply's payload.
 
-        Raises :class:`NackError` if the device refused the frame (nothing of it applied),
-        :class:`LinkTimeout` or :class:`CorruptReply` if the link failed; after a link failure
-        the next request first discards stray input. NACKs naming another command (replies to
-        bytes the device took for a frame) are skipped.
+        The request carries the next sequence tag and only a reply with that tag is taken
+        (others are discarded). After a link failure (no reply by the deadline, a corrupt reply,
+        a NACK saying the frame did not arrive intact or the device was busy) the line is
+        drained and the request sent again with a new tag, up to ``retries`` times. Raises
+        :class:`NackError` if the device refused the frame (nothing of it applied),
+        :class:`LinkTimeout` or :class:`CorruptReply` if the link still failed.
         """
-        frame = encode_frame(command, payload)
-        if self._dirty:
-            self.transport.clear()
-            self._dirty = False
-        timeout = self.reply_timeout(len(frame) + reply_bytes + OVERHEAD)
-        try:
-            self.transport.write(frame)
-            for _ in range(_STALE_REPLIES + 1):
-                reply = read_frame(self.transport, timeout)
-                nack = reply.nack
-                if nack is not None and nack[1] == int(command):
-                    raise NackError(*nack)
-                if reply.code == int(command) | ACK_BIT:
-                    return reply.payload
-                self._dirty = True      # a reply to an earlier, garbled frame: skip it
-            raise CorruptReply(f"No reply to {Command(command).name}, only {reply.code:#04x}"
-                               f" ({reply.payload[:8].hex()})")
-        except LinkError as error:
-            if not isinstance(error, NackError):
+        failure = None
+        for _ in range(self.retries + 1):
+            if failure is not None:
+                self.resent += 1
+            if self._dirty:
+                self.resync()
+            self._tag = (self._tag + 1) & 0xFF
+            frame = encode_frame(command, payload, self._tag)
+            timeout = self.reply_timeout(len(frame) + reply_bytes + OVERHEAD)
+            try:
+                self.transport.write(frame)
+                reply = self._await(self._tag, timeout)
+            except LinkError as error:
                 self._dirty = True
-            raise
+                failure = error
+                continue
+            nack = reply.nack
+            if nack is not None:
+                failure = NackError(*nack)
+                if nack[0] in LINK_ERRORS:
+                    self._dirty = True
+                    continue
+                raise failure
+            if reply.code != int(command) | ACK_BIT:
+                self._dirty = True
+                raise CorruptReply(f"Reply {reply.code:#04x} with the tag of "
+                                   f"{Command(command).name}")
+            return reply.payload
+        raise failure
+
+    def _await(self, tag, timeout):
+        """The reply tagged ``tag``, by ``timeout`` seconds from now; others are discarded."""
+        deadline = link_clock(self.transport) + timeout
+        while True:
+            reply = read_frame(self.transport, max(0.0, deadline - link_clock(self.transport)))
+            if reply.tag == tag:
+                return reply
+            self.stale_replies += 1
 
     def identify(self):
         """The device's :class:`Identity` (configuration, version, link parameters)."""

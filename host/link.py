@@ -5,13 +5,15 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from pwconv.hw.link.protocol import (CRC_BYTES, HEADER_BYTES, MAX_LENGTH, OVERHEAD, START,
-                                     Command, Error, Identity, Reply, Status, WireFormat)
+from pwconv.hw.link.protocol import (CRC_BYTES, HEADER_BYTES, LINK_ERRORS, MAX_LENGTH,
+                                     OVERHEAD, START, Command, Error, Identity, Reply, Status,
+                                     WireFormat)
 
-__all__ = ["START", "OVERHEAD", "MAX_LENGTH", "Command", "Reply", "Error", "Identity", "Status",
-           "WireFormat", "crc16", "encode_frame", "Frame", "FrameDecoder", "read_frame",
-           "LinkError", "LinkTimeout", "CorruptReply", "NackError", "SerialTransport",
-           "SimTransport", "DEFAULT_BAUD", "frame_time"]
+__all__ = ["START", "OVERHEAD", "MAX_LENGTH", "HEADER_BYTES", "Command", "Reply", "Error",
+           "LINK_ERRORS", "Identity", "Status", "WireFormat", "crc16", "encode_frame", "Frame",
+           "FrameDecoder", "read_frame", "drain", "link_clock", "LinkError", "LinkTimeout",
+           "CorruptReply", "NackError", "SerialTransport", "SimTransport", "DEFAULT_BAUD",
+           "frame_time"]
 
 #: Baud rate of the iCEBreaker build (12 MHz / 4); the ULX3S build runs at 1 Mbaud.
 DEFAULT_BAUD = 3_000_000
@@ -22,23 +24,27 @@ def crc16(data):
     return binascii.crc_hqx(bytes(data), 0xFFFF)
 
 
-def encode_frame(code, payload=b""):
-    """One frame: START, ``code``, length (u16 LE), ``payload``, CRC (big-endian)."""
+def encode_frame(code, payload=b"", tag=0):
+    """One frame: START, ``code``, ``tag``, length (u16 LE), ``payload``, CRC (big-endian)."""
     payload = bytes(payload)
     if not 0 <= int(code) <= 0xFF:
         raise ValueError(f"Frame code must be a byte, not {code!r}")
+    if not 0 <= int(tag) <= 0xFF:
+        raise ValueError(f"Frame tag must be a byte, not {tag!r}")
     if len(payload) > MAX_LENGTH:
         raise ValueError(f"Frame payload must be at most {MAX_LENGTH} bytes, not {len(payload)}")
-    body = bytes([int(code)]) + len(payload).to_bytes(2, "little") + payload
+    body = bytes([int(code), int(tag)]) + len(payload).to_bytes(2, "little") + payload
     return bytes([START]) + body + crc16(body).to_bytes(CRC_BYTES, "big")
 
 
 @dataclass(frozen=True)
 class Frame:
-    """A decoded frame: its code (a :class:`Reply` or :class:`Command` value) and payload."""
+    """A decoded frame: its code (a :class:`Reply` or :class:`Command` value), payload and
+    sequence tag."""
 
     code: int
     payload: bytes
+    tag: int = 0
 
     @property
     def nack(self):
@@ -58,7 +64,7 @@ class LinkError(RuntimeError):
 
 
 class LinkTimeout(LinkError):
-    """No (whole) reply within the time allowed."""
+    """No (whole) reply within the time allowed, or a write that did not complete."""
 
 
 class CorruptReply(LinkError):
@@ -118,7 +124,7 @@ class FrameDecoder:
                 del buf[:start]
             if len(buf) < HEADER_BYTES:
                 break
-            length = int.from_bytes(buf[2:4], "little")
+            length = int.from_bytes(buf[3:5], "little")
             if length > self.max_payload:
                 self.skipped += 1
                 del buf[:1]
@@ -130,20 +136,39 @@ class FrameDecoder:
                 self.bad_crc += 1
                 del buf[:1]
                 continue
-            frames.append(Frame(buf[1], bytes(buf[HEADER_BYTES:end - CRC_BYTES])))
+            frames.append(Frame(buf[1], bytes(buf[HEADER_BYTES:end - CRC_BYTES]), buf[2]))
             del buf[:end]
         return frames
+
+
+def link_clock(transport):
+    """Seconds of link time now: ``transport.clock()`` (simulated time for a simulator), else
+    the host's monotonic clock."""
+    clock = getattr(transport, "clock", None)
+    return clock() if clock is not None else time.monotonic()
 
 
 def read_frame(transport, timeout, *, max_skip=4096):
     """Read one frame from ``transport``, skipping bytes before its start byte.
 
-    ``timeout`` (seconds of link time) bounds each read. Raises :class:`LinkTimeout` if the
-    frame does not arrive whole, :class:`CorruptReply` on a bad CRC.
+    ``timeout`` (seconds of link time) is a deadline for the whole frame, however its bytes
+    trickle in. Raises :class:`LinkTimeout` if the frame does not arrive whole by then,
+    :class:`CorruptReply` on a bad CRC or after ``max_skip`` stray bytes.
     """
+    deadline = link_clock(transport) + timeout
+
+    def read(n):
+        data = bytearray()
+        while len(data) < n:
+            left = deadline - link_clock(transport)
+            if left <= 0:
+                break
+            data += transport.read(n - len(data), left)
+        return bytes(data)
+
     skipped = 0
     while True:
-        byte = transport.read(1, timeout)
+        byte = read(1)
         if not byte:
             raise LinkTimeout(f"No reply from the device within {timeout:.3g} s"
                               + (f" ({skipped} stray bytes)" if skipped else ""))
@@ -152,17 +177,34 @@ def read_frame(transport, timeout, *, max_skip=4096):
         skipped += 1
         if skipped > max_skip:
             raise CorruptReply(f"No start byte in {skipped} bytes from the device")
-    head = transport.read(HEADER_BYTES - 1, timeout)
+    head = read(HEADER_BYTES - 1)
     if len(head) < HEADER_BYTES - 1:
-        raise LinkTimeout("Reply truncated in its header")
-    length = int.from_bytes(head[1:3], "little")
-    rest = transport.read(length + CRC_BYTES, timeout)
+        raise LinkTimeout(f"Reply truncated in its header (deadline {timeout:.3g} s)")
+    length = int.from_bytes(head[2:4], "little")
+    rest = read(length + CRC_BYTES)
     if len(rest) < length + CRC_BYTES:
         raise LinkTimeout(f"Reply truncated: {len(rest)} of {length + CRC_BYTES} bytes after "
-                          f"its header")
+                          f"its header within {timeout:.3g} s")
     if crc16(head + rest) != 0:
         raise CorruptReply(f"Reply CRC mismatch (code {head[0]:#04x}, {length} bytes)")
-    return Frame(head[0], bytes(rest[:length]))
+    return Frame(head[0], bytes(rest[:length]), head[1])
+
+
+def drain(transport, quiet, limit):
+    """Discard input until the line has been quiet for ``quiet`` seconds; return the number of
+    bytes discarded. Raises :class:`LinkError` if it is not quiet within ``limit`` seconds
+    (a device streaming without end: not a pwconv board, or another baud rate)."""
+    start = link_clock(transport)
+    discarded = 0
+    while True:
+        data = transport.read(1 << 16, quiet)
+        if not data:
+            return discarded
+        discarded += len(data)
+        if link_clock(transport) - start > limit:
+            raise LinkError(f"The line did not go quiet for {quiet:.3g} s within {limit:.3g} s "
+                            f"({discarded} bytes): is a pwconv board at "
+                            f"{getattr(transport, 'baud', '?')} baud on it?")
 
 
 class SerialTransport:
@@ -176,15 +218,17 @@ class SerialTransport:
     baud : int
         Baud rate; must match the gateware's (3 Mbaud iCEBreaker, 1 Mbaud ULX3S).
     latency : float
-        Seconds added to every reply's wait for USB and OS latency.
+        Seconds added to every reply's wait, and to every write's, for USB and OS latency.
+    quiet : float
+        Seconds of silence that mean the device has stopped sending (:func:`drain`).
     """
 
-    def __init__(self, port, baud=DEFAULT_BAUD, *, latency=0.5):
+    def __init__(self, port, baud=DEFAULT_BAUD, *, latency=0.5, quiet=0.05):
         import serial
-        self.port, self.baud, self.latency = port, int(baud), latency
+        self.port, self.baud, self.latency, self.quiet = port, int(baud), latency, quiet
         try:
             self._serial = serial.serial_for_url(port, self.baud, timeout=latency,
-                                                 write_timeout=None)
+                                                 write_timeout=latency)
         except (serial.SerialException, ValueError) as error:
             raise LinkError(f"Cannot open serial port {port} at {self.baud} baud: {error}") \
                 from None
@@ -195,19 +239,26 @@ class SerialTransport:
             pass
 
     def write(self, data):
-        """Send ``data``."""
-        self._serial.write(bytes(data))
-        self._serial.flush()
+        """Send ``data``; :class:`LinkTimeout` if it is not out within ``latency`` plus three
+        times its time on the line (a port that does not drain: flow control, a hung bridge)."""
+        import serial
+        data = bytes(data)
+        self._serial.write_timeout = self.latency + 3 * frame_time(len(data), self.baud)
+        try:
+            self._serial.write(data)
+            self._serial.flush()
+        except serial.SerialTimeoutException:
+            raise LinkTimeout(f"Writing {len(data)} bytes to {self.port} timed out after "
+                              f"{self._serial.write_timeout:.3g} s") from None
 
     def read(self, n, timeout):
         """Up to ``n`` bytes; fewer only if ``timeout`` seconds passed."""
-        self._serial.timeout = timeout
+        self._serial.timeout = max(0.0, timeout)
         return self._serial.read(n)
 
-    def clear(self):
-        """Discard stray input."""
-        time.sleep(0.05)
-        self._serial.reset_input_buffer()
+    def clock(self):
+        """Seconds, for reply deadlines."""
+        return time.monotonic()
 
     def close(self):
         self._serial.close()
@@ -233,6 +284,9 @@ class SimTransport:
 
     #: Seconds (simulated) added to every reply's wait.
     latency = 0.002
+    #: Simulated seconds of silence that mean the board has stopped sending: longer than its
+    #: frame timeout and than it can execute a 4 KiB frame without sending.
+    quiet = 0.004
 
     def __init__(self, cfg, **kwargs):
         from pwconv.sim.board_runner import BoardSimulation
@@ -251,8 +305,13 @@ class SimTransport:
     def read(self, n, timeout):
         return self._sim.read(n, timeout)
 
-    def clear(self):
-        self._sim.read(MAX_LENGTH * 16, 0.0)
+    def clock(self):
+        """Simulated seconds (when the last read returned: time only passes in reads)."""
+        return self._sim.now
+
+    def reset(self, cycles=4):
+        """Pulse the board's reset for ``cycles`` clock cycles (a power cycle of the FPGA)."""
+        self._sim.reset(cycles)
 
     def close(self):
         """Stop the simulator; raises RuntimeError if its cocotb bridge failed."""

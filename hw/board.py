@@ -56,10 +56,11 @@ BOARD_LINKS = {
 class BoardTop(wiring.Component):
     """A :class:`PointwiseConv` driven over a UART by the pwconv link protocol.
 
-    Host frames (``START`` 0xA5, command, u16 length, payload, CRC-16/CCITT-FALSE) arrive on
-    ``uart_rx``; each is received whole into a block-RAM buffer, CRC-checked, checked for sense
-    and only then applied; the reply (an ACK with data, a RESULT frame, or a NACK naming the
-    reason) leaves on ``uart_tx``. See :mod:`pwconv.hw.link.protocol` for the commands and
+    Host frames (``START`` 0xA5, command, tag, u16 length, payload, CRC-16/CCITT-FALSE) arrive
+    on ``uart_rx``; each is received whole into a block-RAM buffer, CRC-checked, checked for
+    sense and only then applied; the reply (an ACK with data, a RESULT frame, or a NACK naming
+    the reason), tagged like its request, leaves on ``uart_tx``. See docs/protocol.md and
+    :mod:`pwconv.hw.link.protocol` for the commands and
     :class:`~pwconv.hw.link.controller.LinkController` for the execution rules.
 
     Parameters
@@ -119,7 +120,7 @@ class BoardTop(wiring.Component):
         self._timeout = timeout
         self._max_payload = max_payload
         self._identity = Identity.of(cfg, max_payload=max_payload, clk_freq=round(clk_freq),
-                                     baud=round(baud))
+                                     baud=round(baud), timeout=timeout)
         super().__init__()
 
     @property

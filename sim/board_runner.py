@@ -39,10 +39,14 @@ TEST_MODULE = "pwconv.sim.cocotb_board"
 
 #: Bridge messages: opcode and body length, then the body. Host to simulator: ``W`` bytes to
 #: send on ``uart_rx``; ``R`` (u32 count, u64 picoseconds) read up to count bytes from
-#: ``uart_tx``, waiting at most that long once all ``W`` bytes are out; ``Q`` quit. Simulator
-#: to host: ``D`` the bytes read.
+#: ``uart_tx``, waiting at most that long once all ``W`` bytes are out; ``X`` (u32 cycles)
+#: hold the board's reset that many cycles, at once (bytes still queued for ``uart_rx`` keep
+#: going out, so a reset can fall inside a frame); ``Q`` quit. Simulator to host, for ``R``
+#: and ``X``: ``D``, the simulated time (u64 picoseconds) then the bytes read.
 MESSAGE = struct.Struct("<cI")
 READ_REQUEST = struct.Struct("<IQ")
+RESET_REQUEST = struct.Struct("<I")
+TIME = struct.Struct("<Q")
 
 
 def write_board_verilog(top: BoardTop, out_dir, *, name=TOPLEVEL):
@@ -129,7 +133,8 @@ class BoardSimulation:
     The cocotb test (:mod:`pwconv.sim.cocotb_board`) connects to a Unix socket in the run
     directory, puts the bytes of :meth:`write` on ``uart_rx`` at the board's baud rate and
     decodes ``uart_tx``. Simulated time only advances while bytes are sent or a :meth:`read`
-    waits.
+    waits; :attr:`now` is the simulated time in seconds when the last read returned, and
+    :meth:`reset` pulses the board's reset.
 
     Parameters
     ----------
@@ -155,6 +160,7 @@ class BoardSimulation:
         self.run_dir = self.log = None
         self._sock = self._thread = None
         self._crash = None
+        self.now = 0.0
 
     def __repr__(self):
         return (f"BoardSimulation({self.cfg!r}, clk_freq={self.clk_freq}, baud={self.baud}, "
@@ -229,17 +235,26 @@ class BoardSimulation:
 
     def read(self, n, timeout):
         """Up to ``n`` bytes from ``uart_tx``, waiting at most ``timeout`` simulated seconds
-        after the last queued byte went out; fewer only on timeout."""
+        after the last queued byte went out; fewer only on timeout. Updates :attr:`now`."""
         self._send(b"R", READ_REQUEST.pack(n, max(0, round(timeout * 1e12))))
+        return self._data()
+
+    def reset(self, cycles=4):
+        """Hold the board's reset for ``cycles`` clock cycles, now."""
+        self._send(b"X", RESET_REQUEST.pack(int(cycles)))
+        self._data()
+
+    def _data(self):
         try:
             op, size = MESSAGE.unpack(_recv_exact(self._sock, MESSAGE.size))
             data = _recv_exact(self._sock, size)
         except (OSError, ConnectionError) as error:
             raise RuntimeError(f"Board simulation link failed ({error}); log: {self.log}") \
                 from None
-        if op != b"D":
+        if op != b"D" or size < TIME.size:
             raise RuntimeError(f"Board simulation sent {op!r}, not data")
-        return data
+        self.now = TIME.unpack(data[:TIME.size])[0] * 1e-12
+        return data[TIME.size:]
 
     def close(self):
         """Stop the simulator and check that its cocotb test passed."""

@@ -49,7 +49,7 @@ def _check_layer(device, shape, filters, seed, relu=False):
 
 def test_identify(device):
     ident = device.identity
-    assert ident.config == CFG
+    assert ident.config == CFG and ident.protocol == 2
     assert ident.version == VERSION
     assert (ident.clk_freq, ident.baud, ident.max_payload) == (SIM_CLK_FREQ, SIM_BAUD,
                                                                DEFAULT_MAX_PAYLOAD)
@@ -87,8 +87,8 @@ def _exchange(transport, device, data, reply_bytes=16):
 
 def test_protocol_abuse_then_good_run(transport, device):
     """Garbage, a truncated frame, a bad CRC, an oversize length, an unknown command, an
-    oversize layer and a half pixel are each refused with the right NACK; then a run is
-    bit-exact and STATUS counted it all."""
+    oversize layer and a RUN without weights are each refused with the right NACK; then a run
+    is bit-exact and STATUS counted it all."""
     before = device.status()
     layer = (5).to_bytes(device.wire.layer_bytes, "little")
     frame = encode_frame(Command.SET_LAYER, layer)
@@ -101,7 +101,7 @@ def test_protocol_abuse_then_good_run(transport, device):
     cases = [
         (frame[:4], Error.TIMEOUT, Command.SET_LAYER),
         (bytes(garbled), Error.BAD_CRC, Command.SET_LAYER),
-        (bytes([START, Command.LOAD_WEIGHTS]) + (DEFAULT_MAX_PAYLOAD + 1).to_bytes(2, "little")
+        (bytes([START, Command.LOAD_WEIGHTS, 0]) + (DEFAULT_MAX_PAYLOAD + 1).to_bytes(2, "little")
          + bytes(range(1, 21)), Error.TOO_LONG, Command.LOAD_WEIGHTS),
         (encode_frame(0x42, b"\x01\x02"), Error.UNKNOWN_COMMAND, 0x42),
         (encode_frame(Command.STATUS, b"\x00"), Error.BAD_LENGTH, Command.STATUS),
@@ -114,12 +114,14 @@ def test_protocol_abuse_then_good_run(transport, device):
                                         r"range"):
         device.set_layer(_layer_word(beats=8, tiles=4))     # 32 > 16 weight words per PE
     device.set_layer(_layer_word(beats=5, tiles=1))
-    with pytest.raises(NackError, match=r"^Device refused RUN: BAD_LENGTH"):
-        device.request(Command.RUN, bytes(5 * 4 + 1))       # a pixel and one byte
+    with pytest.raises(NackError, match=r"^Device refused RUN: NO_WEIGHTS: RUN before the "
+                                        r"layer's weights were loaded"):
+        device.request(Command.RUN, bytes(5 * 4))           # a new shape: weights invalid
 
     after = device.status()
-    assert after.frames_refused - before.frames_refused == 7
-    assert after.last_error == Error.BAD_LENGTH
+    assert after.frames_refused - before.frames_refused == 7     # NO_WEIGHTS is not resent
+    assert after.last_error == Error.NO_WEIGHTS
+    assert (after.layer_set, after.weights_valid, after.params_valid) == (True, False, False)
     assert after.uart_errors == 0
     _check_layer(device, (1, 3, 9), 6, seed=5, relu=True)
     assert device.status().frames_refused == after.frames_refused

@@ -15,7 +15,7 @@ def test_init():
     assert (top.divisor, top.max_payload) == (4, 256)
     assert top.timeout_cycles == 240_000            # 20 ms
     assert top.identity == Identity.of(CFG, max_payload=256, clk_freq=12_000_000,
-                                       baud=3_000_000)
+                                       baud=3_000_000, timeout=240_000)
     rtlil.convert(top)
 
 

@@ -114,8 +114,8 @@ def nack(error, command):
     return (Reply.NACK, bytes([error, command]))
 
 
-def words_frame(command, words, nbytes):
-    return encode_frame(command, b"".join(w.to_bytes(nbytes, "little") for w in words))
+def words_frame(command, words, nbytes, tag=0):
+    return encode_frame(command, b"".join(w.to_bytes(nbytes, "little") for w in words), tag)
 
 
 def code_payload(frame):
@@ -137,7 +137,8 @@ def test_sim_identify_and_status():
     ident, status = one([encode_frame(Command.IDENTIFY), encode_frame(Command.STATUS)])
     assert ident.code == Reply.IDENTITY
     assert Identity.unpack(ident.payload) == Identity.of(CFG, max_payload=MAX_PAYLOAD,
-                                                         clk_freq=12_000_000, baud=3_000_000)
+                                                         clk_freq=12_000_000, baud=3_000_000,
+                                                         timeout=TIMEOUT)
     assert status.code == Reply.STATUS
     assert Status.unpack(status.payload) == Status(False, True, Error.NONE, 1, 0, 0, 0)
 
@@ -174,8 +175,8 @@ def test_sim_layer_rounding_not_in_build():
         set_layer(layer_word(cfg, beats=1, tiles=1, rounding=1), cfg),     # single: left out
     ], cfg=cfg)
     assert [code_payload(r) for r in replies] == [
-        nack(Error.ROUNDING, Command.SET_LAYER), (Reply.LAYER_SET, b""),
-        nack(Error.ROUNDING, Command.SET_LAYER)]
+        nack(Error.BAD_ROUNDING, Command.SET_LAYER), (Reply.LAYER_SET, b""),
+        nack(Error.BAD_ROUNDING, Command.SET_LAYER)]
 
 
 def test_sim_word_checks():
@@ -288,11 +289,69 @@ def test_sim_refused_frames_change_nothing():
 
 
 def test_sim_too_many_results():
-    """A RUN whose RESULT frame would pass 65535 bytes is refused whole."""
-    cfg = ArrayConfig(rows=1, cols=16, max_channels=1, max_filters=1024, weight_depth=64)
-    word = layer_word(cfg, beats=1, tiles=64, raw=1)        # 4096 result bytes per pixel
-    replies = converse([(set_layer(word, cfg), 1),
-                        (encode_frame(Command.RUN, bytes(17)), 1)],
-                       cfg=cfg, max_payload=160, gap=1)
-    assert code_payload(replies[0][0]) == (Reply.LAYER_SET, b"")
-    assert code_payload(replies[1][0]) == nack(Error.TOO_MANY, Command.RUN)
+    """A RUN whose RESULT frame would pass 65535 bytes is refused whole: 147 pixels of 7 tiles
+    of 16 raw lanes are 65856 bytes."""
+    cfg = ArrayConfig(rows=1, cols=16, max_channels=1, max_filters=112, weight_depth=8)
+    wire = WireFormat(cfg)
+    word = layer_word(cfg, beats=1, tiles=7, raw=1)
+    weights = [Const.cast(layouts.weight_word(cfg).const({"addr": a})).value for a in range(7)]
+    params = [Const.cast(layouts.param_word(cfg).const({"addr": a})).value for a in range(7)]
+    steps = [set_layer(word, cfg), words_frame(Command.LOAD_WEIGHTS, weights, wire.weight_bytes)]
+    steps += [words_frame(Command.LOAD_PARAMS, [p], wire.param_bytes) for p in params]
+    steps += [encode_frame(Command.RUN, bytes(147)), encode_frame(Command.RUN, bytes(2))]
+    replies = converse([(step, 1) for step in steps], cfg=cfg, max_payload=160, gap=1)
+    assert [code_payload(r[0]) for r in replies[:2]] == [
+        (Reply.LAYER_SET, b""), (Reply.WEIGHTS_LOADED, (7).to_bytes(2, "little"))]
+    assert code_payload(replies[-2][0]) == nack(Error.TOO_MANY, Command.RUN)
+    assert replies[-1][0].code == Reply.RESULT and len(replies[-1][0].payload) == 2 * 448
+
+
+def test_sim_replies_echo_tags():
+    """ACKs, NACKs (from the receiver and from the checks) and RESULTs carry their request's
+    tag."""
+    x, program, want = _program(4, 5, 2, seed=9)
+    frames = [encode_frame(Command.STATUS, tag=0x11),
+              encode_frame(0x42, b"", tag=0x22),
+              encode_frame(Command.RUN, bytes(WIRE.beat_bytes * 2), tag=0x33)]
+    frames += [encode_frame(f[1], f[5:-2], tag=0x40 + n) for n, f in enumerate(_load(program))]
+    frames.append(words_frame(Command.RUN, pack_pixels(CFG, x), WIRE.beat_bytes, tag=0x77))
+    replies = one(frames)
+    assert [r.tag for r in replies] == [0x11, 0x22, 0x33] + [0x40 + n for n in
+                                                             range(len(frames) - 4)] + [0x77]
+    assert code_payload(replies[1]) == nack(Error.UNKNOWN_COMMAND, 0x42)
+    assert code_payload(replies[2]) == nack(Error.NO_LAYER, Command.RUN)
+    np.testing.assert_array_equal(unpack_results(CFG, _results(replies[-1], False), 2, 5), want)
+
+
+def test_sim_run_needs_weights_and_params():
+    """RUN is refused until the layer's weights and params are loaded; a SET_LAYER of the same
+    shape keeps them, one of another shape clears them."""
+    x, program, want = _program(4, 5, 2, seed=10)
+    steps = _load(program)
+    setl, weights, params = steps[0], steps[1:-program.tiles], steps[-program.tiles:]
+    run = words_frame(Command.RUN, pack_pixels(CFG, x), WIRE.beat_bytes)
+    other_shape = set_layer(layer_word(beats=1, tiles=1))
+    replies = one([setl, run] + weights + [run] + params + [setl, run, other_shape, setl, run,
+                                                            encode_frame(Command.STATUS)])
+    n = len(weights)
+    assert code_payload(replies[1]) == nack(Error.NO_WEIGHTS, Command.RUN)
+    assert code_payload(replies[2 + n]) == nack(Error.NO_PARAMS, Command.RUN)
+    assert replies[-5].code == Reply.RESULT
+    np.testing.assert_array_equal(unpack_results(CFG, _results(replies[-5], False), 2, 5), want)
+    assert code_payload(replies[-2]) == nack(Error.NO_WEIGHTS, Command.RUN)
+    status = Status.unpack(replies[-1].payload)
+    assert (status.layer_set, status.weights_valid, status.params_valid) == (True, False, False)
+
+
+def test_sim_frame_during_result_refused_busy():
+    """A frame sent while a RESULT streams out (its sink stalling) is NACKed BUSY with its tag
+    after the RESULT; the RESULT is whole and right."""
+    x, program, want = _program(4, 5, 3, seed=12)
+    run = words_frame(Command.RUN, pack_pixels(CFG, x), WIRE.beat_bytes, tag=5)
+    status = encode_frame(Command.STATUS, tag=6)
+    replies = converse([(step, 1) for step in _load(program)] + [(run + status, 2)],
+                       stall=0.9, seed=4)
+    result, busy = replies[-1]
+    assert (result.tag, busy.tag) == (5, 6)
+    assert code_payload(busy) == nack(Error.BUSY, Command.STATUS)
+    np.testing.assert_array_equal(unpack_results(CFG, _results(result, False), 3, 5), want)

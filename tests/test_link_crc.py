@@ -24,10 +24,10 @@ def test_host_crc_matches_crc_hqx():
 
 
 def test_encode_frame_layout_and_residue():
-    frame = encode_frame(0x04, b"\x01\x02\x03")
-    assert frame[:4] == bytes([START, 0x04, 3, 0])
-    assert frame[4:7] == b"\x01\x02\x03"
-    assert frame[7:] == binascii.crc_hqx(frame[1:7], 0xFFFF).to_bytes(2, "big")
+    frame = encode_frame(0x04, b"\x01\x02\x03", tag=0x3C)
+    assert frame[:5] == bytes([START, 0x04, 0x3C, 3, 0])
+    assert frame[5:8] == b"\x01\x02\x03"
+    assert frame[8:] == binascii.crc_hqx(frame[1:8], 0xFFFF).to_bytes(2, "big")
     assert crc16(frame[1:]) == 0            # the residue the hardware checks
 
 
@@ -86,6 +86,7 @@ def test_sim_sender_frames(stall):
     async def send(ctx):
         for n, payload in enumerate(payloads):
             ctx.set(dut.header.payload.cmd, 0x80 + n)
+            ctx.set(dut.header.payload.tag, 0x11 * n + 1)
             ctx.set(dut.header.payload.length, len(payload))
             ctx.set(dut.header.valid, 1)
             await ctx.tick().until(dut.header.ready)
@@ -114,4 +115,5 @@ def test_sim_sender_frames(stall):
     sim.add_testbench(send)
     sim.add_testbench(sink, background=True)
     sim.run()
-    assert bytes(out) == b"".join(encode_frame(0x80 + n, p) for n, p in enumerate(payloads))
+    assert bytes(out) == b"".join(encode_frame(0x80 + n, p, tag=0x11 * n + 1)
+                                  for n, p in enumerate(payloads))

@@ -12,13 +12,14 @@ MAX_PAYLOAD = 32
 TIMEOUT = 40
 
 
-def receive(chunks, *, gap=3, hold=0, framing_at=None):
+def receive(chunks, *, gap=3, hold=0, framing_at=None, tags=False):
     """Feed ``chunks`` (bytes, idle cycles after) one byte per ``gap + 1`` cycles.
 
-    Returns the reports as ``(cmd, length, error, payload)`` (payload from the buffer for good
-    frames, else None) and the number of dropped bytes. ``hold`` keeps ``frame.ready`` low that
-    many cycles after each good frame (the consumer executing it); ``framing_at`` pulses
-    ``framing_error`` after that many bytes.
+    Returns the good frames and refusals, in the order offered, as ``(cmd, length, error,
+    payload)`` (payload from the buffer for good frames, else None; with ``tags``, the tag
+    after ``cmd``), and the number of dropped strobes. ``hold`` keeps the consumer executing
+    (``owned`` high, neither stream ready) that many cycles after each good frame;
+    ``framing_at`` loses that byte to a framing error (the UART's strobe, no byte).
     """
     dut = FrameReceiver(max_payload=MAX_PAYLOAD, timeout=TIMEOUT, lengths=LENGTHS)
     buffer = {}
@@ -30,10 +31,11 @@ def receive(chunks, *, gap=3, hold=0, framing_at=None):
         sent = 0
         for data, idle in chunks:
             for byte in data:
-                ctx.set(dut.i.payload, byte)
-                ctx.set(dut.i.valid, 1)
                 if framing_at is not None and sent == framing_at:
                     ctx.set(dut.framing_error, 1)
+                else:
+                    ctx.set(dut.i.payload, byte)
+                    ctx.set(dut.i.valid, 1)
                 await ctx.tick()
                 ctx.set(dut.i.valid, 0)
                 ctx.set(dut.framing_error, 0)
@@ -43,24 +45,32 @@ def receive(chunks, *, gap=3, hold=0, framing_at=None):
             await ctx.tick().repeat(idle + 1)
         await ctx.tick().repeat(2 * TIMEOUT + hold + 10)
 
+    def record(cmd, tag, length, error, payload):
+        reports.append((cmd, tag, length, Error(error), payload) if tags
+                       else (cmd, length, Error(error), payload))
+
     async def consumer(ctx):
         while True:
-            ready = state["busy"] == 0
-            ctx.set(dut.frame.ready, ready)
-            _, _, valid, cmd, length, error, wr_en, addr, data, drop = await ctx.tick().sample(
-                dut.frame.valid, dut.frame.payload.cmd, dut.frame.payload.length,
-                dut.frame.payload.error, dut.wr_en, dut.wr_addr, dut.wr_data, dut.dropped)
+            idle = state["busy"] == 0
+            ctx.set(dut.owned, not idle)
+            ctx.set(dut.refusal.ready, idle)
+            ctx.set(dut.frame.ready, idle)
+            (_, _, valid, frame, refused_valid, refused, wr_en, addr, data,
+             drop) = await ctx.tick().sample(dut.frame.valid, dut.frame.payload,
+                                             dut.refusal.valid, dut.refusal.payload, dut.wr_en,
+                                             dut.wr_addr, dut.wr_data, dut.dropped)
             if state["busy"]:
                 state["busy"] -= 1
             if wr_en:
                 buffer[addr] = data
             if drop:
                 dropped.append(1)
-            if valid and ready:
-                payload = bytes(buffer[i] for i in range(length)) if error == 0 else None
-                reports.append((cmd, length, Error(error), payload))
-                if error == 0:
-                    state["busy"] = hold
+            if refused_valid and idle:
+                record(refused.cmd, refused.tag, refused.length, refused.error, None)
+            elif valid and idle:
+                payload = bytes(buffer[i] for i in range(frame.length))
+                record(frame.cmd, frame.tag, frame.length, 0, payload)
+                state["busy"] = hold
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -102,7 +112,7 @@ def test_sim_garbage_before_frame():
 def test_sim_truncated_then_good():
     """A frame cut short times out (NACK TIMEOUT); the next frame is received normally."""
     frame = encode_frame(0x04, b"\x10\x20\x30")
-    reports, _ = receive([(frame[:5], TIMEOUT + 5), (frame, 0)])
+    reports, _ = receive([(frame[:6], TIMEOUT + 5), (frame, 0)])
     assert reports == [(0x04, 3, Error.TIMEOUT, None), good()]
 
 
@@ -110,6 +120,13 @@ def test_sim_slow_bytes_within_timeout():
     frame = encode_frame(0x04, b"\x10\x20\x30")
     reports, _ = receive([(frame, 0)], gap=TIMEOUT - 2)
     assert reports == [good()]
+
+
+def test_sim_tags_are_passed_on():
+    reports, _ = receive([(encode_frame(0x04, b"\x10\x20\x30", tag=0x5A), 0),
+                          (encode_frame(0x7E, b"", tag=0xC3), 0)], tags=True)
+    assert reports == [(0x04, 0x5A, 3, Error.NONE, b"\x10\x20\x30"),
+                       (0x7E, 0xC3, 0, Error.UNKNOWN_COMMAND, None)]
 
 
 def test_sim_bad_crc_then_resync():
@@ -120,15 +137,25 @@ def test_sim_bad_crc_then_resync():
 
 
 def test_sim_oversize_length():
-    """A length above the buffer is refused at the header; the payload is skipped as garbage."""
-    big = encode_frame(0x04, bytes(range(1, MAX_PAYLOAD + 2)))
-    reports, _ = receive([(big, 0), (encode_frame(0x04, b"\x10\x20\x30"), 0)])
+    """A length above the buffer is refused at the header and its declared rest skipped."""
+    big = encode_frame(0x04, bytes([START]) * (MAX_PAYLOAD + 1))
+    reports, dropped = receive([(big, 0), (encode_frame(0x04, b"\x10\x20\x30"), 0)])
     assert reports == [(0x04, MAX_PAYLOAD + 1, Error.TOO_LONG, None), good()]
+    assert dropped == 0
+
+
+def test_sim_corrupted_length_one_refusal():
+    """A length corrupted to 0xFFFF: the start bytes in the rest of the frame open no frames;
+    the skip ends once the line is quiet for the timeout, with one refusal."""
+    frame = bytearray(encode_frame(0x04, bytes([START]) * 20))
+    frame[3:5] = b"\xff\xff"
+    reports, _ = receive([(bytes(frame), 2 * TIMEOUT), (encode_frame(0x01), 0)])
+    assert reports == [(0x04, 0xFFFF, Error.TOO_LONG, None), good(0x01, b"")]
 
 
 def test_sim_unknown_command():
-    reports, _ = receive([(encode_frame(0x7E, b"\x01"), 0), (encode_frame(0x01), 0)])
-    assert reports == [(0x7E, 0, Error.UNKNOWN_COMMAND, None), good(0x01, b"")]
+    reports, _ = receive([(encode_frame(0x7E, b"\xa5"), 0), (encode_frame(0x01), 0)])
+    assert reports == [(0x7E, 1, Error.UNKNOWN_COMMAND, None), good(0x01, b"")]
 
 
 def test_sim_fixed_length_mismatch():
@@ -138,21 +165,42 @@ def test_sim_fixed_length_mismatch():
                        good(0x03, b"\x01\x02\x03\x04\x05")]
 
 
-def test_sim_framing_error_aborts_frame():
-    frame = encode_frame(0x04, b"\x10\x20\x30")
-    reports, _ = receive([(frame, 0), (frame, 0)], framing_at=5)
+def test_sim_framing_error_skips_rest_of_frame():
+    """A byte lost to a framing error: the frame's other bytes (start bytes among them) are
+    skipped, one refusal, and the next frame is received."""
+    frame = encode_frame(0x04, bytes([START]) * 3)
+    reports, _ = receive([(frame, 0), (encode_frame(0x04, b"\x10\x20\x30"), 0)],
+                         framing_at=5)
     assert reports == [(0x04, 3, Error.FRAMING, None), good()]
 
 
 def test_sim_start_byte_inside_garbage():
-    """A stray START in garbage opens a bogus frame that is refused; the real one then parses."""
-    reports, _ = receive([(bytes([START, 0x55]) + encode_frame(0x04, b"\x10\x20\x30"), 0)])
-    assert reports == [(0x55, 0, Error.UNKNOWN_COMMAND, None), good()]
+    """A stray START opens a bogus frame: refused once, with its declared length (taken from
+    the real frame's header) skipped; the real frame is lost with it (the host resends)."""
+    reports, _ = receive([(bytes([START, 0x55]) + encode_frame(0x04, b"\x10\x20\x30"), 0),
+                          (encode_frame(0x01), 0)])
+    assert reports == [(0x55, 4, Error.UNKNOWN_COMMAND, None), good(0x01, b"")]
 
 
-def test_sim_bytes_dropped_while_busy():
-    """Bytes arriving while the consumer still executes a frame are dropped and counted."""
+def test_sim_frame_while_busy_refused_busy():
+    """A frame arriving while the consumer executes the previous one is refused BUSY (its
+    payload never reaches the buffer); stray bytes are ignored; afterwards frames parse."""
     frame = encode_frame(0x04, b"\x10\x20\x30")
-    reports, dropped = receive([(frame, 0), (b"\x00" * 5, 40), (frame, 60)], gap=2, hold=40)
-    assert reports == [good(), good()]
-    assert dropped == 5
+    other = encode_frame(0x04, b"\x44\x55\x66", tag=9)
+    reports, dropped = receive([(frame, 0), (b"\x00" * 5 + other, 90), (frame, 60)], gap=2,
+                               hold=100, tags=True)
+    assert reports == [(0x04, 0, 3, Error.NONE, b"\x10\x20\x30"),
+                       (0x04, 9, 3, Error.BUSY, None),
+                       (0x04, 0, 3, Error.NONE, b"\x10\x20\x30")]
+    assert dropped == 0
+
+
+def test_sim_second_refusal_while_one_waits_is_counted():
+    """Two refusals while the consumer is busy: the first waits, the second is lost and
+    counted on ``dropped``."""
+    frame = encode_frame(0x04, b"\x10\x20\x30")
+    reports, dropped = receive([(frame, 0), (encode_frame(0x7E, tag=1), 0),
+                                (encode_frame(0x7E, tag=2), 0)], gap=2, hold=150, tags=True)
+    assert reports == [(0x04, 0, 3, Error.NONE, b"\x10\x20\x30"),
+                       (0x7E, 1, 0, Error.UNKNOWN_COMMAND, None)]
+    assert dropped == 1

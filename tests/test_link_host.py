@@ -1,4 +1,6 @@
-"""Host link driver without hardware: scripted replies, NACKs, timeouts, serial loopback."""
+"""Host link driver without hardware: scripted replies, tags, NACKs, deadlines, IDENTITY checks."""
+
+import dataclasses
 
 import pytest
 
@@ -9,45 +11,46 @@ from pwconv.host.link import (Command, CorruptReply, Error, Frame, Identity, Lin
                               read_frame)
 
 CFG = ArrayConfig(rows=2, cols=3, max_channels=8, max_filters=9, weight_depth=8)
-IDENTITY = Identity.of(CFG, max_payload=64, clk_freq=12_000_000, baud=3_000_000)
+IDENTITY = Identity.of(CFG, max_payload=64, clk_freq=12_000_000, baud=3_000_000,
+                       timeout=240_000)
 
 
 class ScriptedTransport:
-    """Answers each request frame with the next scripted bytes (or a callable's)."""
+    """Answers each request frame with the next scripted reply: ``(code, payload)`` (sent with
+    the request's tag), bytes (sent as they are) or a callable of the request giving either."""
 
     baud = 3_000_000
     latency = 0.0
+    quiet = 0.0
 
     def __init__(self, *script):
         self.script = list(script)
         self.sent = []
         self.pending = bytearray()
-        self.cleared = 0
 
     def write(self, data):
         self.sent.append(bytes(data))
         reply = self.script.pop(0)
-        self.pending += reply(data) if callable(reply) else reply
+        reply = reply(data) if callable(reply) else reply
+        if isinstance(reply, tuple):
+            reply = encode_frame(reply[0], reply[1], tag=data[2])
+        self.pending += reply
 
     def read(self, n, timeout):
         data = bytes(self.pending[:n])
         del self.pending[:n]
         return data
 
-    def clear(self):
-        self.cleared += 1
-        self.pending.clear()
-
     def close(self):
         pass
 
 
 def identity(ident=IDENTITY):
-    return encode_frame(Reply.IDENTITY, ident.pack())
+    return (Reply.IDENTITY, ident.pack())
 
 
 def nack(error, command):
-    return encode_frame(Reply.NACK, bytes([error, command]))
+    return (Reply.NACK, bytes([error, command]))
 
 
 def test_identify_takes_device_config():
@@ -56,11 +59,44 @@ def test_identify_takes_device_config():
 
 
 def test_version_mismatch():
-    ident = Identity((9, 0), CFG, 64, 12_000_000, 3_000_000, IDENTITY.layer_bytes,
-                     IDENTITY.weight_bytes, IDENTITY.param_bytes)
+    ident = dataclasses.replace(IDENTITY, version=(9, 0))
     with pytest.raises(LinkError, match=r"^Device runs gateware version 9\.0, this host "
                                         r"speaks 0\.\d+$"):
         BoardDevice(ScriptedTransport(identity(ident)))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("max_payload", 0, r"^Device's max_payload 0 must be between 27 \(its largest word or "
+                       r"pixel\) and 65535$"),
+    ("baud", 1_000_000, r"^Device says it runs at 1000000 baud, but the port is set to "
+                        r"3000000$"),
+    ("clk_freq", 0, r"^Device's clock frequency must be positive, not 0$"),
+    ("timeout", 0, r"^Device's frame timeout must be between 0 and 1 s, not 0 s$"),
+    ("roundings", 0, r"^The device's identity is not a pwconv board's \(IDENTITY rounding "
+                     r"modes 0x00 are not ones this host knows\)$"),
+    ("roundings", 0x81, r"^The device's identity is not a pwconv board's \(IDENTITY rounding "
+                        r"modes 0x81 are not ones this host knows\)$"),
+    ("weight_bytes", 3, r"^Device's word sizes \(layer, weight, param bytes\) \(4, 3, 27\) "
+                        r"differ from this host's \(4, 4, 27\)"),
+])
+def test_identity_field_refused(field, value, message):
+    """Every IDENTITY field is checked against what the host can use."""
+    ident = dataclasses.replace(IDENTITY, **{field: value})
+    with pytest.raises(LinkError, match=message):
+        BoardDevice(ScriptedTransport(identity(ident)))
+
+
+@pytest.mark.parametrize("offset, value, message", [
+    (0, b"PWCX", r"IDENTITY magic must be b'PWCV', not b'PWCX'"),
+    (4, b"\x01", r"IDENTITY protocol must be 2, not 1"),
+    (7, b"\x00", r"IDENTITY configuration is not valid: "),
+])
+def test_identity_payload_refused(offset, value, message):
+    payload = bytearray(IDENTITY.pack())
+    payload[offset:offset + len(value)] = value
+    with pytest.raises(CorruptReply, match=r"^The device's identity is not a pwconv board's \("
+                                           + message):
+        BoardDevice(ScriptedTransport((Reply.IDENTITY, bytes(payload))))
 
 
 def test_config_mismatch():
@@ -72,35 +108,64 @@ def test_config_mismatch():
 
 
 def test_nack_raises_with_reason():
-    device = BoardDevice(ScriptedTransport(identity(),
-                                           nack(Error.BAD_LAYER, Command.SET_LAYER)))
+    transport = ScriptedTransport(identity(), nack(Error.BAD_LAYER, Command.SET_LAYER))
+    device = BoardDevice(transport)
     with pytest.raises(NackError, match=r"^Device refused SET_LAYER: BAD_LAYER: layer out "
                                         r"of range") as info:
         device.set_layer(0)
-    assert info.value.error is Error.BAD_LAYER
+    assert info.value.error is Error.BAD_LAYER and len(transport.sent) == 2   # not sent again
 
 
-def test_stale_nack_skipped():
-    """A NACK for bytes the device took for another frame is not this command's reply."""
-    device = BoardDevice(ScriptedTransport(
-        identity(), nack(Error.UNKNOWN_COMMAND, 0x42) + encode_frame(Reply.LAYER_SET)))
+def test_reply_with_another_tag_is_discarded():
+    """A reply (even an ACK of the same command) whose tag is not the request's is stale."""
+    def late_then_own(request):
+        return (encode_frame(Reply.LAYER_SET, b"", tag=request[2] - 1)
+                + encode_frame(Reply.NACK, bytes([Error.NO_LAYER, Command.SET_LAYER]),
+                               tag=request[2] + 1)
+                + encode_frame(Reply.LAYER_SET, b"", tag=request[2]))
+
+    device = BoardDevice(ScriptedTransport(identity(), late_then_own))
     device.set_layer(0)
+    assert device.stale_replies == 2 and device.resent == 0
 
 
-def test_no_reply_times_out_then_clears():
-    transport = ScriptedTransport(identity(), b"", encode_frame(Reply.LAYER_SET))
+def test_only_stale_replies_time_out_then_resend():
+    """Replies with other tags only: the request times out and is sent again."""
+    def stale(request):
+        return encode_frame(Reply.LAYER_SET, b"", tag=request[2] ^ 0x55)
+
+    transport = ScriptedTransport(identity(), stale, (Reply.LAYER_SET, b""))
     device = BoardDevice(transport)
-    cleared = transport.cleared
+    device.set_layer(0)
+    assert device.resent == 1
+    tags = [frame[2] for frame in transport.sent]
+    assert len(set(tags)) == len(tags) == 3
+
+
+@pytest.mark.parametrize("error", [Error.BUSY, Error.BAD_CRC, Error.TIMEOUT])
+def test_link_nack_is_sent_again(error):
+    transport = ScriptedTransport(identity(), nack(error, Command.SET_LAYER),
+                                  (Reply.LAYER_SET, b""))
+    device = BoardDevice(transport)
+    device.set_layer(0)
+    assert device.resent == 1 and transport.sent[-1][1:] != transport.sent[-2][1:]
+
+
+def test_no_reply_times_out_after_retries():
+    transport = ScriptedTransport(identity(), *[b""] * 4)
+    device = BoardDevice(transport, retries=3)
     with pytest.raises(LinkTimeout, match=r"^No reply from the device within"):
         device.set_layer(0)
-    device.set_layer(0)
-    assert transport.cleared == cleared + 1
+    assert len(transport.sent) == 5
 
 
 def test_corrupt_reply():
-    bad = bytearray(encode_frame(Reply.LAYER_SET, b""))
-    bad[-1] ^= 1
-    device = BoardDevice(ScriptedTransport(identity(), bytes(bad)))
+    def bad(request):
+        frame = bytearray(encode_frame(Reply.LAYER_SET, b"", tag=request[2]))
+        frame[-1] ^= 1
+        return bytes(frame)
+
+    device = BoardDevice(ScriptedTransport(identity(), *[bad] * 2), retries=1)
     with pytest.raises(CorruptReply, match=r"^Reply CRC mismatch"):
         device.set_layer(0)
 
@@ -108,15 +173,14 @@ def test_corrupt_reply():
 def test_load_splits_frames_and_checks_counts():
     """64-byte frames of 4-byte weight words: 16 words per frame."""
     def ack(request):
-        count = (len(request) - 6) // 4
-        return encode_frame(Reply.WEIGHTS_LOADED, count.to_bytes(2, "little"))
+        count = (len(request) - 7) // 4
+        return (Reply.WEIGHTS_LOADED, count.to_bytes(2, "little"))
 
-    transport = ScriptedTransport(identity(), ack, ack, encode_frame(Reply.WEIGHTS_LOADED,
-                                                                    b"\x01\x00"))
+    transport = ScriptedTransport(identity(), ack, ack, (Reply.WEIGHTS_LOADED, b"\x01\x00"))
     device = BoardDevice(transport)
     assert device.wire.weight_bytes == 4
     device.load_weights(range(24))
-    assert [len(frame) - 6 for frame in transport.sent[-2:]] == [64, 32]
+    assert [len(frame) - 7 for frame in transport.sent[-2:]] == [64, 32]
     with pytest.raises(CorruptReply, match=r"^Device took 1 of 3 words$"):
         device.load_weights(range(3))
 
@@ -125,8 +189,8 @@ def test_serial_transport_loopback():
     """pyserial's loop:// URL: what is written is read back, and reads time out."""
     transport = SerialTransport("loop://", 3_000_000)
     try:
-        transport.write(encode_frame(Command.STATUS))
-        assert read_frame(transport, 0.5) == Frame(Command.STATUS, b"")
+        transport.write(encode_frame(Command.STATUS, tag=7))
+        assert read_frame(transport, 0.5) == Frame(Command.STATUS, b"", 7)
         with pytest.raises(LinkTimeout):
             read_frame(transport, 0.01)
     finally:
@@ -142,7 +206,8 @@ def test_serial_transport_bad_port():
 def test_identity_round_trip_carries_the_mapping():
     cfg = ArrayConfig(rows=4, cols=4, max_channels=512, max_filters=256, weight_depth=256,
                       mac_style="ice40_dual8x8", requantizer="serial", requant_steps=8)
-    ident = Identity.of(cfg, max_payload=4096, clk_freq=12_000_000, baud=3_000_000)
+    ident = Identity.of(cfg, max_payload=4096, clk_freq=12_000_000, baud=3_000_000,
+                        timeout=240_000)
     assert Identity.unpack(ident.pack()) == ident
 
 
@@ -166,5 +231,38 @@ def test_identity_unknown_roundings(mask):
 def test_identity_carries_roundings():
     cfg = ArrayConfig(rows=2, cols=2, max_channels=8, max_filters=8, weight_depth=8,
                       roundings=("ruy", "float"))
-    ident = Identity.of(cfg, max_payload=4096, clk_freq=12_000_000, baud=3_000_000)
+    ident = Identity.of(cfg, max_payload=4096, clk_freq=12_000_000, baud=3_000_000,
+                        timeout=1000)
     assert Identity.unpack(ident.pack()).config.roundings == ("ruy", "float")
+
+
+class TricklingTransport:
+    """A wrong device that sends a zero byte every 0.1 s, forever; time is simulated."""
+
+    baud = 3_000_000
+    latency = 0.5
+
+    def __init__(self):
+        self.now = 0.0
+
+    def clock(self):
+        return self.now
+
+    def write(self, data):
+        pass
+
+    def read(self, n, timeout):
+        count = min(n, int(timeout / 0.1 + 1e-9))
+        self.now += 0.1 * count if count == n else timeout
+        return bytes(count)
+
+    def close(self):
+        pass
+
+
+def test_trickling_device_fails_within_a_reply_deadline():
+    """Defect 3: v1 restarted its 0.5 s timeout on every byte, so this took 410 s."""
+    transport = TricklingTransport()
+    with pytest.raises(LinkError):
+        BoardDevice(transport)
+    assert transport.now < 5.0

@@ -45,9 +45,15 @@ class LinkController(wiring.Component):
     2. an **apply pass** that streams the words to the accelerator (layer register, ``weights``,
        ``params``, or ``pixels`` while the results go out in a RESULT frame).
 
-    A refused frame is answered by a NACK (error code, command byte) and changes nothing. One
-    frame is executed at a time; the receiver drops bytes that arrive meanwhile (the host
-    waits for each reply).
+    A refused frame is answered by a NACK (error code, command byte) and changes nothing. Every
+    reply (ACK, RESULT or NACK) carries the tag of the frame it answers. One frame is executed
+    at a time; a frame that arrives meanwhile is refused ``BUSY`` once its declared length has
+    gone by (the receiver never writes the buffer in use), and refusals are answered before
+    the next good frame is executed.
+
+    The controller tracks what a RUN needs: a layer (``NO_LAYER``), and, since reset or the
+    last SET_LAYER that changed ``beats`` or ``tiles``, at least ``beats * tiles * rows`` weight
+    words (``NO_WEIGHTS``) and ``tiles`` param words (``NO_PARAMS``) applied.
 
     Parameters
     ----------
@@ -95,7 +101,7 @@ class LinkController(wiring.Component):
         self._max_payload = max_payload
         self._timeout = timeout
         self._identity = Identity.of(cfg, max_payload=max_payload, clk_freq=int(clk_freq),
-                                     baud=int(baud))
+                                     baud=int(baud), timeout=timeout)
         super().__init__({
             "rx":         In(stream.Signature(8)),
             "rx_error":   In(1),
@@ -126,6 +132,8 @@ class LinkController(wiring.Component):
         read = buffer.read_port(domain="sync")
 
         wiring.connect(m, wiring.flipped(self.rx), receiver.i)
+        executing = Signal()
+        m.d.comb += receiver.owned.eq(executing)
         wiring.connect(m, sender.o, wiring.flipped(self.tx))
         m.d.comb += [
             receiver.framing_error.eq(self.rx_error),
@@ -134,9 +142,11 @@ class LinkController(wiring.Component):
             write.en.eq(receiver.wr_en),
         ]
 
-        # The frame being executed.
+        # The frame being executed (or refused).
         request = receiver.frame.payload
+        refusal = receiver.refusal.payload
         cmd = Signal(8)
+        tag = Signal(8)
         length = Signal(16)
         pos = Signal(16)
         applying = Signal()
@@ -176,6 +186,21 @@ class LinkController(wiring.Component):
         pixel_bytes = Signal(range(wire.max_result_bytes + 1))
         m.d.comb += self.layer.eq(layer)
 
+        # Weight and param words applied since the layer's shape was set, and how many it needs.
+        max_weights = cfg.weight_depth * cfg.rows
+        weights_loaded = Signal(range(max_weights + 1))
+        params_loaded = Signal(range(cfg.max_tiles + 1))
+        weights_needed = Signal(range(max_weights + cfg.max_beats * cfg.rows + 1))
+        params_needed = Signal(range(cfg.max_tiles + 1))
+        weights_valid = Signal()
+        params_valid = Signal()
+        m.d.comb += [weights_valid.eq(layer_set & (weights_loaded >= weights_needed)),
+                     params_valid.eq(layer_set & (params_loaded >= params_needed))]
+        with m.If(self.weights.valid & self.weights.ready & (weights_loaded != max_weights)):
+            m.d.sync += weights_loaded.eq(weights_loaded + 1)
+        with m.If(self.params.valid & self.params.ready & (params_loaded != cfg.max_tiles)):
+            m.d.sync += params_loaded.eq(params_loaded + 1)
+
         # Check-pass state.
         words = Signal(16)
         beat = Signal(range(cfg.max_beats + 1))
@@ -189,6 +214,7 @@ class LinkController(wiring.Component):
         tiles_done = Signal(range(cfg.max_tiles + 1))
         product = Signal(range(cfg.weight_depth + cfg.max_beats + 1))
         lanes = Signal(range(cfg.max_tiles * cfg.cols + 1))
+        layer_weights = Signal.like(weights_needed)
 
         # Reply.
         reply_code = Signal(8)
@@ -225,31 +251,38 @@ class LinkController(wiring.Component):
 
         with m.FSM(name="link") as fsm:
             with m.State("IDLE"):
-                m.d.comb += receiver.frame.ready.eq(1)
-                with m.If(receiver.frame.valid):
+                m.d.comb += receiver.refusal.ready.eq(1)
+                with m.If(receiver.refusal.valid):
+                    m.d.sync += [cmd.eq(refusal.cmd), tag.eq(refusal.tag)]
+                    nack(refusal.error, refusal.cmd)
+                with m.Else():
+                    m.d.comb += receiver.frame.ready.eq(1)
+                with m.If(~receiver.refusal.valid & receiver.frame.valid):
                     m.d.sync += [
-                        cmd.eq(request.cmd), length.eq(request.length), pos.eq(0),
-                        applying.eq(0), in_word.eq(0), words.eq(0), beat.eq(0),
-                        result_len.eq(0), too_many.eq(0), bad_addr.eq(0),
+                        cmd.eq(request.cmd), tag.eq(request.tag), length.eq(request.length),
+                        pos.eq(0), applying.eq(0), in_word.eq(0), words.eq(0), beat.eq(0),
+                        result_len.eq(0), too_many.eq(0), bad_addr.eq(0), executing.eq(1),
                     ]
-                    with m.If(request.error != Error.NONE):
-                        nack(request.error, request.cmd)
-                    with m.Else():
-                        with m.Switch(request.cmd):
-                            with m.Case(Command.IDENTIFY):
-                                reply(Reply.IDENTITY, IDENTITY_BYTES, _SRC_IDENTITY)
-                            with m.Case(Command.STATUS):
-                                m.d.sync += status.eq(Cat(
-                                    layer_set, self.acc_idle, Const(0, 6), last_error,
-                                    frames_ok, frames_refused, uart_errors, dropped))
-                                reply(Reply.STATUS, STATUS_BYTES, _SRC_STATUS)
-                            with m.Case(Command.RUN):
-                                with m.If(layer_set):
-                                    m.next = "READ"
-                                with m.Else():
-                                    nack(Error.NO_LAYER, request.cmd)
-                            with m.Default():
+                    with m.Switch(request.cmd):
+                        with m.Case(Command.IDENTIFY):
+                            reply(Reply.IDENTITY, IDENTITY_BYTES, _SRC_IDENTITY)
+                        with m.Case(Command.STATUS):
+                            m.d.sync += status.eq(Cat(
+                                layer_set, self.acc_idle, weights_valid, params_valid,
+                                Const(0, 4), last_error, frames_ok, frames_refused,
+                                uart_errors, dropped))
+                            reply(Reply.STATUS, STATUS_BYTES, _SRC_STATUS)
+                        with m.Case(Command.RUN):
+                            with m.If(~layer_set):
+                                nack(Error.NO_LAYER, request.cmd)
+                            with m.Elif(~weights_valid):
+                                nack(Error.NO_WEIGHTS, request.cmd)
+                            with m.Elif(~params_valid):
+                                nack(Error.NO_PARAMS, request.cmd)
+                            with m.Else():
                                 m.next = "READ"
+                        with m.Default():
+                            m.next = "READ"
 
             with m.State("READ"):
                 # The buffer byte at `pos` is read during this cycle.
@@ -329,6 +362,7 @@ class LinkController(wiring.Component):
                 m.d.comb += [
                     sender.header.valid.eq(1),
                     sender.header.payload.cmd.eq(Reply.RESULT),
+                    sender.header.payload.tag.eq(tag),
                     sender.header.payload.length.eq(result_len),
                 ]
                 m.d.sync += source.eq(_SRC_RESULT)
@@ -342,9 +376,10 @@ class LinkController(wiring.Component):
                     nack(Error.BAD_LAYER)
                 with m.Elif(~Cat(*(layer_word.rounding == ROUNDINGS.index(r)
                                    for r in cfg.roundings)).any()):
-                    nack(Error.ROUNDING)
+                    nack(Error.BAD_ROUNDING)
                 with m.Else():
-                    m.d.sync += [tiles_done.eq(0), product.eq(0), lanes.eq(0)]
+                    m.d.sync += [tiles_done.eq(0), product.eq(0), lanes.eq(0),
+                                 layer_weights.eq(0)]
                     m.next = "LAYER_SIZE"
 
             with m.State("LAYER_SIZE"):
@@ -354,19 +389,25 @@ class LinkController(wiring.Component):
                     m.d.sync += [
                         layer.eq(layer_word), layer_set.eq(1),
                         pixel_bytes.eq(Mux(layer_word.raw, lanes << 2, lanes)),
+                        weights_needed.eq(layer_weights), params_needed.eq(layer_word.tiles),
                     ]
+                    with m.If(~layer_set | (layer_word.beats != layer.beats)
+                              | (layer_word.tiles != layer.tiles)):
+                        m.d.sync += [weights_loaded.eq(0), params_loaded.eq(0)]
                     reply(Reply.LAYER_SET, 0, _SRC_SMALL)
                 with m.Else():
                     m.d.sync += [
                         tiles_done.eq(tiles_done + 1),
                         product.eq(product + layer_word.beats),
                         lanes.eq(lanes + cfg.cols),
+                        layer_weights.eq(layer_weights + layer_word.beats * cfg.rows),
                     ]
 
             with m.State("REPLY"):
                 m.d.comb += [
                     sender.header.valid.eq(1),
                     sender.header.payload.cmd.eq(reply_code),
+                    sender.header.payload.tag.eq(tag),
                     sender.header.payload.length.eq(reply_len),
                 ]
                 with m.If(sender.header.ready):
@@ -374,6 +415,7 @@ class LinkController(wiring.Component):
 
             with m.State("WAIT_TX"):
                 with m.If(~sender.busy):
+                    m.d.sync += executing.eq(0)
                     m.next = "IDLE"
 
         # Reply payloads. Result bytes are read from the accelerator's output in place (no copy):

@@ -15,17 +15,20 @@ def crc16():
     return crc.catalog.CRC16_CCITT_FALSE(data_width=8).create()
 
 
-#: What the receiver hands on: a whole, CRC-checked frame in the buffer (``error`` zero), or a
-#: refused one (``error`` an :class:`Error`, ``cmd`` the command byte if it got that far).
+#: What the receiver hands on: a whole, CRC-checked frame in the buffer (on ``frame``), or a
+#: refused one (on ``refusal``, ``error`` an :class:`Error`, ``cmd`` and ``tag`` as received,
+#: zero if the frame did not get that far).
 frame_request = data.StructLayout({
     "cmd":    8,
+    "tag":    8,
     "length": 16,
     "error":  8,
 })
 
-#: Header of a frame to send: command (reply) code and payload length.
+#: Header of a frame to send: command (reply) code, the tag to echo and the payload length.
 frame_header = data.StructLayout({
     "cmd":    8,
+    "tag":    8,
     "length": 16,
 })
 
@@ -33,18 +36,22 @@ frame_header = data.StructLayout({
 class FrameReceiver(wiring.Component):
     """Parses frames from a byte stream into a buffer and checks them before handing them on.
 
-    Frame: ``START``, command, length (u16 LE), ``length`` payload bytes, CRC-16/CCITT-FALSE of
-    command, length and payload (MSB first). Bytes before a ``START`` are skipped. The payload
-    is written to the buffer at offsets ``0 .. length-1``; only once the CRC matched is the frame
-    offered on ``frame`` (``error`` 0). Refusals are offered on ``frame`` too, as early as they
-    are known, after which the receiver hunts for the next ``START``:
+    Frame: ``START``, command, tag, length (u16 LE), ``length`` payload bytes, CRC-16/CCITT-FALSE
+    of command, tag, length and payload (MSB first). Bytes before a ``START`` are skipped. The
+    payload is written to the buffer at offsets ``0 .. length-1``; only once the CRC matched is
+    the frame offered on ``frame``. A frame is refused, once, on ``refusal``:
 
-    - unknown command byte (``UNKNOWN_COMMAND``, at the command byte);
-    - length above ``max_payload`` (``TOO_LONG``) or different from the command's fixed length
-      (``BAD_LENGTH``), at the second length byte;
+    - unknown command byte (``UNKNOWN_COMMAND``), length above ``max_payload`` (``TOO_LONG``)
+      or different from the command's fixed length (``BAD_LENGTH``), or the buffer still in use
+      by the previous frame (``BUSY``): decided at the last header byte;
     - a CRC mismatch (``BAD_CRC``), at the end;
     - more than ``timeout`` cycles between two bytes of a frame (``TIMEOUT``);
     - a UART framing error inside a frame (``FRAMING``).
+
+    A frame refused at its header or by a framing error has the rest of its declared length
+    skipped (payload and CRC, counted down; the skip ends early once ``timeout`` cycles pass
+    without a byte), so that start bytes inside it do not begin frames: one refused frame draws
+    one refusal. The refusal is offered when the skip ends.
 
     Parameters
     ----------
@@ -58,24 +65,27 @@ class FrameReceiver(wiring.Component):
     Members
     -------
     i : In(stream.Signature(8))
-        Received bytes; always ready (bytes that arrive while a frame waits on ``frame`` or
-        while the buffer is in use are dropped and counted on ``dropped``).
+        Received bytes; always ready.
     framing_error : In(1)
         Strobe from the UART: a byte with a bad stop bit was lost.
+    owned : In(1)
+        The consumer is executing a frame from the buffer: a frame that arrives meanwhile is
+        refused ``BUSY`` (and skipped, never written to the buffer).
     wr_addr : Out(range(max_payload)), wr_data : Out(8), wr_en : Out(1)
         Buffer write port (write-only; the consumer reads the buffer).
     frame : Out(stream.Signature(frame_request))
-        Checked frames and refusals, in order. The consumer must raise ``ready`` only when it
-        is idle: after taking a good frame, the receiver leaves the buffer alone until ``ready``
-        is high again, i.e. until the consumer has finished with the frame.
+        Good frames (``error`` 0). While one is offered, the buffer is the consumer's: further
+        frames are refused ``BUSY`` until it is taken and ``owned`` falls again.
+    refusal : Out(stream.Signature(frame_request))
+        Refused frames (``error`` non-zero), one at a time. A refusal that arrives while the
+        previous one is still offered is lost and counted on ``dropped``.
     active : Out(1)
-        A frame is being received.
+        A frame is being received or skipped.
     dropped : Out(1)
-        Strobe: a byte was dropped.
+        Strobe: a received byte (in the one cycle after a CRC) or a refusal was lost.
 
-    Timing: one byte per cycle at most inside a frame; a frame is offered 2 cycles after its last
-    CRC byte, and bytes in the 3 cycles after it are dropped (a UART delivers a byte per 10 bit
-    times, at least 40 cycles).
+    Timing: one byte per 2 cycles at most (a UART delivers one per 10 bit times, at least 40
+    cycles); a good frame is offered 2 cycles after its last CRC byte.
     """
 
     def __init__(self, *, max_payload, timeout, lengths):
@@ -92,10 +102,12 @@ class FrameReceiver(wiring.Component):
         super().__init__({
             "i":             In(stream.Signature(8)),
             "framing_error": In(1),
+            "owned":         In(1),
             "wr_addr":       Out(range(max_payload)),
             "wr_data":       Out(8),
             "wr_en":         Out(1),
             "frame":         Out(stream.Signature(frame_request)),
+            "refusal":       Out(stream.Signature(frame_request)),
             "active":        Out(1),
             "dropped":       Out(1),
         })
@@ -113,87 +125,111 @@ class FrameReceiver(wiring.Component):
         m.d.comb += [self.i.ready.eq(1), got.eq(self.i.valid)]
 
         cmd = Signal(8)
+        tag = Signal(8)
         length = Signal(16)
-        count = Signal(16)
+        count = Signal(17)
         timer = Signal(range(self._timeout + 1))
         error = Signal(8)
         m.d.comb += [
             self.frame.payload.cmd.eq(cmd),
+            self.frame.payload.tag.eq(tag),
             self.frame.payload.length.eq(length),
-            self.frame.payload.error.eq(error),
             self.wr_addr.eq(count),
             self.wr_data.eq(byte),
             checker.data.eq(byte),
         ]
 
+        # The one refusal waiting to be taken.
+        refused = Signal(frame_request)
+        m.d.comb += self.refusal.payload.eq(refused)
+        with m.If(self.refusal.valid & self.refusal.ready):
+            m.d.sync += self.refusal.valid.eq(0)
+        lost = Signal()
+
         known = Signal()
         fixed_ok = Signal()
         length_now = Cat(length[:8], byte)
-        m.d.comb += known.eq(0)
-        with m.Switch(byte):
-            for code in self._lengths:
-                with m.Case(code):
-                    m.d.comb += known.eq(1)
-        m.d.comb += fixed_ok.eq(1)
         with m.Switch(cmd):
             for code, fixed in self._lengths.items():
-                if fixed is not None:
-                    with m.Case(code):
-                        m.d.comb += fixed_ok.eq(length_now == fixed)
+                with m.Case(code):
+                    m.d.comb += [known.eq(1),
+                                 fixed_ok.eq(1 if fixed is None else length_now == fixed)]
 
         receiving = Signal()
+        busy = Signal()
+        m.d.comb += busy.eq(self.owned | self.frame.valid)
 
-        def refuse(code):
-            m.d.sync += error.eq(code)
-            m.next = "REPORT"
+        def report(code):
+            # Offer the refusal (or lose it, if one is still offered) and hunt again.
+            with m.If(self.refusal.valid & ~self.refusal.ready):
+                m.d.comb += lost.eq(1)
+            with m.Else():
+                m.d.sync += [self.refusal.valid.eq(1), refused.cmd.eq(cmd),
+                             refused.tag.eq(tag), refused.length.eq(length),
+                             refused.error.eq(code)]
+            m.next = "HUNT"
 
-        def guard():
-            # In a frame: refuse it after `timeout` idle cycles or on a UART framing error.
+        def skip(code, remaining):
+            # Refuse the frame, once its declared rest (`remaining` bytes) has gone by.
+            m.d.sync += [error.eq(code), count.eq(remaining)]
+            m.next = "SKIP"
+
+        def guard(left):
+            # In a frame: refuse it after `timeout` idle cycles or on a UART framing error
+            # (skipping the `left` bytes it still declares).
             m.d.comb += receiving.eq(1)
             with m.If(got):
                 m.d.sync += timer.eq(self._timeout)
             with m.Elif(timer == 0):
-                refuse(Error.TIMEOUT)
+                report(Error.TIMEOUT)
             with m.Else():
                 m.d.sync += timer.eq(timer - 1)
             with m.If(self.framing_error):
-                refuse(Error.FRAMING)
+                skip(Error.FRAMING, left)
 
         with m.FSM(name="rx_frame") as fsm:
             with m.State("HUNT"):
                 m.d.sync += timer.eq(self._timeout)
                 with m.If(got & (byte == START)):
                     m.d.comb += checker.start.eq(1)
-                    m.d.sync += [cmd.eq(0), length.eq(0), count.eq(0)]
+                    m.d.sync += [cmd.eq(0), tag.eq(0), length.eq(0), count.eq(0)]
                     m.next = "CMD"
             with m.State("CMD"):
                 with m.If(got):
                     m.d.comb += checker.valid.eq(1)
                     m.d.sync += cmd.eq(byte)
-                    with m.If(known):
-                        m.next = "LEN_LO"
-                    with m.Else():
-                        refuse(Error.UNKNOWN_COMMAND)
-                guard()
+                    m.next = "TAG"
+                guard(0)
+            with m.State("TAG"):
+                with m.If(got):
+                    m.d.comb += checker.valid.eq(1)
+                    m.d.sync += tag.eq(byte)
+                    m.next = "LEN_LO"
+                guard(0)
             with m.State("LEN_LO"):
                 with m.If(got):
                     m.d.comb += checker.valid.eq(1)
                     m.d.sync += length[:8].eq(byte)
                     m.next = "LEN_HI"
-                guard()
+                guard(0)
             with m.State("LEN_HI"):
+                rest = length_now + CRC_BYTES
                 with m.If(got):
                     m.d.comb += checker.valid.eq(1)
                     m.d.sync += length.eq(length_now)
-                    with m.If(length_now > self._max_payload):
-                        refuse(Error.TOO_LONG)
+                    with m.If(~known):
+                        skip(Error.UNKNOWN_COMMAND, rest)
+                    with m.Elif(length_now > self._max_payload):
+                        skip(Error.TOO_LONG, rest)
                     with m.Elif(~fixed_ok):
-                        refuse(Error.BAD_LENGTH)
+                        skip(Error.BAD_LENGTH, rest)
+                    with m.Elif(busy):
+                        skip(Error.BUSY, rest)
                     with m.Elif(length_now == 0):
                         m.next = "CRC"
                     with m.Else():
                         m.next = "PAYLOAD"
-                guard()
+                guard(0)
             with m.State("PAYLOAD"):
                 with m.If(got):
                     m.d.comb += [checker.valid.eq(1), self.wr_en.eq(1)]
@@ -201,42 +237,43 @@ class FrameReceiver(wiring.Component):
                     with m.If(count + 1 == length):
                         m.d.sync += count.eq(0)
                         m.next = "CRC"
-                guard()
+                guard(length + CRC_BYTES - count - 1)
             with m.State("CRC"):
                 with m.If(got):
                     m.d.comb += checker.valid.eq(1)
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == CRC_BYTES - 1):
                         m.next = "VERIFY"
-                guard()
+                guard(CRC_BYTES - count - 1)
             with m.State("VERIFY"):
                 with m.If(checker.match_detected):
-                    m.d.sync += error.eq(Error.NONE)
-                with m.Else():
-                    m.d.sync += error.eq(Error.BAD_CRC)
-                m.next = "REPORT"
-            with m.State("REPORT"):
-                m.d.comb += self.frame.valid.eq(1)
-                with m.If(self.frame.ready):
-                    with m.If(error == Error.NONE):
-                        m.next = "HOLD"
-                    with m.Else():
-                        m.next = "HUNT"
-            with m.State("HOLD"):
-                # The consumer is executing the frame from the buffer: wait until it is idle.
-                with m.If(self.frame.ready):
+                    m.d.sync += self.frame.valid.eq(1)
                     m.next = "HUNT"
+                with m.Else():
+                    report(Error.BAD_CRC)
+            with m.State("SKIP"):
+                m.d.comb += receiving.eq(1)
+                with m.If(count == 0):
+                    report(error)
+                with m.Elif(got):
+                    m.d.sync += [count.eq(count - 1), timer.eq(self._timeout)]
+                with m.Elif(timer == 0):
+                    report(error)
+                with m.Else():
+                    m.d.sync += timer.eq(timer - 1)
 
+        with m.If(self.frame.valid & self.frame.ready):
+            m.d.sync += self.frame.valid.eq(0)
         m.d.comb += [
             self.active.eq(receiving),
-            self.dropped.eq(got & (fsm.ongoing("REPORT") | fsm.ongoing("HOLD")
-                                   | fsm.ongoing("VERIFY"))),
+            self.dropped.eq(lost | (got & fsm.ongoing("VERIFY"))),
         ]
         return m
 
 
 class FrameSender(wiring.Component):
-    """Frames payloads for sending: ``START``, code, length (u16 LE), payload, CRC (MSB first).
+    """Frames payloads for sending: ``START``, code, tag, length (u16 LE), payload, CRC (MSB
+    first).
 
     Members
     -------
@@ -267,6 +304,7 @@ class FrameSender(wiring.Component):
         m.submodules.crc = generator = crc16()
 
         cmd = Signal(8)
+        tag = Signal(8)
         length = Signal(16)
         index = Signal(16)
         sent = Signal()
@@ -282,6 +320,7 @@ class FrameSender(wiring.Component):
                 with m.If(self.header.valid):
                     m.d.sync += [
                         cmd.eq(self.header.payload.cmd),
+                        tag.eq(self.header.payload.tag),
                         length.eq(self.header.payload.length),
                         index.eq(0),
                     ]
@@ -293,6 +332,11 @@ class FrameSender(wiring.Component):
                     m.next = "CMD"
             with m.State("CMD"):
                 m.d.comb += [self.o.payload.eq(cmd), self.o.valid.eq(1),
+                             generator.valid.eq(sent)]
+                with m.If(sent):
+                    m.next = "TAG"
+            with m.State("TAG"):
+                m.d.comb += [self.o.payload.eq(tag), self.o.valid.eq(1),
                              generator.valid.eq(sent)]
                 with m.If(sent):
                     m.next = "LEN_LO"

@@ -9,19 +9,25 @@ from amaranth.hdl import Shape
 from pwconv.config import MAC_STYLES, REQUANTIZERS, ROUNDINGS, VERSION, ArrayConfig
 from pwconv.hw import layouts
 
-__all__ = ["START", "HEADER_BYTES", "CRC_BYTES", "OVERHEAD", "MAX_LENGTH", "MAGIC",
-           "Command", "Reply", "Error", "WireFormat", "Identity", "Status",
+__all__ = ["PROTOCOL", "START", "HEADER_BYTES", "CRC_BYTES", "OVERHEAD", "MAX_LENGTH", "MAGIC",
+           "Command", "Reply", "Error", "LINK_ERRORS", "WireFormat", "Identity", "Status",
            "IDENTITY_BYTES", "STATUS_BYTES", "ACK_BIT", "FLAG_LAYER_SET",
-           "FLAG_ACCELERATOR_IDLE", "fixed_lengths", "rounding_mask"]
+           "FLAG_ACCELERATOR_IDLE", "FLAG_WEIGHTS_VALID", "FLAG_PARAMS_VALID",
+           "ROUNDING_DOUBLE", "fixed_lengths", "rounding_mask"]
+
+#: Link protocol revision, reported in IDENTITY. Revision 2 added the sequence tag to every
+#: frame, BUSY NACKs, one NACK per refused frame and weight/param validity (docs/protocol.md).
+PROTOCOL = 2
 
 #: First byte of every frame, both directions. A receiver hunts for it to (re)synchronize.
 START = 0xA5
 
-#: Start byte, command byte and the payload length (u16, little-endian).
-HEADER_BYTES = 4
+#: Start byte, command byte, sequence tag and the payload length (u16, little-endian). A reply
+#: echoes the tag of the request it answers.
+HEADER_BYTES = 5
 
 #: CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final XOR) over the command,
-#: length and payload bytes, sent most significant byte first, so that the CRC run over a whole
+#: tag, length and payload bytes, sent most significant byte first, so that the CRC run over a whole
 #: frame after its start byte leaves the register at zero.
 CRC_BYTES = 2
 
@@ -67,7 +73,8 @@ class Reply(enum.IntEnum):
     #: The result vectors of a RUN frame's pixels, in order: per vector ``cols`` lanes, one byte
     #: each (int8) or, in raw mode, four bytes each (int32, little-endian).
     RESULT = Command.RUN | ACK_BIT
-    #: The frame was refused and nothing of it applied; payload: error code, command byte.
+    #: The frame was refused and nothing of it applied; payload: error code, command byte. Its
+    #: tag is the refused frame's (as received: a garbled tag is echoed garbled).
     NACK = 0xFF
 
 
@@ -85,7 +92,11 @@ class Error(enum.IntEnum):
     NO_LAYER = 8
     BAD_ADDRESS = 9
     TOO_MANY = 10
-    ROUNDING = 11
+    BUSY = 11
+    NO_WEIGHTS = 12
+    NO_PARAMS = 13
+    #: A layer word asking for a rounding mode the build leaves out.
+    BAD_ROUNDING = 14
 
     @property
     def message(self):
@@ -107,13 +118,19 @@ _MESSAGES = {
     Error.NO_LAYER: "RUN before any SET_LAYER",
     Error.BAD_ADDRESS: "a weight or param word names a row, address or tile that does not exist",
     Error.TOO_MANY: "the RUN frame's results would exceed one RESULT frame (65535 bytes)",
-    Error.ROUNDING: "the layer's rounding mode is not one this build includes",
+    Error.BUSY: "a frame arrived while the device was still executing the previous one",
+    Error.NO_WEIGHTS: "RUN before the layer's weights were loaded (since reset or the last "
+                      "SET_LAYER of another shape)",
+    Error.NO_PARAMS: "RUN before the layer's params were loaded (since reset or the last "
+                     "SET_LAYER of another shape)",
+    Error.BAD_ROUNDING: "the layer's rounding mode is not one this build includes",
 }
 
-
-def rounding_mask(cfg: ArrayConfig):
-    """The build's rounding modes as a bit mask: bit i for :data:`ROUNDINGS` ``[i]``."""
-    return sum(1 << ROUNDINGS.index(r) for r in cfg.roundings)
+#: Reasons that say the frame did not arrive as sent (line noise, a lost byte, a busy device):
+#: the host may send it again. Every other reason is the device's verdict on a frame that
+#: arrived intact (its CRC matched), and sending it again gets the same NACK.
+LINK_ERRORS = frozenset({Error.BAD_CRC, Error.TIMEOUT, Error.UNKNOWN_COMMAND, Error.BAD_LENGTH,
+                         Error.TOO_LONG, Error.FRAMING, Error.BUSY})
 
 
 def _bytes(shape):
@@ -173,22 +190,33 @@ class WireFormat:
         return max(self.layer_bytes, self.weight_bytes, self.param_bytes, self.max_pixel_bytes)
 
 
-_IDENTITY = struct.Struct("<4sBB8I3H4B")
+_IDENTITY = struct.Struct("<4sBBB9I3H4B")
 
 #: Payload bytes of the IDENTITY reply.
 IDENTITY_BYTES = _IDENTITY.size
+
+#: IDENTITY ``roundings`` bit of the only requantization rounding this gateware has (TFLite's
+#: reference "double rounding"). Bit ``i`` is reserved for ``ROUNDINGS[i]`` (issue 9).
+ROUNDING_DOUBLE = 1 << ROUNDINGS.index("double")
+
+
+def rounding_mask(cfg: ArrayConfig):
+    """The build's rounding modes as a bit mask: bit i for :data:`ROUNDINGS` ``[i]``."""
+    return sum(1 << ROUNDINGS.index(r) for r in cfg.roundings)
 
 
 @dataclass(frozen=True)
 class Identity:
     """What a device says about itself (the IDENTITY reply).
 
-    Payload, little-endian: magic ``PWCV``; version major, minor (u8); rows, cols, max_channels,
-    max_filters, weight_depth, max_payload, clk_freq, baud (u32); layer_bytes, weight_bytes,
-    param_bytes (u16); the mapping: mac_style (u8, an index into
+    Payload, little-endian: magic ``PWCV``; protocol revision (u8, :data:`PROTOCOL`); gateware
+    version major, minor (u8); rows, cols, max_channels, max_filters, weight_depth,
+    max_payload, clk_freq, baud, timeout (inter-byte frame timeout in clock cycles) (u32);
+    layer_bytes, weight_bytes, param_bytes (u16); the mapping: mac_style (u8, an index into
     :data:`~pwconv.config.MAC_STYLES`), requantizer (u8, into
-    :data:`~pwconv.config.REQUANTIZERS`), requant_steps (u8), roundings (u8, bit i set when
-    the build includes the rounding mode :data:`~pwconv.config.ROUNDINGS` ``[i]``).
+    :data:`~pwconv.config.REQUANTIZERS`), requant_steps (u8); roundings (u8, bit i set when
+    the build includes the rounding mode :data:`~pwconv.config.ROUNDINGS` ``[i]``,
+    :func:`rounding_mask`).
     """
 
     version: tuple
@@ -199,48 +227,64 @@ class Identity:
     layer_bytes: int
     weight_bytes: int
     param_bytes: int
+    timeout: int
+    protocol: int = PROTOCOL
+    roundings: int = ROUNDING_DOUBLE
 
     @classmethod
-    def of(cls, cfg: ArrayConfig, *, max_payload, clk_freq, baud):
+    def of(cls, cfg: ArrayConfig, *, max_payload, clk_freq, baud, timeout):
         """The identity of a device built from ``cfg`` with this gateware version."""
         wire = WireFormat(cfg)
         return cls(tuple(VERSION), cfg, max_payload, clk_freq, baud, wire.layer_bytes,
-                   wire.weight_bytes, wire.param_bytes)
+                   wire.weight_bytes, wire.param_bytes, timeout, roundings=rounding_mask(cfg))
+
+    @property
+    def timeout_s(self):
+        """The device's inter-byte frame timeout, in seconds."""
+        return self.timeout / self.clk_freq
 
     def pack(self):
         cfg = self.config
-        return _IDENTITY.pack(MAGIC, *self.version, cfg.rows, cfg.cols, cfg.max_channels,
-                              cfg.max_filters, cfg.weight_depth, self.max_payload,
-                              self.clk_freq, self.baud, self.layer_bytes, self.weight_bytes,
-                              self.param_bytes, MAC_STYLES.index(cfg.mac_style),
+        return _IDENTITY.pack(MAGIC, self.protocol, *self.version, cfg.rows, cfg.cols,
+                              cfg.max_channels, cfg.max_filters, cfg.weight_depth,
+                              self.max_payload, self.clk_freq, self.baud, self.timeout,
+                              self.layer_bytes, self.weight_bytes, self.param_bytes,
+                              MAC_STYLES.index(cfg.mac_style),
                               REQUANTIZERS.index(cfg.requantizer), cfg.requant_steps,
-                              rounding_mask(cfg))
+                              self.roundings)
 
     @classmethod
     def unpack(cls, payload):
-        """Parse an IDENTITY payload; ValueError if it is not one."""
+        """Parse an IDENTITY payload; ValueError naming the field if it is not one of a
+        protocol-2 pwconv device with a valid configuration."""
         if len(payload) != IDENTITY_BYTES:
             raise ValueError(f"IDENTITY payload must be {IDENTITY_BYTES} bytes, "
                              f"not {len(payload)}")
-        (magic, major, minor, rows, cols, max_channels, max_filters, weight_depth, max_payload,
-         clk_freq, baud, layer_bytes, weight_bytes, param_bytes, mac_style, requantizer,
-         requant_steps, roundings) = _IDENTITY.unpack(payload)
+        (magic, protocol, major, minor, rows, cols, max_channels, max_filters, weight_depth,
+         max_payload, clk_freq, baud, timeout, layer_bytes, weight_bytes, param_bytes,
+         mac_style, requantizer, requant_steps, roundings) = _IDENTITY.unpack(payload)
         if magic != MAGIC:
             raise ValueError(f"IDENTITY magic must be {MAGIC!r}, not {magic!r}")
+        if protocol != PROTOCOL:
+            raise ValueError(f"IDENTITY protocol must be {PROTOCOL}, not {protocol}")
         if mac_style >= len(MAC_STYLES) or requantizer >= len(REQUANTIZERS):
             raise ValueError(f"IDENTITY mapping ({mac_style}, {requantizer}) is not one this "
                              f"host knows")
         if not roundings or roundings >> len(ROUNDINGS):
             raise ValueError(f"IDENTITY rounding modes {roundings:#04x} are not ones this host "
                              f"knows")
-        cfg = ArrayConfig(rows=rows, cols=cols, max_channels=max_channels,
-                          max_filters=max_filters, weight_depth=weight_depth,
-                          mac_style=MAC_STYLES[mac_style],
-                          requantizer=REQUANTIZERS[requantizer], requant_steps=requant_steps,
-                          roundings=tuple(r for i, r in enumerate(ROUNDINGS)
-                                          if roundings >> i & 1))
+        try:
+            cfg = ArrayConfig(rows=rows, cols=cols, max_channels=max_channels,
+                              max_filters=max_filters, weight_depth=weight_depth,
+                              mac_style=MAC_STYLES[mac_style],
+                              requantizer=REQUANTIZERS[requantizer],
+                              requant_steps=requant_steps,
+                              roundings=tuple(r for i, r in enumerate(ROUNDINGS)
+                                              if roundings >> i & 1))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"IDENTITY configuration is not valid: {error}") from None
         return cls((major, minor), cfg, max_payload, clk_freq, baud, layer_bytes,
-                   weight_bytes, param_bytes)
+                   weight_bytes, param_bytes, timeout, protocol, roundings)
 
 
 _STATUS = struct.Struct("<BBHHHH")
@@ -251,6 +295,8 @@ STATUS_BYTES = _STATUS.size
 #: STATUS ``flags`` bits.
 FLAG_LAYER_SET = 0x01
 FLAG_ACCELERATOR_IDLE = 0x02
+FLAG_WEIGHTS_VALID = 0x04
+FLAG_PARAMS_VALID = 0x08
 
 
 @dataclass(frozen=True)
@@ -258,9 +304,11 @@ class Status:
     """Device counters (the STATUS reply), as they were before the STATUS request itself.
     Counters are 16 bits and wrap.
 
-    Payload, little-endian: flags (u8: bit 0 a layer is set, bit 1 the accelerator is idle),
-    last_error (u8, an :class:`Error`), frames_ok, frames_refused, uart_errors (framing errors
-    on the line), dropped (bytes that arrived while the device was busy) as u16.
+    Payload, little-endian: flags (u8: bit 0 a layer is set, bit 1 the accelerator is idle,
+    bit 2 the layer's weights are loaded, bit 3 its params are), last_error (u8, an
+    :class:`Error`), frames_ok, frames_refused, uart_errors (framing errors on the line),
+    dropped (received bytes lost: UART overruns, and refused frames whose NACK could not be
+    queued because the previous refusal's NACK was still waiting) as u16.
     """
 
     layer_set: bool
@@ -270,6 +318,8 @@ class Status:
     frames_refused: int
     uart_errors: int
     dropped: int
+    weights_valid: bool = False
+    params_valid: bool = False
 
     @classmethod
     def unpack(cls, payload):
@@ -281,7 +331,8 @@ class Status:
         except ValueError:
             raise ValueError(f"STATUS names unknown error code {last}") from None
         return cls(bool(flags & FLAG_LAYER_SET), bool(flags & FLAG_ACCELERATOR_IDLE), last, ok,
-                   refused, uart, dropped)
+                   refused, uart, dropped, bool(flags & FLAG_WEIGHTS_VALID),
+                   bool(flags & FLAG_PARAMS_VALID))
 
 
 def fixed_lengths(cfg: ArrayConfig):
