@@ -8,7 +8,7 @@ from pwconv.config import ArrayConfig
 from .params import check_config
 from .delay import delayed
 from .ice40_mac import DualMul8x8
-from .layouts import pixel_beat, weight_word
+from .layouts import _addr, bank_address, pixel_beat, weight_word
 from .pe import ProcessingElement
 
 __all__ = ["SystolicArray", "beat_layout", "column_sum_layout", "multiplier_groups"]
@@ -18,8 +18,8 @@ def beat_layout(cfg: ArrayConfig):
     """One beat entering the array: channels, weight address and the beat's place in its pixel."""
     return data.StructLayout({
         "x":     pixel_beat(cfg),
-        "addr":  weight_word(cfg)["addr"].shape,
-        "tile":  unsigned(max(1, (cfg.max_tiles - 1).bit_length())),
+        "addr":  _addr(cfg.weight_memory_depth),   # bank and address in the weight memory
+        "tile":  _addr(cfg.param_depth),           # bank and tile in the parameter memory
         "first": unsigned(1),   # first beat of a (pixel, column tile): restart the accumulators
         "last":  unsigned(1),   # last beat of a (pixel, column tile): the sums are complete
     })
@@ -29,7 +29,7 @@ def column_sum_layout(cfg: ArrayConfig):
     """A completed (pixel, column tile): ``cols`` exact sums over all C products, and the tile."""
     return data.StructLayout({
         "acc":  data.ArrayLayout(cfg.acc_shape, cfg.cols),
-        "tile": unsigned(max(1, (cfg.max_tiles - 1).bit_length())),
+        "tile": _addr(cfg.param_depth),
     })
 
 
@@ -83,8 +83,9 @@ class SystolicArray(wiring.Component):
         the sums are not de-skewed: column ``c``'s sum is on ``sums.acc[c]`` only in the cycle
         ``column_done[c]`` is high, ``latency - (cols - 1 - c)`` cycles after the last beat
         (``sums.tile`` is valid with ``column_done[0]``).
-    weight : In(weight_word), weight_en : In(1)
-        Weight write port; write only while ``busy`` is low.
+    weight : In(weight_word), weight_en : In(1), weight_bank : In(1)
+        Weight write port: ``load_width`` rows of address ``weight.addr`` of bank
+        ``weight_bank`` per cycle. Write a bank only while no beat that reads it is inside.
     busy : Out(1)
         Some beat is still inside the array.
 
@@ -103,6 +104,7 @@ class SystolicArray(wiring.Component):
             "column_done": Out(cfg.cols),
             "weight":     In(weight_word(cfg)),
             "weight_en":  In(1),
+            "weight_bank": In(1),
             "busy":       Out(1),
         })
 
@@ -135,22 +137,33 @@ class SystolicArray(wiring.Component):
             control.append(stage)
         m.d.comb += self.busy.eq(sum(stage.valid for stage in control) != 0)
 
+        # Weight writes: row r takes lane group r % load_width of transfers to its row group.
+        write_addr = Signal(_addr(cfg.weight_memory_depth))
+        m.d.comb += write_addr.eq(bank_address(self.weight.addr, self.weight_bank,
+                                               cfg.weight_depth))
+
+        def write_row(r):
+            return self.weight_en & (self.weight.row == r // cfg.load_width)
+
+        def write_lane(r, c):
+            return self.weight.data[(r % cfg.load_width) * cfg.cols + c]
+
         # The grid. PE (r, c) sees the weight address at cycle t + r + c and x at t + r + c + 1.
         external = cfg.mac_style != "infer"
         pes = [[None] * cfg.cols for _ in range(cfg.rows)]
         for r in range(cfg.rows):
             for c in range(cfg.cols):
                 pe = ProcessingElement(
-                    depth=cfg.weight_depth,
+                    depth=cfg.weight_memory_depth,
                     psum_in_shape=cfg.psum_shape(r) if r > 0 else None,
                     psum_out_shape=cfg.psum_shape(r + 1),
                     external_product=external, weight_memory=not external)
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c] = pe
                 if not external:
                     m.d.comb += [
-                        pe.w_addr.eq(self.weight.addr),
-                        pe.w_data.eq(self.weight.data[c]),
-                        pe.w_en.eq(self.weight_en & (self.weight.row == r)),
+                        pe.w_addr.eq(write_addr),
+                        pe.w_data.eq(write_lane(r, c)),
+                        pe.w_en.eq(write_row(r)),
                     ]
                 if c == 0:      # input skew: row r starts r cycles late
                     m.d.comb += [
@@ -175,19 +188,19 @@ class SystolicArray(wiring.Component):
                 name = "_".join(f"{r}_{c}" for r, c in group)
                 m.submodules[f"mul_{name}"] = mul = DualMul8x8()
                 m.submodules[f"weights_{name}"] = weights = memory.Memory(
-                    shape=data.ArrayLayout(signed(8), len(group)), depth=cfg.weight_depth,
+                    shape=data.ArrayLayout(signed(8), len(group)), depth=cfg.weight_memory_depth,
                     init=[])
                 read = weights.read_port(domain="sync")
                 write = weights.write_port(granularity=1)
                 (r0, c0) = group[0]
                 assert all(r + c == r0 + c0 + k for k, (r, c) in enumerate(group)), group
-                m.d.comb += [read.addr.eq(pes[r0][c0].addr_in), write.addr.eq(self.weight.addr)]
+                m.d.comb += [read.addr.eq(pes[r0][c0].addr_in), write.addr.eq(write_addr)]
                 halves = [(mul.a0, mul.b0, mul.p0), (mul.a1, mul.b1, mul.p1)]
                 for k, ((r, c), (a, b, p)) in enumerate(zip(group, halves)):
                     pe = pes[r][c]
                     m.d.comb += [
-                        write.data[k].eq(self.weight.data[c]),
-                        write.en[k].eq(self.weight_en & (self.weight.row == r)),
+                        write.data[k].eq(write_lane(r, c)),
+                        write.en[k].eq(write_row(r)),
                         a.eq(pe.x_in),
                         b.eq(delayed(m, read.data[k], k, name=f"weight_{r}_{c}")),
                         pe.product.eq(p),

@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Shape
 
-__all__ = ["ArrayConfig", "MAC_STYLES", "REQUANTIZERS", "REQUANT_STEPS", "PRODUCT_MIN",
-           "PRODUCT_MAX", "VERSION"]
+__all__ = ["ArrayConfig", "MAC_STYLES", "REQUANTIZERS", "REQUANT_STEPS", "WEIGHT_BANKS",
+           "PRODUCT_MIN", "PRODUCT_MAX", "VERSION"]
 
 #: Extremes of one int8 x int8 product: -128 * 127 and -128 * -128.
 PRODUCT_MIN = -128 * 127
@@ -25,6 +25,10 @@ REQUANTIZERS = ("parallel", "serial")
 #: Allowed ``requant_steps`` of the serial requantizer: the multiply takes 32 / steps bits of
 #: the multiplier per cycle.
 REQUANT_STEPS = (1, 2, 4, 8)
+
+#: Allowed ``weight_banks``: 1, weights and parameters load while the accelerator is idle; 2,
+#: they are double-buffered, so the next pass loads while this one computes.
+WEIGHT_BANKS = (1, 2)
 
 #: Gateware version reported by the board's identity command (major, minor).
 VERSION = (0, 2)
@@ -66,6 +70,14 @@ class ArrayConfig:
         must be 1 with the parallel requantizer. A (pixel, column tile) then takes
         ``max(beats, tile_interval)`` cycles: the array runs at full rate while
         ``ceil(C / rows) >= cols * requant_steps``.
+    weight_banks : int
+        One of :data:`WEIGHT_BANKS`. With 2, every weight and parameter memory holds two banks
+        of ``weight_depth`` (``max_tiles``) words: the host loads the next pass into one bank
+        and commits it while the array computes from the other (``PointwiseConv.commit``). With
+        1 there is one bank, loaded while the accelerator is idle (what the board link does).
+    load_width : int
+        Weight words the load port takes per cycle, 1..rows: a weight word is one array row's
+        ``cols`` weights at one address, so a transfer writes ``load_width`` consecutive rows.
     """
 
     rows: int = 8
@@ -76,6 +88,8 @@ class ArrayConfig:
     mac_style: str = "infer"
     requantizer: str = "parallel"
     requant_steps: int = 1
+    weight_banks: int = 2
+    load_width: int = 1
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, 64)
@@ -97,6 +111,10 @@ class ArrayConfig:
         if self.requant_steps not in REQUANT_STEPS:
             choices = ", ".join(str(steps) for steps in REQUANT_STEPS)
             raise ValueError(f"requant_steps must be one of {choices}, not {self.requant_steps}")
+        _check_int("weight_banks", self.weight_banks, 1)
+        if self.weight_banks not in WEIGHT_BANKS:
+            raise ValueError(f"weight_banks must be 1 or 2, not {self.weight_banks}")
+        _check_int("load_width", self.load_width, 1, self.rows)
 
     # Derived quantities: every block reads these instead of recomputing them.
 
@@ -129,6 +147,48 @@ class ArrayConfig:
         1, or ``cols`` for the serial requantizer, which stores one column per cycle."""
         return 1 if self.requantizer == "parallel" else self.cols
 
+    @property
+    def weight_memory_depth(self):
+        """Words in each PE's weight memory: ``weight_banks`` banks of ``weight_depth``."""
+        return self.weight_banks * self.weight_depth
+
+    @property
+    def param_depth(self):
+        """Parameter words (column tiles) the requantizer stores: ``weight_banks`` banks of
+        ``max_tiles``; bank ``b``'s tile ``t`` is at ``b * max_tiles + t``."""
+        return self.weight_banks * self.max_tiles
+
+    @property
+    def load_groups(self):
+        """Weight transfers per address: ``ceil(rows / load_width)`` groups of rows."""
+        return -(-self.rows // self.load_width)
+
+    def weight_transfers(self, channels, filters):
+        """Transfers on the weights port for one pass of C x F (a layer that fits on chip)."""
+        return self.beats(channels) * self.tiles(filters) * self.load_groups
+
+    def load_cycles(self, channels, filters):
+        """Cycles the load port needs for one C x F pass: its weight transfers, one per cycle,
+        and its ``tiles`` parameter words, ``param_word_cycles`` each."""
+        return (self.weight_transfers(channels, filters)
+                + self.tiles(filters) * self.param_word_cycles)
+
+    def ideal_cycles(self, pixels, channels, filters):
+        """Cycles of ``pixels`` x C x F MACs at ``macs`` per cycle (no padding, no loads)."""
+        return pixels * channels * filters / self.macs
+
+    def roofline_cycles(self, pixels, passes):
+        """The fewest cycles a layer can take on this array: the larger of its ideal compute
+        cycles and its load cycles (weights and parameters over the load port).
+
+        ``passes`` is a list of ``(channels, filters)`` of the layer's on-chip passes (the
+        host's tiling; they all see the same ``pixels``). This is the one definition of the
+        roofline that the bench, its reports and its plot use.
+        """
+        ideal = sum(self.ideal_cycles(pixels, c, f) for c, f in passes)
+        load = sum(self.load_cycles(c, f) for c, f in passes)
+        return max(ideal, load)
+
     def tile_cycles(self, channels):
         """Array cycles per (pixel, column tile) in steady state for C = ``channels``."""
         return max(self.beats(channels), self.tile_interval)
@@ -150,12 +210,23 @@ class ArrayConfig:
         """Column tiles at run time for F = ``filters``."""
         return -(-filters // self.cols)
 
+    def single_bank(self):
+        """This configuration with ``weight_banks=1`` (what the board link drives)."""
+        from dataclasses import replace
+        return replace(self, weight_banks=1)
+
     def cli_flags(self):
-        """The ``pwconv`` command-line flags that make this configuration."""
-        return (f"--rows {self.rows} --cols {self.cols} --max-channels {self.max_channels} "
-                f"--max-filters {self.max_filters} --weight-depth {self.weight_depth} "
-                f"--mac-style {self.mac_style} --requantizer {self.requantizer} "
-                f"--requant-steps {self.requant_steps}")
+        """The ``pwconv`` command-line flags that make this configuration (the load port's
+        only where they differ from the default)."""
+        flags = (f"--rows {self.rows} --cols {self.cols} --max-channels {self.max_channels} "
+                 f"--max-filters {self.max_filters} --weight-depth {self.weight_depth} "
+                 f"--mac-style {self.mac_style} --requantizer {self.requantizer} "
+                 f"--requant-steps {self.requant_steps}")
+        if self.weight_banks != ArrayConfig.weight_banks:
+            flags += f" --weight-banks {self.weight_banks}"
+        if self.load_width != ArrayConfig.load_width:
+            flags += f" --load-width {self.load_width}"
+        return flags
 
     def fits(self, channels, filters):
         """Whether a C x F layer fits on chip in one pass (no host tiling)."""
