@@ -240,7 +240,8 @@ def _plot(rows, path, cfg, max_pixels, backend):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     t = totals(rows)
-    fig, ax = plt.subplots(figsize=(12, 5.5))
+    fig, (ax, pct) = plt.subplots(2, 1, figsize=(12, 8), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1.4]})
     index = np.arange(len(rows))
     ax.bar(index, [r["total_cycles"] for r in rows], width=0.7, color="C0",
            label="measured cycles, loads included")
@@ -249,9 +250,8 @@ def _plot(rows, path, cfg, max_pixels, backend):
     ax.scatter(index, [r["load_cycles"] for r in rows], marker="v", s=18, color="C3",
                zorder=3, label="load cycles (weights + params)")
     ax.set_yscale("log")
-    ax.set_xticks(index, [_label(r) for r in rows], rotation=90, fontsize=7)
-    ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set_ylabel("cycles (log)")
+    ax.set_ylabel("cycles per layer (log)")
+    ax.grid(axis="y", which="major", alpha=0.3)
     reduced = f", H x W reduced to <= {max_pixels} px" if max_pixels else ""
     ax.set_title(
         f"MobileNetV2 1x1 layers on a {cfg.rows}x{cfg.cols} pwconv array ({cfg.mac_style}, "
@@ -260,7 +260,17 @@ def _plot(rows, path, cfg, max_pixels, backend):
         f" {100 * t['roofline_min']:.1f}% of roofline at worst, whole network "
         f"{100 * t['utilization_with_load']:.1f}% MAC utilization incl. loads", fontsize=9)
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.09), ncol=3, fontsize=8, frameon=False)
-    ax.grid(axis="y", which="major", alpha=0.3)
+    fractions = [100 * r["roofline_fraction"] for r in rows]
+    pct.plot(index, fractions, "o", color="C0", markersize=4)
+    pct.axhline(100, color="black", linewidth=1)
+    pct.axhline(99, color="grey", linestyle="--", linewidth=1)
+    pct.text(len(rows) - 0.5, 99, "99% of roofline", fontsize=7, color="grey", ha="right",
+             va="top")
+    pct.set_ylim(min(min(fractions) - 1, 95), max(max(fractions) + 1, 102))
+    pct.set_ylabel("% of roofline\n(roofline / measured)")
+    pct.grid(axis="y", alpha=0.3)
+    pct.set_xticks(index, [_label(r) for r in rows], rotation=90, fontsize=7)
+    pct.set_xlim(-0.6, len(rows) - 0.4)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
