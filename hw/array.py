@@ -63,9 +63,11 @@ class SystolicArray(wiring.Component):
     beats of one (pixel, column tile) from ``first`` to ``last``, then the output de-skew delays
     column ``c`` by ``cols - 1 - c`` cycles so that all ``cols`` sums leave together.
 
-    Each PE holds the weights of every (column tile, beat) of the layer at address
-    ``tile * beats + beat``: weights stay put while pixels stream, and a layer with C > rows or
-    F > cols keeps every MAC busy every cycle (one beat per cycle, no reloads).
+    Each PE's weights of every (column tile, beat) of the layer are at address
+    ``tile * beats + beat`` (of its bank): weights stay put while pixels stream, and a layer
+    with C > rows or F > cols keeps every MAC busy every cycle (one beat per cycle, no
+    reloads). The weights of one array row share one memory, ``cols`` bytes wide, read once per
+    beat at the row's address and skewed to its PEs through short delay lines.
 
     With ``cfg.mac_style == "ice40_dual8x8"`` the products of the PEs in each of
     :func:`multiplier_groups` come from one :class:`~.ice40_mac.DualMul8x8` (an SB_MAC16 when
@@ -89,7 +91,8 @@ class SystolicArray(wiring.Component):
     busy : Out(1)
         Some beat is still inside the array.
 
-    Timing: latency ``rows + cols + 1`` cycles from the last beat to ``sums_valid``;
+    Timing: latency ``cfg.array_latency`` = ``rows + cols + 1 + cfg.mac_latency`` cycles from
+    the last beat to ``sums_valid``;
     throughput one beat per cycle, i.e. ``rows * cols`` MACs per cycle.
     """
 
@@ -114,8 +117,8 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from a beat entering to its column sums leaving."""
-        return self._cfg.rows + self._cfg.cols + 1
+        """Cycles from a beat entering to its column sums leaving: ``cfg.array_latency``."""
+        return self._cfg.array_latency
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -157,14 +160,10 @@ class SystolicArray(wiring.Component):
                     depth=cfg.weight_memory_depth,
                     psum_in_shape=cfg.psum_shape(r) if r > 0 else None,
                     psum_out_shape=cfg.psum_shape(r + 1),
-                    external_product=external, weight_memory=not external)
+                    external_product=external, weight_memory=False,
+                    mac_latency=cfg.mac_latency,
+                    fabric_multiplier=r * cfg.cols + c >= cfg.macs - cfg.lut_macs)
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c] = pe
-                if not external:
-                    m.d.comb += [
-                        pe.w_addr.eq(write_addr),
-                        pe.w_data.eq(write_lane(r, c)),
-                        pe.w_en.eq(write_row(r)),
-                    ]
                 if c == 0:      # input skew: row r starts r cycles late
                     m.d.comb += [
                         pe.addr_in.eq(delayed(m, self.beat.addr, r, name=f"addr_skew{r}")),
@@ -177,6 +176,25 @@ class SystolicArray(wiring.Component):
                     ]
                 if r > 0:
                     m.d.comb += pe.psum_in.eq(pes[r - 1][c].psum_out)
+
+        # One wide weight memory per row (``infer``): row r's PEs see every address one cycle
+        # apart along the skew, so the row's word is read at PE (r, 0)'s address and column c's
+        # byte delayed c cycles. One address bus per row instead of one per PE: far fewer nets
+        # for the router, and the same block RAMs (a row's bytes side by side).
+        if not external:
+            for r in range(cfg.rows):
+                m.submodules[f"weights_row{r}"] = weights = memory.Memory(
+                    shape=data.ArrayLayout(signed(8), cfg.cols), depth=cfg.weight_memory_depth,
+                    init=[])
+                read = weights.read_port(domain="sync")
+                write = weights.write_port(granularity=1)
+                m.d.comb += [read.addr.eq(pes[r][0].addr_in), write.addr.eq(write_addr)]
+                for c in range(cfg.cols):
+                    m.d.comb += [
+                        write.data[c].eq(write_lane(r, c)),
+                        write.en[c].eq(write_row(r)),
+                        pes[r][c].w_in.eq(delayed(m, read.data[c], c, name=f"weight_{r}_{c}")),
+                    ]
 
         # Shared multipliers: each PE's product x_in * w[addr] comes from one half of a cell, and
         # the cell's PEs share one weight memory, a byte per PE per address. The second PE of a
@@ -206,21 +224,21 @@ class SystolicArray(wiring.Component):
                         pe.product.eq(p),
                     ]
 
-        # Column c's dot product for a beat leaves row rows-1 at t + rows + c + 1: accumulate the
-        # beats of a (pixel, tile) there. For a parallel requantizer, de-skew so that all columns
-        # leave at t + latency; a serial one takes each column as it completes instead.
+        # Column c's dot product for a beat leaves row rows-1 at t + rows + c + 1 + mac_latency:
+        # accumulate the beats of a (pixel, tile) there. For a parallel requantizer, de-skew so
+        # that all columns leave at t + latency; a serial one takes each column as it completes.
         deskew = cfg.requantizer == "parallel"
         for c in range(cfg.cols):
             acc = Signal(cfg.acc_shape, name=f"acc{c}", reset_less=True)
-            ctl = control[cfg.rows + c + 1]
+            ctl = control[cfg.rows + c + 1 + cfg.mac_latency]
             with m.If(ctl.valid):
                 m.d.sync += acc.eq(Mux(ctl.first, 0, acc) + pes[cfg.rows - 1][c].psum_out)
-            done = control[cfg.rows + c + 2]
+            done = control[cfg.rows + c + 2 + cfg.mac_latency]
             m.d.comb += self.column_done[c].eq(done.valid & done.last)
             if deskew:
                 acc = delayed(m, acc, cfg.cols - 1 - c, name=f"acc{c}_deskew")
             m.d.comb += self.sums.acc[c].eq(acc)
-        tile_stage = control[-1] if deskew else control[cfg.rows + 2]
+        tile_stage = control[-1] if deskew else control[cfg.rows + 2 + cfg.mac_latency]
         m.d.comb += [
             self.sums_valid.eq(control[-1].valid & control[-1].last),
             self.sums.tile.eq(tile_stage.tile),

@@ -59,6 +59,8 @@ class PixelSequencer(wiring.Component):
         The layer settings the output stage must apply to the results now in flight: those of
         the last pixel issued. A pixel whose output settings (:func:`output_settings_mask`)
         differ waits until ``drained`` before its first beat, and ``settings`` changes with it.
+        With ``cfg.weight_banks == 1`` settings change only while idle: ``settings`` is the
+        context's layer as it is.
     drained : In(1)
         No beat or result is inside the array or the output stage.
     credit : In(1)
@@ -106,8 +108,14 @@ class PixelSequencer(wiring.Component):
         read = buffer.read_port(domain="sync")
 
         full = [Signal(name="bank0_full"), Signal(name="bank1_full")]
-        # Each pixel bank's pixel context, written with the pixel's first beat.
-        tags = [Signal(pixel_context(cfg), name=f"bank{b}_context") for b in (0, 1)]
+        # Each pixel bank's pixel context, written with the pixel's first beat. With one weight
+        # bank the layer settings only change while the accelerator is idle: every pixel uses
+        # the context as it is (no per-pixel copy, no settings switch; fewer cells on iCE40).
+        banked = cfg.weight_banks == 2
+        if banked:
+            tags = [Signal(pixel_context(cfg), name=f"bank{b}_context") for b in (0, 1)]
+        else:
+            tags = [self.context.payload, self.context.payload]
 
         # Writer: fill bank `write_bank`, beat by beat.
         write_bank = Signal()
@@ -128,10 +136,11 @@ class PixelSequencer(wiring.Component):
             accept.eq(self.i.valid & self.i.ready),
             write.en.eq(accept),
         ]
-        with m.If(accept & starting):
-            for b in (0, 1):
-                with m.If(write_bank == b):
-                    m.d.sync += tags[b].eq(self.context.payload)
+        if banked:
+            with m.If(accept & starting):
+                for b in (0, 1):
+                    with m.If(write_bank == b):
+                        m.d.sync += tags[b].eq(self.context.payload)
         pixel_written = Signal()
         with m.If(accept):
             with m.If(write_beat == write_beats - 1):
@@ -159,18 +168,21 @@ class PixelSequencer(wiring.Component):
                                     & (read_beat < write_beat)))
         # A pixel whose output settings differ from those in flight waits for the output
         # stage to drain, then switches them (only at layer changes: passes of one layer agree).
-        mask = output_settings_mask(cfg)
-        settings = Signal(runtime_config(cfg))
-        m.d.comb += self.settings.eq(settings)
-        other_settings = Signal()
-        m.d.comb += other_settings.eq(
-            (tag.layer.as_value() & mask) != (settings.as_value() & mask))
-        pixel_start = Signal()
-        m.d.comb += pixel_start.eq((read_beat == 0) & (read_tile == 0))
         hold = Signal()
-        m.d.comb += hold.eq(pixel_start & other_settings & ~self.drained)
-        with m.If(available & pixel_start & self.drained):
-            m.d.sync += settings.eq(tag.layer)
+        if banked:
+            mask = output_settings_mask(cfg)
+            settings = Signal(runtime_config(cfg))
+            m.d.comb += self.settings.eq(settings)
+            other_settings = Signal()
+            m.d.comb += other_settings.eq(
+                (tag.layer.as_value() & mask) != (settings.as_value() & mask))
+            pixel_start = Signal()
+            m.d.comb += pixel_start.eq((read_beat == 0) & (read_tile == 0))
+            m.d.comb += hold.eq(pixel_start & other_settings & ~self.drained)
+            with m.If(available & pixel_start & self.drained):
+                m.d.sync += settings.eq(tag.layer)
+        else:
+            m.d.comb += self.settings.eq(self.context.payload.layer)
         # The requantizer's pace: (pixel, tile)s complete at most once per `tile_interval`.
         paced = 1
         if cfg.tile_interval > 1:

@@ -26,8 +26,8 @@ def top_latency(cfg: ArrayConfig):
     # requantizer takes column 0 as it leaves the array (cols - 1 cycles before the last), and
     # its columns take 2 more through their queue and 1 in the gather register.
     if cfg.requantizer == "parallel":
-        return 2 + (cfg.rows + cfg.cols + 1) + Requantizer.LATENCY + 2
-    return 2 + (cfg.rows + 2) + SerialRequantizer.latency_of(cfg) + 3
+        return 2 + cfg.array_latency + Requantizer.LATENCY + 2
+    return (2 + cfg.array_latency - (cfg.cols - 1) + SerialRequantizer.latency_of(cfg) + 3)
 
 
 def queue_depth(cfg: ArrayConfig):
@@ -40,7 +40,7 @@ def bank_drain(cfg: ArrayConfig):
     """Cycles after a pass's last beat is issued until no read of its weight or parameter bank
     can be left: the array, then the requantizer's parameter reads (one per ``tile_interval``
     cycles of the vector, the serial lane's columns), with a cycle to spare."""
-    return 2 + (cfg.rows + cfg.cols + 1) + 2 + cfg.tile_interval + 1
+    return 2 + cfg.array_latency + 2 + cfg.tile_interval + 1
 
 
 def requantizer_config(cfg: ArrayConfig):

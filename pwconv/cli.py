@@ -18,7 +18,7 @@ def _config(args):
                        max_filters=args.max_filters, weight_depth=args.weight_depth,
                        mac_style=args.mac_style, requantizer=args.requantizer,
                        requant_steps=args.requant_steps, weight_banks=args.weight_banks,
-                       load_width=args.load_width)
+                       load_width=args.load_width, lut_macs=args.lut_macs)
 
 
 def _add_config_args(parser):
@@ -37,6 +37,9 @@ def _add_config_args(parser):
                        "computes; 1: loads while idle (default %(default)s)")
     group.add_argument("--load-width", type=int, default=default.load_width,
                        help="weight words (array rows) the load port takes per cycle "
+                       "(default %(default)s)")
+    group.add_argument("--lut-macs", type=int, default=default.lut_macs,
+                       help="PEs whose multiply is built from fabric adders, not a DSP "
                        "(default %(default)s)")
     _add_mapping_args(group, default)
 

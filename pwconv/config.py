@@ -78,6 +78,11 @@ class ArrayConfig:
     load_width : int
         Weight words the load port takes per cycle, 1..rows: a weight word is one array row's
         ``cols`` weights at one address, so a transfer writes ``load_width`` consecutive rows.
+    lut_macs : int
+        With ``mac_style="infer"``: how many PEs (the last ones, row by row) build their 8x8
+        product from fabric adders instead of leaving it to synthesis (which puts every ``*``
+        on a DSP): for an FPGA with fewer DSPs than PEs. 0..rows*cols; same arithmetic and
+        timing.
     """
 
     rows: int = 8
@@ -90,6 +95,7 @@ class ArrayConfig:
     requant_steps: int = 1
     weight_banks: int = 2
     load_width: int = 1
+    lut_macs: int = 0
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, 64)
@@ -115,6 +121,9 @@ class ArrayConfig:
         if self.weight_banks not in WEIGHT_BANKS:
             raise ValueError(f"weight_banks must be 1 or 2, not {self.weight_banks}")
         _check_int("load_width", self.load_width, 1, self.rows)
+        _check_int("lut_macs", self.lut_macs, 0, self.rows * self.cols)
+        if self.lut_macs and self.mac_style != "infer":
+            raise ValueError(f"lut_macs needs mac_style 'infer', not {self.mac_style!r}")
 
     # Derived quantities: every block reads these instead of recomputing them.
 
@@ -146,6 +155,24 @@ class ArrayConfig:
         """Cycles one parameter word (a column tile's bias, multiplier, shift) takes to load:
         1, or ``cols`` for the serial requantizer, which stores one column per cycle."""
         return 1 if self.requantizer == "parallel" else self.cols
+
+    @property
+    def mac_latency(self):
+        """Pipeline registers of a PE between its ``x`` input and the product it adds: 2 when
+        the PE multiplies itself (the weight memory's output and the product registered, so
+        each path is one memory read, one multiply or one adder and the registers can pack into
+        an ECP5 MULT18X18D / iCE40 SB_MAC16), 0 for ``ice40_dual8x8``, whose SB_MAC16 is used
+        combinationally (nextpnr-ice40 does not time through it; the UP5K has no logic left for
+        fabric registers). Every PE has the same depth, so the systolic skew is unchanged and
+        only :attr:`array_latency` grows."""
+        return 0 if self.mac_style == "ice40_dual8x8" else 2
+
+    @property
+    def array_latency(self):
+        """Cycles from a beat entering the systolic array to its de-skewed column sums: the
+        input skew and partial-sum chain (``rows``), the de-skew (``cols``), the accumulator
+        (1) and the PEs' multiply pipeline (:attr:`mac_latency`)."""
+        return self.rows + self.cols + 1 + self.mac_latency
 
     @property
     def weight_memory_depth(self):
@@ -226,6 +253,8 @@ class ArrayConfig:
             flags += f" --weight-banks {self.weight_banks}"
         if self.load_width != ArrayConfig.load_width:
             flags += f" --load-width {self.load_width}"
+        if self.lut_macs:
+            flags += f" --lut-macs {self.lut_macs}"
         return flags
 
     def fits(self, channels, filters):

@@ -14,10 +14,11 @@
 //   +IDLE=<0..65535> +STALL=<0..65535> +SEED=<n> +TIMEOUT=<cycles>
 // Every segment must have pixels. IDLE/STALL are per-cycle probabilities in 1/65536 (IDLE
 // withholds pixel beats). `done` rises when every segment's results were taken, or after TIMEOUT
-// cycles (then `error` is set). A segment's `busy` cycles run from its first pixel beat taken to its last result taken; its
-// `span` from the previous segment's last result (the first: from the end of reset) to its own,
-// so spans add up to the whole run, loads included. `cycles` sums busy cycles, `total` counts
-// every cycle from reset to done. A result beyond the expected count is an error.
+// cycles (then `error` is set). A segment's `busy` cycles run from its first pixel beat taken
+// to its last result taken; its `span` from the previous segment's last result (the first: from
+// the start) to its own, so spans add up to the whole run, loads included. `cycles` sums busy
+// cycles, `total` counts every cycle from the start (WARMUP cycles after reset) to done. A
+// result beyond the expected count is an error.
 module pwconv_bulk #(
     parameter PIX_W = 64, parameter RES_W = 256, parameter WGT_W = 76, parameter PRM_W = 568,
     parameter LAYER_W = 41, parameter MAX_PIXELS = 262144, parameter MAX_WEIGHTS = 65536,
@@ -119,6 +120,11 @@ module pwconv_bulk #(
     reg committed, committed_n, may_load;
     reg [63:0] first_at [0:MAX_SEGMENTS-1];
     reg [63:0] previous;
+    // Icarus evaluates the exported `always @*` blocks only when one of their inputs changes, so
+    // some pipeline registers hold X through reset and for a pipeline's length after it; the
+    // bench waits WARMUP cycles after reset, with every input idle, before it starts.
+    localparam WARMUP = 128;
+    reg [7:0] warm;
     wire w_fire = w_valid && w_ready, p_fire = p_valid && p_ready, i_fire = i_valid && i_ready;
     wire c_fire = c_valid && c_ready, o_fire = o_valid && o_ready;
 
@@ -142,12 +148,14 @@ module pwconv_bulk #(
     always @(posedge clk) begin
         if (rst) begin
             ls <= 0; xs <= 0; rs <= 0; wi <= 0; pi <= 0; xi <= 0; committed <= 0;
-            previous <= 0;
+            previous <= 0; warm <= 0;
             layer <= segments[0][SEG_W-1:128];
             w_valid <= 0; p_valid <= 0; c_valid <= 0; i_valid <= 0; o_ready <= 0;
             c_payload <= 0;
             done <= 0; error <= 0; cycles <= 0; total <= 0; taken <= 0;
             rng_in <= 32'h9E3779B9 ^ seed; rng_out <= 32'h7F4A7C15 ^ (seed * 3 + 1);
+        end else if (warm != WARMUP) begin
+            warm <= warm + 1;
         end else if (!done) begin
             total <= total + 1;
             rng_in <= xorshift(rng_in);

@@ -177,14 +177,19 @@ class Testbench:
             getattr(dut, f"{name}__valid").value = 0
         dut.o__ready.value = 0
 
-    async def reset(self, cycles=4):
-        """Start the clock and hold ``rst`` for ``cycles`` cycles."""
+    async def reset(self, cycles=4, warmup=128):
+        """Start the clock, hold ``rst`` for ``cycles`` cycles, then idle ``warmup`` cycles:
+        Icarus evaluates the exported ``always @*`` blocks only once an input changes, so some
+        pipeline registers hold X through reset and for a pipeline's length after it."""
         Clock(self.dut.clk, CLOCK_NS, unit="ns").start()
         edge = RisingEdge(self.dut.clk)
         for _ in range(cycles):
             await edge
             self.cycle += 1
         self.dut.rst.value = 0
+        for _ in range(warmup):
+            await edge
+            self.cycle += 1
 
     async def run_layer(self, layer):
         """Load and run one layer of the job; return ``(result_words, cycles, stats)``.
