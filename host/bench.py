@@ -209,7 +209,9 @@ def _markdown(cfg, rows, max_pixels, backend):
         f"(`ArrayConfig.roofline_cycles`).",
         "- **compute** cycles run from each pass's first pixel beat taken to its last result "
         "taken; **incl. loads** from the previous layer's last result to this layer's (they add "
-        "up to the whole run, so a load that was not hidden is counted where it was waited for).",
+        "up to the whole run, so a load that was not hidden is counted where it was waited for). "
+        "A pass's pipeline fill runs under the previous pass's tail, so compute cycles of "
+        "consecutive passes overlap and can add up to more than the cycles incl. loads.",
         "- utilization = ideal / cycles; % of roofline = roofline / cycles incl. loads.",
         "",
         f"Whole network: {t['total_cycles']:,} cycles incl. loads for {t['ideal_cycles']:,.0f} "

@@ -243,7 +243,7 @@ def run_passes(cfg: ArrayConfig, jobs, *, simulator="verilator", seed=0, in_idle
             out[index] = (out[index][0] + words, out[index][1] + cycles, out[index][2] + span)
         total, wall = total + data["total"], wall + data["wall_s"]
     if stats is not None:
-        stats.update(cycles=sum(c for _, c in out), total_cycles=total, wall_s=wall,
+        stats.update(cycles=sum(c for _, c, _ in out), total_cycles=total, wall_s=wall,
                      cycles_per_s=total / wall if wall else None)
     return out
 

@@ -61,3 +61,20 @@ def test_bench_logits_near_roofline(tmp_path, capsys):
     text = (tmp_path / "bench_mobilenetv2.md").read_text()
     assert "% of roofline" in text and "pwconv bench" in text
     assert "of the roofline" in capsys.readouterr().out
+
+
+def test_run_bulk_reports_speed():
+    """``run_bulk(..., stats=...)``, which `pwconv bench --speed` uses: cycles and cycles/s."""
+    from pwconv import golden
+    from pwconv.host.layer import random_layer
+    from pwconv.host.program import compile_layer, pack_pixels
+    from pwconv.sim.bulk import run_bulk
+    cfg = ArrayConfig(rows=4, cols=4, max_channels=32, max_filters=32, weight_depth=32)
+    x, layer = random_layer((1, 16, 8), 8, seed=1)
+    q = layer.quant
+    folded = golden.fold_input_zero_point(layer.w, layer.bias, q.input_zero_point)
+    program = compile_layer(cfg, layer.w, folded, q.output_multiplier, q.output_shift)
+    stats = {}
+    words, cycles = run_bulk(cfg, program, pack_pixels(cfg, x.reshape(16, 8)), stats=stats)
+    assert len(words) == 16 * 2 and stats["cycles"] == cycles >= 16 * 2 * 2
+    assert stats["total_cycles"] >= cycles and stats["cycles_per_s"] > 0
