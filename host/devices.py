@@ -17,7 +17,9 @@ SIMULATORS = ("verilator", "icarus", "amaranth")
 @dataclass(frozen=True)
 class PassJob:
     """One pass for a device: ``x`` int8 [P, C] against ``w`` int8 [C, F] with the input zero
-    point folded into ``bias``; ``raw`` returns int32 sums instead of requantized int8."""
+    point folded into ``bias``; ``raw`` returns int32 sums instead of requantized int8;
+    ``rounding`` names the requantization mode (with ``scale`` float32 [F] for ``"float"``,
+    ``multiplier``/``shift`` otherwise)."""
 
     x: np.ndarray
     w: np.ndarray
@@ -28,12 +30,15 @@ class PassJob:
     activation_min: int
     activation_max: int
     raw: bool
+    rounding: str = "double"
+    scale: np.ndarray | None = None
 
     def program(self, cfg):
         return compile_layer(cfg, self.w, self.bias, self.multiplier, self.shift,
                              output_zero_point=self.output_zero_point,
                              activation_min=self.activation_min,
-                             activation_max=self.activation_max, raw=self.raw)
+                             activation_max=self.activation_max, raw=self.raw,
+                             rounding=self.rounding, scale=self.scale)
 
 
 class Device:
@@ -75,8 +80,10 @@ class GoldenDevice(Device):
                                 + job.bias.astype(np.int64))
         if job.raw:
             return acc.astype(np.int32), None
+        self.cfg.check_rounding(job.rounding)
         y = golden.requantize(acc.astype(np.int32), job.multiplier, job.shift,
-                              job.output_zero_point, job.activation_min, job.activation_max)
+                              job.output_zero_point, job.activation_min, job.activation_max,
+                              rounding=job.rounding, scale=job.scale)
         return y.astype(np.int32), None
 
 

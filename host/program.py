@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pwconv.config import ArrayConfig
+from pwconv.config import ROUNDINGS, ArrayConfig
 from pwconv.hw import layouts
 
 __all__ = ["LayerProgram", "compile_layer", "pack_pixels", "unpack_results", "commit_word"]
@@ -44,11 +44,14 @@ class LayerProgram:
 
 
 def compile_layer(cfg: ArrayConfig, w, bias, multiplier, shift, *, output_zero_point=0,
-                  activation_min=-128, activation_max=127, raw=False):
+                  activation_min=-128, activation_max=127, raw=False, rounding="double",
+                  scale=None):
     """Build the :class:`LayerProgram` of a C x F layer with the input zero point already folded.
 
     ``w`` int8 [C, F]; ``bias`` int32 [F] (``bias - input_zero_point * sum_c w``, wrapped);
-    ``multiplier`` int32 [F] and ``shift`` int [F] in [-31, 31].
+    ``multiplier`` int32 [F] and ``shift`` int [F] in [-31, 31] for the fixed-point rounding
+    modes; with ``rounding="float"``, ``scale`` float32 [F], whose bits go in the multiplier
+    field (the shift field is then 0). ``rounding`` must be one of ``cfg.roundings``.
     """
     w = np.asarray(w)
     channels, filters = w.shape
@@ -56,6 +59,10 @@ def compile_layer(cfg: ArrayConfig, w, bias, multiplier, shift, *, output_zero_p
         raise ValueError(
             f"Layer of C={channels}, F={filters} does not fit on chip (max C {cfg.max_channels},"
             f" max F {cfg.max_filters}, {cfg.weight_depth} weight words per PE); tile it")
+    cfg.check_rounding(rounding)
+    if rounding == "float":
+        multiplier = np.asarray(scale, dtype=np.float32).view(np.int32)
+        shift = np.zeros(filters, dtype=np.int32)
     beats, tiles = cfg.beats(channels), cfg.tiles(filters)
 
     padded = np.zeros((beats * cfg.rows, tiles * cfg.cols), dtype=np.int64)
@@ -95,7 +102,7 @@ def compile_layer(cfg: ArrayConfig, w, bias, multiplier, shift, *, output_zero_p
     word = layouts.runtime_config(cfg)
     fields = {"beats": beats, "tiles": tiles, "output_zero_point": output_zero_point,
               "activation_min": activation_min, "activation_max": activation_max,
-              "raw": int(raw)}
+              "raw": int(raw), "rounding": ROUNDINGS.index(rounding)}
     layer_word = 0
     for name, value in fields.items():
         offset, width = _field(word, name)

@@ -55,7 +55,9 @@ def runtime_config(cfg: ArrayConfig):
     """Layer-wide run-time settings, held stable while the accelerator is not idle.
 
     ``beats`` = ceil(C / rows) and ``tiles`` = ceil(F / cols), both >= 1; ``raw`` skips
-    requantization and returns the int32 accumulators (bias included).
+    requantization and returns the int32 accumulators (bias included); ``rounding`` is the
+    index of the layer's requantization mode in :data:`pwconv.config.ROUNDINGS` (one the build
+    includes, ``cfg.roundings``).
     """
     return data.StructLayout({
         "beats":             unsigned(cfg.max_beats.bit_length()),
@@ -64,6 +66,7 @@ def runtime_config(cfg: ArrayConfig):
         "activation_min":    signed(8),
         "activation_max":    signed(8),
         "raw":               unsigned(1),
+        "rounding":          unsigned(2),
     })
 
 

@@ -26,7 +26,7 @@ def top_latency(cfg: ArrayConfig):
     # requantizer takes column 0 as it leaves the array (cols - 1 cycles before the last), and
     # its columns take 2 more through their queue and 1 in the gather register.
     if cfg.requantizer == "parallel":
-        return 2 + cfg.array_latency + Requantizer.LATENCY + 2
+        return 2 + cfg.array_latency + Requantizer.latency_of(cfg) + 2
     return (2 + cfg.array_latency - (cfg.cols - 1) + SerialRequantizer.latency_of(cfg) + 3)
 
 

@@ -17,8 +17,20 @@ def _config(args):
     return ArrayConfig(rows=args.rows, cols=args.cols, max_channels=args.max_channels,
                        max_filters=args.max_filters, weight_depth=args.weight_depth,
                        mac_style=args.mac_style, requantizer=args.requantizer,
-                       requant_steps=args.requant_steps, weight_banks=args.weight_banks,
-                       load_width=args.load_width, lut_macs=args.lut_macs)
+                       requant_steps=args.requant_steps, roundings=args.roundings,
+                       weight_banks=args.weight_banks, load_width=args.load_width,
+                       lut_macs=args.lut_macs)
+
+
+def _roundings(text):
+    """``--roundings double,float``: a comma-separated list of rounding modes."""
+    from pwconv.config import ROUNDINGS
+    modes = tuple(part.strip() for part in text.split(",") if part.strip())
+    bad = [mode for mode in modes if mode not in ROUNDINGS]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(ROUNDINGS)}, not {text!r}")
+    return modes
 
 
 def _add_config_args(parser):
@@ -57,6 +69,9 @@ def _add_mapping_args(group, default=None):
     group.add_argument("--requant-steps", type=int, choices=REQUANT_STEPS,
                        default=pick("requant_steps"),
                        help="cycles per column of the serial requantizer's fabric multiply")
+    group.add_argument("--roundings", type=_roundings, default=pick("roundings"),
+                       help="rounding modes the build includes, comma-separated (default: "
+                       "all: double,single,ruy,float)")
 
 
 def _add_run_args(parser):
@@ -102,7 +117,7 @@ def _accelerator(args):
 
 def cmd_run(args):
     from pwconv.host.layer import load_layer
-    x, layer = load_layer(args.layer)
+    x, layer = load_layer(args.layer, rounding=args.rounding)
     acc = _accelerator(args)
     y = acc.run_layer(x, layer)
     if args.out:
@@ -139,7 +154,8 @@ def cmd_layer(args):
         raise ValueError(f"--shape must be HxWxC or NxHxWxC with sizes >= 1, not {args.shape!r}")
     if args.filters < 1:
         raise ValueError(f"--filters must be at least 1, not {args.filters}")
-    x, layer = random_layer(shape, args.filters, seed=args.seed, relu=args.relu)
+    x, layer = random_layer(shape, args.filters, seed=args.seed, relu=args.relu,
+                            rounding=args.rounding)
     save_layer(args.out, x, layer)
     print(f"wrote {args.out}: x {list(x.shape)}, w {list(layer.w.shape)}")
     return 0
@@ -186,7 +202,7 @@ def cmd_bitstream(args):
     from pwconv.synth.boards import board
     from pwconv.synth.flow import build_bitstream
     target = board(args.board)
-    names = ("rows", "cols", "mac_style", "requantizer", "requant_steps")
+    names = ("rows", "cols", "mac_style", "requantizer", "requant_steps", "roundings")
     changes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if changes:
         target = target.with_config(**changes)
@@ -208,6 +224,11 @@ def build_parser():
     p.add_argument("layer", help="LAYER.npz: x, w, bias, zero points, activation range, "
                    "output_multiplier, output_shift")
     p.add_argument("--out", help="write the int8 [.., H, W, F] result here (.npy)")
+    from pwconv.golden import ROUNDINGS
+    p.add_argument("--rounding", choices=ROUNDINGS,
+                   help="requantization rounding mode, overriding the file's 'rounding' key: "
+                   "double = TFLite reference kernels, single = TFLITE_SINGLE_ROUNDING, ruy = "
+                   "TFLite's optimized kernels, float = XNNPACK and ONNX Runtime")
     _add_run_args(p)
     _add_config_args(p)
     p.set_defaults(func=cmd_run)
@@ -256,6 +277,8 @@ def build_parser():
     p.add_argument("--shape", default="8x8x32", help="input shape HxWxC or NxHxWxC")
     p.add_argument("--filters", type=int, default=32, help="output channels F")
     p.add_argument("--relu", action="store_true", help="clamp at the output zero point")
+    p.add_argument("--rounding", choices=ROUNDINGS, default="double",
+                   help="requantization mode the layer's parameters are made for")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_layer)
     return parser

@@ -4,8 +4,10 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Shape
 
-__all__ = ["ArrayConfig", "MAC_STYLES", "REQUANTIZERS", "REQUANT_STEPS", "WEIGHT_BANKS",
-           "PRODUCT_MIN", "PRODUCT_MAX", "VERSION"]
+from pwconv.golden.requant import ROUNDINGS
+
+__all__ = ["ArrayConfig", "MAC_STYLES", "REQUANTIZERS", "REQUANT_STEPS", "ROUNDINGS",
+           "WEIGHT_BANKS", "PRODUCT_MIN", "PRODUCT_MAX", "VERSION"]
 
 #: Extremes of one int8 x int8 product: -128 * 127 and -128 * -128.
 PRODUCT_MIN = -128 * 127
@@ -31,7 +33,7 @@ REQUANT_STEPS = (1, 2, 4, 8)
 WEIGHT_BANKS = (1, 2)
 
 #: Gateware version reported by the board's identity command (major, minor).
-VERSION = (0, 2)
+VERSION = (0, 3)
 
 
 def _check_int(name, value, lo, hi=None):
@@ -70,6 +72,10 @@ class ArrayConfig:
         must be 1 with the parallel requantizer. A (pixel, column tile) then takes
         ``max(beats, tile_interval)`` cycles: the array runs at full rate while
         ``ceil(C / rows) >= cols * requant_steps``.
+    roundings : tuple of str
+        The requantization rounding modes the build includes (a layer picks one at run time),
+        a non-empty tuple of distinct names from :data:`ROUNDINGS` (see
+        :func:`pwconv.golden.requantize`): all four by default; a small FPGA can leave some out.
     weight_banks : int
         One of :data:`WEIGHT_BANKS`. With 2, every weight and parameter memory holds two banks
         of ``weight_depth`` (``max_tiles``) words: the host loads the next pass into one bank
@@ -93,6 +99,7 @@ class ArrayConfig:
     mac_style: str = "infer"
     requantizer: str = "parallel"
     requant_steps: int = 1
+    roundings: tuple = ROUNDINGS
     weight_banks: int = 2
     load_width: int = 1
     lut_macs: int = 0
@@ -124,6 +131,16 @@ class ArrayConfig:
         _check_int("lut_macs", self.lut_macs, 0, self.rows * self.cols)
         if self.lut_macs and self.mac_style != "infer":
             raise ValueError(f"lut_macs needs mac_style 'infer', not {self.mac_style!r}")
+        if isinstance(self.roundings, list):
+            object.__setattr__(self, "roundings", tuple(self.roundings))
+        if (not isinstance(self.roundings, tuple) or not self.roundings
+                or any(r not in ROUNDINGS for r in self.roundings)
+                or len(set(self.roundings)) != len(self.roundings)):
+            raise ValueError(f"roundings must be a non-empty tuple of distinct modes from "
+                             f"{', '.join(ROUNDINGS)}, not {self.roundings!r}")
+        # One canonical order, so equal sets of modes make equal configurations.
+        object.__setattr__(self, "roundings",
+                           tuple(r for r in ROUNDINGS if r in self.roundings))
 
     # Derived quantities: every block reads these instead of recomputing them.
 
@@ -248,7 +265,8 @@ class ArrayConfig:
         flags = (f"--rows {self.rows} --cols {self.cols} --max-channels {self.max_channels} "
                  f"--max-filters {self.max_filters} --weight-depth {self.weight_depth} "
                  f"--mac-style {self.mac_style} --requantizer {self.requantizer} "
-                 f"--requant-steps {self.requant_steps}")
+                 f"--requant-steps {self.requant_steps} "
+                 f"--roundings {','.join(self.roundings)}")
         if self.weight_banks != ArrayConfig.weight_banks:
             flags += f" --weight-banks {self.weight_banks}"
         if self.load_width != ArrayConfig.load_width:
@@ -256,6 +274,13 @@ class ArrayConfig:
         if self.lut_macs:
             flags += f" --lut-macs {self.lut_macs}"
         return flags
+
+    def check_rounding(self, rounding):
+        """Raise ValueError unless this build includes the rounding mode ``rounding``."""
+        if rounding not in self.roundings:
+            raise ValueError(f"rounding {rounding!r} is not in this build (it has "
+                             f"{', '.join(self.roundings)}); rebuild with --roundings "
+                             f"including it")
 
     def fits(self, channels, filters):
         """Whether a C x F layer fits on chip in one pass (no host tiling)."""

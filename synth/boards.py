@@ -87,7 +87,7 @@ ICEBREAKER = Board(
     platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
     config=ArrayConfig(rows=4, cols=4, max_channels=512, max_filters=256, weight_depth=256,
                        mac_style="ice40_dual8x8", requantizer="serial", requant_steps=4,
-                       weight_banks=1),
+                       weight_banks=1, roundings=("double",)),
     clk_freq=24_000_000,
     osc_freq=12_000_000,
     baud=BOARD_LINKS["icebreaker"].baud,

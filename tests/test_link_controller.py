@@ -163,6 +163,21 @@ def test_sim_layer_checks():
         True, Error.BAD_LAYER, 1, 6)
 
 
+def test_sim_layer_rounding_not_in_build():
+    """A layer asking for a rounding mode the build leaves out is refused with its own reason;
+    one the build includes is taken."""
+    cfg = ArrayConfig(rows=3, cols=4, max_channels=12, max_filters=12, weight_depth=6,
+                      roundings=("double", "float"))
+    replies = one([
+        set_layer(layer_word(cfg, beats=1, tiles=1, rounding=2), cfg),     # ruy: left out
+        set_layer(layer_word(cfg, beats=1, tiles=1, rounding=3), cfg),     # float
+        set_layer(layer_word(cfg, beats=1, tiles=1, rounding=1), cfg),     # single: left out
+    ], cfg=cfg)
+    assert [code_payload(r) for r in replies] == [
+        nack(Error.ROUNDING, Command.SET_LAYER), (Reply.LAYER_SET, b""),
+        nack(Error.ROUNDING, Command.SET_LAYER)]
+
+
 def test_sim_word_checks():
     """Partial words, bad rows, addresses and tiles are refused before anything is written."""
     wb, pb = WIRE.weight_bytes, WIRE.param_bytes

@@ -66,7 +66,8 @@ def test_version_mismatch():
 def test_config_mismatch():
     with pytest.raises(ValueError, match=r"--rows 2 --cols 3 --max-channels 8 --max-filters 9 "
                                          r"--weight-depth 8 --mac-style infer --requantizer "
-                                         r"parallel --requant-steps 1\)$"):
+                                         r"parallel --requant-steps 1 --roundings double,single,ruy,"
+                                         r"float\)$"):
         BoardDevice(ScriptedTransport(identity()), ArrayConfig())
 
 
@@ -147,7 +148,23 @@ def test_identity_round_trip_carries_the_mapping():
 
 def test_identity_unknown_mapping():
     payload = bytearray(IDENTITY.pack())
-    payload[-3] = 7         # mac_style index past MAC_STYLES
+    payload[-4] = 7         # mac_style index past MAC_STYLES
     with pytest.raises(ValueError, match=r"^IDENTITY mapping \(7, 0\) is not one this host "
                                          r"knows$"):
         Identity.unpack(bytes(payload))
+
+
+@pytest.mark.parametrize("mask", [0, 0x10, 0xFF])
+def test_identity_unknown_roundings(mask):
+    payload = bytearray(IDENTITY.pack())
+    payload[-1] = mask      # no mode, or a bit past ROUNDINGS
+    with pytest.raises(ValueError, match=r"^IDENTITY rounding modes 0x[0-9a-f]{2} are not ones "
+                                         r"this host knows$"):
+        Identity.unpack(bytes(payload))
+
+
+def test_identity_carries_roundings():
+    cfg = ArrayConfig(rows=2, cols=2, max_channels=8, max_filters=8, weight_depth=8,
+                      roundings=("ruy", "float"))
+    ident = Identity.of(cfg, max_payload=4096, clk_freq=12_000_000, baud=3_000_000)
+    assert Identity.unpack(ident.pack()).config.roundings == ("ruy", "float")

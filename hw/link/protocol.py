@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Shape
 
-from pwconv.config import MAC_STYLES, REQUANTIZERS, VERSION, ArrayConfig
+from pwconv.config import MAC_STYLES, REQUANTIZERS, ROUNDINGS, VERSION, ArrayConfig
 from pwconv.hw import layouts
 
 __all__ = ["START", "HEADER_BYTES", "CRC_BYTES", "OVERHEAD", "MAX_LENGTH", "MAGIC",
            "Command", "Reply", "Error", "WireFormat", "Identity", "Status",
            "IDENTITY_BYTES", "STATUS_BYTES", "ACK_BIT", "FLAG_LAYER_SET",
-           "FLAG_ACCELERATOR_IDLE", "fixed_lengths"]
+           "FLAG_ACCELERATOR_IDLE", "fixed_lengths", "rounding_mask"]
 
 #: First byte of every frame, both directions. A receiver hunts for it to (re)synchronize.
 START = 0xA5
@@ -85,6 +85,7 @@ class Error(enum.IntEnum):
     NO_LAYER = 8
     BAD_ADDRESS = 9
     TOO_MANY = 10
+    ROUNDING = 11
 
     @property
     def message(self):
@@ -106,7 +107,13 @@ _MESSAGES = {
     Error.NO_LAYER: "RUN before any SET_LAYER",
     Error.BAD_ADDRESS: "a weight or param word names a row, address or tile that does not exist",
     Error.TOO_MANY: "the RUN frame's results would exceed one RESULT frame (65535 bytes)",
+    Error.ROUNDING: "the layer's rounding mode is not one this build includes",
 }
+
+
+def rounding_mask(cfg: ArrayConfig):
+    """The build's rounding modes as a bit mask: bit i for :data:`ROUNDINGS` ``[i]``."""
+    return sum(1 << ROUNDINGS.index(r) for r in cfg.roundings)
 
 
 def _bytes(shape):
@@ -166,7 +173,7 @@ class WireFormat:
         return max(self.layer_bytes, self.weight_bytes, self.param_bytes, self.max_pixel_bytes)
 
 
-_IDENTITY = struct.Struct("<4sBB8I3H3B")
+_IDENTITY = struct.Struct("<4sBB8I3H4B")
 
 #: Payload bytes of the IDENTITY reply.
 IDENTITY_BYTES = _IDENTITY.size
@@ -180,7 +187,8 @@ class Identity:
     max_filters, weight_depth, max_payload, clk_freq, baud (u32); layer_bytes, weight_bytes,
     param_bytes (u16); the mapping: mac_style (u8, an index into
     :data:`~pwconv.config.MAC_STYLES`), requantizer (u8, into
-    :data:`~pwconv.config.REQUANTIZERS`), requant_steps (u8).
+    :data:`~pwconv.config.REQUANTIZERS`), requant_steps (u8), roundings (u8, bit i set when
+    the build includes the rounding mode :data:`~pwconv.config.ROUNDINGS` ``[i]``).
     """
 
     version: tuple
@@ -205,7 +213,8 @@ class Identity:
                               cfg.max_filters, cfg.weight_depth, self.max_payload,
                               self.clk_freq, self.baud, self.layer_bytes, self.weight_bytes,
                               self.param_bytes, MAC_STYLES.index(cfg.mac_style),
-                              REQUANTIZERS.index(cfg.requantizer), cfg.requant_steps)
+                              REQUANTIZERS.index(cfg.requantizer), cfg.requant_steps,
+                              rounding_mask(cfg))
 
     @classmethod
     def unpack(cls, payload):
@@ -215,16 +224,21 @@ class Identity:
                              f"not {len(payload)}")
         (magic, major, minor, rows, cols, max_channels, max_filters, weight_depth, max_payload,
          clk_freq, baud, layer_bytes, weight_bytes, param_bytes, mac_style, requantizer,
-         requant_steps) = _IDENTITY.unpack(payload)
+         requant_steps, roundings) = _IDENTITY.unpack(payload)
         if magic != MAGIC:
             raise ValueError(f"IDENTITY magic must be {MAGIC!r}, not {magic!r}")
         if mac_style >= len(MAC_STYLES) or requantizer >= len(REQUANTIZERS):
             raise ValueError(f"IDENTITY mapping ({mac_style}, {requantizer}) is not one this "
                              f"host knows")
+        if not roundings or roundings >> len(ROUNDINGS):
+            raise ValueError(f"IDENTITY rounding modes {roundings:#04x} are not ones this host "
+                             f"knows")
         cfg = ArrayConfig(rows=rows, cols=cols, max_channels=max_channels,
                           max_filters=max_filters, weight_depth=weight_depth,
                           mac_style=MAC_STYLES[mac_style],
-                          requantizer=REQUANTIZERS[requantizer], requant_steps=requant_steps)
+                          requantizer=REQUANTIZERS[requantizer], requant_steps=requant_steps,
+                          roundings=tuple(r for i, r in enumerate(ROUNDINGS)
+                                          if roundings >> i & 1))
         return cls((major, minor), cfg, max_payload, clk_freq, baud, layer_bytes,
                    weight_bytes, param_bytes)
 
