@@ -55,7 +55,8 @@ publish-bench: setup
 # The same layers on the iCEBreaker's mapping (4x4, dual 8x8, serial requantizer), H x W at
 # most 14x14: reports/icebreaker_bench/bench_mobilenetv2.{md,json,png}
 ICEBREAKER_MAPPING := --rows 4 --cols 4 --max-channels 512 --max-filters 256 --weight-depth 256 \
-  --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4 --roundings double
+  --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4 --roundings double \
+  --weight-banks 1
 bench-icebreaker: setup
 	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out build/icebreaker_bench
 publish-bench-icebreaker: setup

@@ -88,7 +88,7 @@ ICEBREAKER = Board(
     config=ArrayConfig(rows=4, cols=4, max_channels=512, max_filters=256, weight_depth=256,
                        mac_style="ice40_dual8x8", requantizer="serial", requant_steps=4,
                        weight_banks=1, roundings=("double",)),
-    clk_freq=24_000_000,
+    clk_freq=BOARD_LINKS["icebreaker"].clk_freq,
     osc_freq=12_000_000,
     baud=BOARD_LINKS["icebreaker"].baud,
     dsp_cell="SB_MAC16",
@@ -114,11 +114,13 @@ ICEBREAKER = Board(
         "PEs); with the parameter memory (256 columns x 70 bits, 5), the pixel buffer (2), the "
         "column queue (2) and the link's 4 KiB frame buffer (8), 25 of 30 EBR; one weight "
         "bank, since the link loads while the accelerator is idle (two would need 8 more EBR). "
-        "An SB_PLL40_CORE (configured by icepll) makes 24 MHz from the 12 MHz oscillator, at "
-        "which the 3 Mbaud link is exact (divisor 8). The longest path runs through the "
-        "serial requantizer's fabric multiplier rows (`hw/requant_lane.py`), 13.3 MHz Fmax "
-        "before it is pipelined. An 8x1 array with a per-column requantizer on 4 SB_MAC16 "
-        "(an earlier default) gave 8 MACs at 19 MHz Fmax."),
+        "The clock is the board's 12 MHz oscillator, at which the 3 Mbaud link is exact. A PLL "
+        "build is supported (`synth/clocks.py`: SB_PLL40_PAD on the oscillator pin, configured "
+        "by icepll; `ICEBREAKER.with_options(clk_freq=24_000_000)`, where 3 Mbaud is exact "
+        "too), but it does not meet 24 MHz yet: measured Fmax 13.6 MHz (5145/5280 cells), the "
+        "longest path (73.5 ns) a carry chain of the serial requantizer lane's rounding "
+        "(`hw/requant_lane.py`, `rounded`), not the array. An 8x1 array with a per-column "
+        "requantizer on 4 SB_MAC16 (an earlier default) gave 8 MACs at 19 MHz Fmax."),
 )
 
 ULX3S = Board(
@@ -139,8 +141,8 @@ ULX3S = Board(
         "uses 128 + 16 = 144. Each PE is pipelined (`ArrayConfig.mac_latency`: weight read, "
         "multiplier inputs and output registered) so no array path is more than one memory "
         "read, one multiply or one adder, and each array row's weights are one 32-bit-wide "
-        "memory (one address bus per row instead of one per PE), which is what let nextpnr "
-        "route a 128-MAC array where 8x8 with per-PE memories did not converge. The PLL "
+        "memory (one address bus per row instead of one per PE, for the router: 8x8 with "
+        "per-PE memories and unregistered MACs did not converge in nextpnr). The PLL "
         "(EHXPLLL, configured by ecppll) makes 100 MHz from the 25 MHz oscillator, where "
         "1 Mbaud is exact (divisor 100). 32 rows keep MobileNetV2's C >= 32 layers at full "
         "rate (C = 16 and 24 at 50% and 75%). Weight depth 1024: a row's 4 bytes x 1024 are "
