@@ -8,7 +8,8 @@ export XDG_CACHE_HOME   ?= $(CURDIR)/build/cache
 export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: setup test test-all demo model-demo verilog bench bench-icebreaker bitstream lane-cost runtimes clean
+.PHONY: setup test test-all demo model-demo verilog bench publish-bench bench-icebreaker \
+  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes clean
 
 setup: $(BIN)/pwconv iverilog fst-libs
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -56,21 +57,33 @@ model-demo: setup
 verilog: setup
 	$(BIN)/pwconv verilog --out build/verilog
 
-# MobileNetV2's 35 pointwise layers on Verilator: reports/bench_mobilenetv2.{md,json,png}
+# MobileNetV2's 35 pointwise layers back to back on Verilator, 8x8 array with double-buffered
+# weights and a 4-row load port: build/bench/bench_mobilenetv2.{md,json,png}.
+# `make publish-bench` writes the committed copy in reports/ instead.
+BENCH_MAPPING := --load-width 4
 bench: setup
-	$(BIN)/pwconv bench --speed --out reports
+	$(BIN)/pwconv bench $(BENCH_MAPPING) --speed --out build/bench
+publish-bench: setup
+	$(BIN)/pwconv bench $(BENCH_MAPPING) --speed --out reports
 
 # The same layers on the iCEBreaker's mapping (4x4, dual 8x8, serial requantizer), H x W at
 # most 14x14: reports/icebreaker_bench/bench_mobilenetv2.{md,json,png}
 ICEBREAKER_MAPPING := --rows 4 --cols 4 --max-channels 512 --max-filters 256 --weight-depth 256 \
-  --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4 --roundings double
+  --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4 --roundings double \
+  --weight-banks 1
 bench-icebreaker: setup
+	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out build/icebreaker_bench
+publish-bench-icebreaker: setup
 	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out reports/icebreaker_bench
 
-# Bitstream and reports/BOARD.{json,md} with the YoWASP tools: make bitstream BOARD=ulx3s
+# Bitstream and its report with the YoWASP tools: make bitstream BOARD=ulx3s writes
+# build/BOARD/ (report in build/BOARD/report/); make publish-bitstream BOARD=... also
+# updates the committed reports/BOARD.{json,md} and reports/boards.md.
 BOARD ?= icebreaker
 bitstream: setup
 	$(BIN)/pwconv bitstream --board $(BOARD)
+publish-bitstream: setup
+	$(BIN)/pwconv bitstream --board $(BOARD) --publish
 
 # pwconv in every rounding mode against TFLite (reference, ruy, XNNPACK) and ONNX Runtime on
 # random one-layer models: make runtimes [LAYERS=200] [BACKEND=golden|verilator]

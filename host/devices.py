@@ -61,10 +61,18 @@ class Device:
 
     def run_passes(self, jobs, progress=None):
         """Run ``jobs`` in order; ``progress(n)`` is called with the pixels of passes completed
-        since its last call."""
+        since its last call. Returns ``[(int32 [P, F], cycles or None)]``."""
+        return [(y, cycles) for y, cycles, _ in self.run_timed_passes(jobs, progress)]
+
+    def run_timed_passes(self, jobs, progress=None):
+        """Like :meth:`run_passes`, returning ``[(int32 [P, F], cycles, span)]``: ``cycles``
+        from the pass's first pixel taken to its last result, ``span`` from the previous pass's
+        last result to its own, loads included (None where the device does not count them;
+        here, one pass after another)."""
         out = []
         for job in jobs:
-            out.append(self.run_pass(job))
+            y, cycles = self.run_pass(job)
+            out.append((y, cycles, None))
             if progress:
                 progress(job.x.shape[0])
         return out
@@ -157,13 +165,37 @@ class SimulatedDevice(Device):
                 progress(job.x.shape[0])
         return unpack_results(self.cfg, results, job.x.shape[0], job.w.shape[1]), cycles
 
-    def run_passes(self, jobs, progress=None):
-        if self.simulator == "amaranth" or self.driver == "cocotb":
-            return [self.run_pass(job, progress) for job in jobs]
-        from pwconv.sim.bulk import run_passes
-        runs = run_passes(self.cfg, [(job.program(self.cfg), pack_pixels(self.cfg, job.x))
-                                     for job in jobs],
-                          simulator=self.simulator, seed=self.seed, in_idle=self.in_idle,
-                          out_stall=self.out_stall, log=self.log, progress=progress)
-        return [(unpack_results(self.cfg, words, job.x.shape[0], job.w.shape[1]), cycles)
-                for job, (words, cycles) in zip(jobs, runs)]
+    def run_timed_passes(self, jobs, progress=None):
+        """All ``jobs`` in one simulation where the simulator allows (Verilator and Icarus with
+        the Verilog feeder, Amaranth's simulator), each pass loading while the previous one
+        computes; with the cocotb drivers pass by pass."""
+        if self.driver == "cocotb" and self.simulator != "amaranth":
+            return super().run_timed_passes(jobs, progress)
+        passes = [(job.program(self.cfg), pack_pixels(self.cfg, job.x)) for job in jobs]
+        if self.simulator == "amaranth":
+            from pwconv.sim.pysim import run_passes_top
+            on_result = None
+            if progress is not None:
+                # Pixels done so far: whole passes, then whole pixels of the current one.
+                ends = np.cumsum([len(w) // p.beats * p.tiles for p, w in passes])
+                pixels = np.cumsum([len(w) // p.beats for p, w in passes])
+                shown = [0]
+
+                def on_result(taken):
+                    index = int(np.searchsorted(ends, taken, side="right"))
+                    done = int(pixels[index - 1]) if index else 0
+                    if index < len(passes):
+                        done += (taken - (int(ends[index - 1]) if index else 0)) \
+                            // passes[index][0].tiles
+                    if done > shown[0]:
+                        progress(done - shown[0])
+                        shown[0] = done
+            runs = run_passes_top(self.cfg, passes, seed=self.seed, in_idle=self.in_idle,
+                                  out_stall=self.out_stall, on_result=on_result)
+        else:
+            from pwconv.sim.bulk import run_passes
+            runs = run_passes(self.cfg, passes, simulator=self.simulator, seed=self.seed,
+                              in_idle=self.in_idle, out_stall=self.out_stall, log=self.log,
+                              progress=progress)
+        return [(unpack_results(self.cfg, words, job.x.shape[0], job.w.shape[1]), cycles, span)
+                for job, (words, cycles, span) in zip(jobs, runs)]

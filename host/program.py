@@ -7,7 +7,7 @@ import numpy as np
 from pwconv.config import ROUNDINGS, ArrayConfig
 from pwconv.hw import layouts
 
-__all__ = ["LayerProgram", "compile_layer", "pack_pixels", "unpack_results"]
+__all__ = ["LayerProgram", "compile_layer", "pack_pixels", "unpack_results", "commit_word"]
 
 
 def _field(layout, name):
@@ -29,7 +29,8 @@ class LayerProgram:
     """Everything the accelerator needs for one pass of a layer that fits on chip.
 
     ``layer_word`` drives the ``layer`` port; ``weight_words`` and ``param_words`` are sent on the
-    ``weights`` and ``params`` streams (while idle), then pixels follow on ``i``.
+    ``weights`` and ``params`` streams, then (with two weight banks) the pass is committed with
+    :func:`commit_word`, and its pixels follow on ``i``.
     """
 
     channels: int
@@ -75,9 +76,12 @@ def compile_layer(cfg: ArrayConfig, w, bias, multiplier, shift, *, output_zero_p
         for beat in range(beats):
             block = padded[beat * cfg.rows:(beat + 1) * cfg.rows,
                            tile * cfg.cols:(tile + 1) * cfg.cols]
-            for row in range(cfg.rows):
-                weight_words.append(((tile * beats + beat) << addr_at) | (row << row_at)
-                                    | (_pack_lanes(block[row], 8) << data_at))
+            for group in range(cfg.load_groups):
+                rows = np.zeros((cfg.load_width, cfg.cols), dtype=np.int64)
+                part = block[group * cfg.load_width:(group + 1) * cfg.load_width]
+                rows[:len(part)] = part
+                weight_words.append(((tile * beats + beat) << addr_at) | (group << row_at)
+                                    | (_pack_lanes(rows.reshape(-1), 8) << data_at))
 
     def per_tile(values, dtype=np.int64):
         out = np.zeros(tiles * cfg.cols, dtype=dtype)
@@ -105,6 +109,11 @@ def compile_layer(cfg: ArrayConfig, w, bias, multiplier, shift, *, output_zero_p
         layer_word |= (int(value) & ((1 << width) - 1)) << offset
     return LayerProgram(channels, filters, beats, tiles, bool(raw), layer_word,
                         tuple(weight_words), tuple(param_words))
+
+
+def commit_word(cfg: ArrayConfig, pixel_words):
+    """The word on ``commit`` that closes a pass's loads: its number of pixel beats."""
+    return len(pixel_words) & 0xFFFF_FFFF
 
 
 def pack_pixels(cfg: ArrayConfig, x):

@@ -371,14 +371,15 @@ class RequantLane(wiring.Component):
             # digit, subtracting a * 2^32 for b's sign bit makes the product signed. Each row
             # is its own named adder so synthesis keeps it on a carry chain (a multi-operand sum
             # would be rebuilt as a much larger LUT adder tree).
-            step = Signal(range(steps), name="step")
+            # The step is a delay line of first_step rather than a counter: a counter reading
+            # itself would keep an X of a 4-state simulator's start-up forever (Icarus).
             first_step = valid_op
-            last_step = Signal()
-            m.d.comb += last_step.eq(step == steps - 1)
-            with m.If(first_step):
-                m.d.sync += step.eq(1)
-            with m.Elif(step != 0):
-                m.d.sync += step.eq(Mux(last_step, 0, step + 1))
+            step_line = [first_step]
+            for index in range(1, steps):
+                stage = Signal(name=f"step{index}")
+                m.d.sync += stage.eq(step_line[-1])
+                step_line.append(stage)
+            last_step = step_line[-1]
             upper, lower = reg(signed(35), "product_upper"), reg(unsigned(32), "product_lower")
             row = Mux(first_step, 0, upper)
             done_bits = []
@@ -404,7 +405,7 @@ class RequantLane(wiring.Component):
             m.d.comb += signed_high.eq(row - Mux(last_step & b_op[digit - 1], a_op, 0))
             m.d.sync += [upper.eq(signed_high), lower.eq(Cat(lower[digit:], *done_bits))]
             product = Cat(lower, upper[:32]).as_signed()
-            in_flight.append(step != 0)
+            in_flight += step_line[1:]
 
         # The product is complete the cycle after the last step; its operands' sideband is
         # copied there, since the next input may load the operand registers meanwhile.

@@ -21,7 +21,9 @@ def _config(args):
     return ArrayConfig(rows=args.rows, cols=args.cols, max_channels=args.max_channels,
                        max_filters=args.max_filters, weight_depth=args.weight_depth,
                        mac_style=args.mac_style, requantizer=args.requantizer,
-                       requant_steps=args.requant_steps, roundings=args.roundings)
+                       requant_steps=args.requant_steps, roundings=args.roundings,
+                       weight_banks=args.weight_banks, load_width=args.load_width,
+                       lut_macs=args.lut_macs)
 
 
 def _roundings(text):
@@ -49,8 +51,15 @@ def _add_config_args(parser):
                        help="largest output channel count F a pass takes; larger F is split "
                        "by the host")
     group.add_argument("--weight-depth", type=int, default=default.weight_depth,
-                       help="weight words per PE: a pass holds ceil(C/rows) * ceil(F/cols) "
-                       "of them")
+                       help="weight words per PE (per bank): a pass holds ceil(C/rows) * "
+                       "ceil(F/cols) of them")
+    group.add_argument("--weight-banks", type=int, choices=(1, 2), default=default.weight_banks,
+                       help="2: double-buffered weights, the next pass loads while this one "
+                       "computes; 1: loads while idle")
+    group.add_argument("--load-width", type=int, default=default.load_width,
+                       help="weight words (array rows) the load port takes per cycle")
+    group.add_argument("--lut-macs", type=int, default=default.lut_macs,
+                       help="PEs whose multiply is built from fabric adders, not a DSP")
     _add_mapping_args(group, default)
 
 
@@ -273,18 +282,29 @@ def cmd_layer(args):
 
 def cmd_bench(args):
     from pwconv.host.bench import MOBILENETV2_POINTWISE, run_bench, simulator_speed
+    from pwconv.host.bench import totals
     cfg = _config(args)
+    count = len(MOBILENETV2_POINTWISE)
     layers = MOBILENETV2_POINTWISE
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be at least 1, not {args.max_pixels}")
     if args.layers:
         try:
-            layers = [MOBILENETV2_POINTWISE[int(i) - 1] for i in args.layers.split(",")]
-        except (ValueError, IndexError):
-            raise ValueError(f"--layers must be comma-separated numbers 1..35, "
-                             f"not {args.layers!r}") from None
-    rows = run_bench(cfg, max_pixels=args.max_pixels, out_dir=args.out, layers=layers)
-    utils = [r["utilization"] for r in rows]
-    print(f"utilization {100 * min(utils):.1f}% .. {100 * max(utils):.1f}%; "
-          f"all bit-exact: {all(r['bit_exact'] for r in rows)}; tables in {args.out}/")
+            numbers = [int(i) for i in args.layers.split(",")]
+        except ValueError:
+            numbers = [0]
+        if not numbers or min(numbers) < 1 or max(numbers) > count:
+            raise ValueError(f"--layers must be comma-separated numbers 1..{count}, "
+                             f"not {args.layers!r}")
+        layers = [MOBILENETV2_POINTWISE[i - 1] for i in numbers]
+    out = args.out or ("reports" if args.publish else "build/bench")
+    rows = run_bench(cfg, max_pixels=args.max_pixels, out_dir=out, layers=layers)
+    t = totals(rows)
+    print(f"whole run: {100 * t['utilization_with_load']:.1f}% MAC utilization incl. loads "
+          f"({100 * t['utilization']:.1f}% compute only); per layer "
+          f"{100 * t['roofline_min']:.1f}% (min) / {100 * t['roofline_mean']:.1f}% (mean) of "
+          f"the roofline; all bit-exact: {t['bit_exact']}; tables in {out}/")
+    args.out = out
     if args.speed:
         speeds = simulator_speed(cfg)
         lines = ["| simulation | array cycles/s |", "|---|---|"]
@@ -305,7 +325,8 @@ def cmd_bitstream(args):
     changes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if changes:
         target = target.with_config(**changes)
-    report = build_bitstream(target, build_dir=args.build_dir, report_dir=args.reports,
+    reports = args.reports or ("reports" if args.publish else None)
+    report = build_bitstream(target, build_dir=args.build_dir, report_dir=reports,
                              seed=args.seed, report_only=args.report_only, log=print)
     print(f"wrote {report['bitstream']} and {report['report_files'][0]}, "
           f"{report['report_files'][1]}")
@@ -373,7 +394,10 @@ def build_parser():
                    help="halve H and W of layers larger than this many pixels")
     p.add_argument("--layers", help="comma-separated layer numbers (1..35); default all")
     p.add_argument("--speed", action="store_true", help="also measure simulator throughput")
-    p.add_argument("--out", default="reports", help="output directory")
+    p.add_argument("--out", help="output directory (default build/bench; reports with "
+                   "--publish)")
+    p.add_argument("--publish", action="store_true",
+                   help="write the committed tables in reports/ (unless --out says otherwise)")
     _add_config_args(p)
     p.set_defaults(func=cmd_bench)
 
@@ -382,7 +406,10 @@ def build_parser():
     from pwconv.synth.boards import BOARDS
     p.add_argument("--board", required=True, choices=list(BOARDS))
     p.add_argument("--build-dir", help="output directory (default build/BOARD)")
-    p.add_argument("--reports", help="report directory (default reports/)")
+    p.add_argument("--reports", help="report directory (default BUILD_DIR/report; reports/ "
+                   "with --publish)")
+    p.add_argument("--publish", action="store_true",
+                   help="write the committed reports/BOARD.{json,md} and reports/boards.md")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     p.add_argument("--report-only", action="store_true",
                    help="only remake the report from the last build in the build directory")

@@ -28,8 +28,10 @@ TOPLEVEL = "pwconv_bulk_clocked"
 #: (--public-flat-rw), which stops Verilator optimizing; the bench needs only its ports public.
 BUILD_FLAGS = (*VERILATOR_ARGS, "--public-depth", "1", "-O3", "--x-assign", "fast",
                "--x-initial", "fast", "--timing", "-CFLAGS", "-fcoroutines")
-#: Capacity of one bulk run: words of each kind over all its passes, and passes.
-LIMITS = {"pixels": 1 << 18, "weights": 1 << 16, "params": 1 << 12, "segments": 1 << 10}
+#: Capacity of one bulk run: words of each kind over all its passes, and passes. Large enough
+#: for all of MobileNetV2's pointwise layers in one run at 8x8 (loads overlap across layers
+#: only within a run).
+LIMITS = {"pixels": 1 << 20, "weights": 1 << 19, "params": 1 << 14, "segments": 1 << 10}
 
 
 def _parameters(cfg: ArrayConfig):
@@ -38,7 +40,7 @@ def _parameters(cfg: ArrayConfig):
         "WGT_W": layouts.weight_word(cfg).size, "PRM_W": layouts.param_word(cfg).size,
         "LAYER_W": layouts.runtime_config(cfg).size, "MAX_PIXELS": LIMITS["pixels"],
         "MAX_WEIGHTS": LIMITS["weights"], "MAX_PARAMS": LIMITS["params"],
-        "MAX_SEGMENTS": LIMITS["segments"],
+        "MAX_SEGMENTS": LIMITS["segments"], "BANKS": cfg.weight_banks,
     }
 
 
@@ -65,7 +67,7 @@ def _build(cfg, simulator, toplevel, build_root, log=None):
         reason = ("first use of this configuration" if not stamp.is_file()
                   else "its binary is missing")
         cache.announce_build(log, simulator, cfg, reason, root, what)
-    verilog = export_once(cfg, root)
+    verilog = export_once(cfg, root, four_state=simulator == "icarus")
     stamp_text = json.dumps({"v": verilog.stat().st_mtime_ns, "tb": BENCH.stat().st_mtime_ns,
                              "params": _parameters(cfg), "flags": BUILD_FLAGS}, sort_keys=True)
     with file_lock(root / f".{build_dir.name}.lock"):
@@ -167,14 +169,17 @@ def _batches(jobs):
     ``(job index, program, words)``; a pass with more pixels than one run holds is split by
     whole pixels (its weights are loaded again)."""
     pieces = []
-    for index, (program, words) in enumerate(jobs):
+    for index, job in enumerate(jobs):
+        if job is None:
+            continue
+        program, words = job
         words = [int(word) for word in words]
         if len(words) % program.beats:
             raise ValueError(f"{len(words)} pixel words is not a whole number of pixels of "
                              f"{program.beats} beats")
         step = LIMITS["pixels"] // program.beats * program.beats
         pieces += [(index, program, words[at:at + step])
-                   for at in range(0, max(1, len(words)), step)]
+                   for at in range(0, len(words), step)]
     batch, used = [], dict.fromkeys(LIMITS, 0)
     for index, program, words in pieces:
         need = {"pixels": len(words), "weights": len(program.weight_words),
@@ -206,9 +211,9 @@ def _stimulus(cfg, run_dir, batch, *, seed, in_idle, out_stall, timeout):
     for name, words in files.items():
         (run_dir / f"{name}.hex").write_text("".join(f"{w:x}\n" for w in words) or "0\n")
     if timeout is None:
-        # A result takes max(beats, tile_interval) cycles.
+        # A result takes max(beats, tile_interval) cycles, a pass its load cycles.
         timeout = 50 * (sum(expected) * max(max(p.beats, cfg.tile_interval) for _, p, _ in batch)
-                        + len(files["weights"]) + len(files["params"]) * cfg.param_word_cycles
+                        + sum(cfg.load_cycles(p.channels, p.filters) for _, p, _ in batch)
                         ) + 10000 * len(batch)
     plusargs = [f"+{name.upper()}={run_dir / (name + '.hex')}" for name in files]
     plusargs += [
@@ -221,14 +226,15 @@ def _stimulus(cfg, run_dir, batch, *, seed, in_idle, out_stall, timeout):
 
 
 def _read_results(run_dir, expected):
-    """``[(result words, cycles)]`` per segment from the run's output files."""
+    """``[(result words, busy cycles, span cycles)]`` per segment from the run's output files."""
     lines = (run_dir / "results.hex").read_text().split()
     if len(lines) != sum(expected):
         raise RuntimeError(f"expected {sum(expected)} result vectors, got {len(lines)}")
-    cycles = [int(line) for line in (run_dir / "cycles.txt").read_text().split()]
+    cycles = [tuple(int(n) for n in line.split())
+              for line in (run_dir / "cycles.txt").read_text().splitlines() if line.strip()]
     out, at = [], 0
-    for count, segment_cycles in zip(expected, cycles, strict=True):
-        out.append(([int(line, 16) for line in lines[at:at + count]], segment_cycles))
+    for count, (busy, span) in zip(expected, cycles, strict=True):
+        out.append(([int(line, 16) for line in lines[at:at + count]], busy, span))
         at += count
     return out
 
@@ -298,8 +304,11 @@ def run_passes(cfg: ArrayConfig, jobs, *, simulator="verilator", seed=0, in_idle
                out_stall=0.0, timeout=None, build_root="build/sim", stats=None,
                standalone=None, log=None, progress=None):
     """Run ``jobs``, a list of ``(LayerProgram, pixel_words)`` passes, in as few simulator runs
-    as fit. Returns ``[(result_words, cycles)]`` per job; ``cycles`` counts from the pass's first
-    pixel beat offered to its last result taken. ``stats`` (a dict) receives ``cycles``,
+    as fit, loading each pass while the previous one computes (two weight banks). Returns
+    ``[(result_words, cycles, span)]`` per job: ``cycles`` from the pass's first pixel beat
+    taken to its last result taken, ``span`` from the previous pass's last result (the first
+    pass of a run: from its start) to its own, loads included, so spans add up to the runs'
+    cycles. A pass without pixels gives ``([], 0, 0)``. ``stats`` (a dict) receives ``cycles``,
     ``total_cycles`` (loads included), ``wall_s`` and ``cycles_per_s``.
 
     On Verilator the runs use the plain ``verilator --binary`` bench (``standalone``, the
@@ -315,17 +324,19 @@ def run_passes(cfg: ArrayConfig, jobs, *, simulator="verilator", seed=0, in_idle
     if standalone and simulator != "verilator":
         raise ValueError(f"Only Verilator has a standalone bench, not {simulator!r}")
     run = _run_binary if standalone else _run_cocotb
-    out = [([], 0) for _ in jobs]
+    out = [([], 0, 0) for _ in jobs]
     total, wall = 0, 0.0
-    for batch in _batches(jobs):
+    # Passes without pixels have no results and take no time: the bench leaves them out.
+    busy = [(program, words) if len(words) else None for program, words in jobs]
+    for batch in _batches(busy):
         segments, data = run(cfg, batch, simulator, seed=seed, in_idle=in_idle,
                              out_stall=out_stall, timeout=timeout, build_root=build_root,
                              log=log, progress=progress)
-        for (index, _, _), (words, cycles) in zip(batch, segments):
-            out[index] = (out[index][0] + words, out[index][1] + cycles)
+        for (index, _, _), (words, cycles, span) in zip(batch, segments):
+            out[index] = (out[index][0] + words, out[index][1] + cycles, out[index][2] + span)
         total, wall = total + data["total"], wall + data["wall_s"]
     if stats is not None:
-        stats.update(cycles=sum(c for _, c in out), total_cycles=total, wall_s=wall,
+        stats.update(cycles=sum(c for _, c, _ in out), total_cycles=total, wall_s=wall,
                      cycles_per_s=total / wall if wall else None)
     return out
 
@@ -333,5 +344,5 @@ def run_passes(cfg: ArrayConfig, jobs, *, simulator="verilator", seed=0, in_idle
 def run_bulk(cfg: ArrayConfig, program, pixel_words, **kwargs):
     """One pass: like :func:`pwconv.sim.runner.run_on_simulator` with the feeder in Verilog.
     Returns ``(result_words, cycles)``."""
-    [(words, cycles)] = run_passes(cfg, [(program, pixel_words)], **kwargs)
+    [(words, cycles, _)] = run_passes(cfg, [(program, pixel_words)], **kwargs)
     return words, cycles

@@ -134,11 +134,27 @@ def file_lock(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def export_once(cfg, out_dir):
-    """``pwconv_top.v`` for ``cfg`` in ``out_dir``, exported once per process."""
-    key = (cfg, str(out_dir))
+#: Yosys's Verilog gives each module a dummy register, read by every ``always @*`` block, so
+#: that the blocks run once at time 0; but it declares it ``= 0``, which a 4-state simulator
+#: treats as no event, so in Icarus some combinational outputs stay X until their inputs
+#: change (a constant layer setting never does). Starting it at X and setting it to 0 after
+#: a #0 delay makes that event.
+_TIME_ZERO = re.compile(r"^(\s*reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) ) = 0;$",
+                        re.M)
+
+
+def export_once(cfg, out_dir, *, four_state=False):
+    """``pwconv_top.v`` for ``cfg`` in ``out_dir``, exported once per process; with
+    ``four_state`` (Icarus), every combinational block is made to run at time 0."""
+    key = (cfg, str(out_dir), four_state)
     if key not in _exported or not Path(_exported[key]).is_file():
-        _exported[key] = Path(write_verilog(cfg, out_dir))
+        path = Path(write_verilog(cfg, out_dir))
+        if four_state:
+            text = path.read_text()
+            fixed = _TIME_ZERO.sub(lambda mt: f"{mt[1]};\n  initial #0 {mt[2]} = 0;", text)
+            if fixed != text:
+                path.write_text(fixed)
+        _exported[key] = path
     return _exported[key]
 
 
@@ -164,7 +180,7 @@ def build_simulator(cfg: ArrayConfig, simulator="verilator", *, waves=False,
         reason = ("first use of this configuration" if not stamp.is_file()
                   else "its binary is missing")
         cache.announce_build(log, simulator, cfg, reason, root, what)
-    verilog = export_once(cfg, root)
+    verilog = export_once(cfg, root, four_state=simulator == "icarus")
     meta = json.loads(verilog.with_suffix(".json").read_text())
     if simulator == "verilator":
         args = list(VERILATOR_ARGS) + (["--trace-fst"] if waves and _verilator_fst() else [])

@@ -141,7 +141,10 @@ def _markdown(rows):
         "lane, one per array column, its 32 x 32 multiply on MULT18X18D, the compare form of "
         "the rounding shift. iCEBreaker (iCE40UP5K): the serial lane shared by all columns, a "
         "4-step fabric multiply, the add form. Fmax is the lane's harness as a whole (the lane "
-        "dominates its critical path).",
+        "dominates its critical path). Yosys's ABC maps each design anew, so LUT4 counts of "
+        "near-equal lanes move by up to ~100 (`ruy` adds a few gates to `double` but may come "
+        "out smaller): differences below that are noise. The build's lanes sit beside the "
+        "array in a full design, where routing makes every path slower than here.",
         "",
         "| board | modes | LUT4 | FF | carry | DSP | Fmax MHz | LUT4 vs double |",
         "|---|---|---|---|---|---|---|---|",

@@ -32,7 +32,7 @@ class LinkCore(Elaboratable):
         self._MustUse__silence = True       # not an error if a parameter check fails below
         self.link = LinkController(cfg, max_payload=max_payload, timeout=TIMEOUT,
                                    clk_freq=12_000_000, baud=3_000_000)
-        self.accel = PointwiseConv(cfg)
+        self.accel = PointwiseConv(cfg.single_bank())  # as BoardTop: loads while idle
         self._MustUse__silence = False
 
     def elaborate(self, platform):
