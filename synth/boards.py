@@ -129,7 +129,7 @@ ULX3S = Board(
     platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
     config=ArrayConfig(rows=32, cols=4, max_channels=2048, max_filters=2048, weight_depth=1024,
                        weight_banks=1),
-    clk_freq=100_000_000,
+    clk_freq=60_000_000,
     osc_freq=25_000_000,
     baud=BOARD_LINKS["ulx3s"].baud,
     dsp_cell="MULT18X18D",
@@ -143,8 +143,11 @@ ULX3S = Board(
         "read, one multiply or one adder, and each array row's weights are one 32-bit-wide "
         "memory (one address bus per row instead of one per PE, for the router: 8x8 with "
         "per-PE memories and unregistered MACs did not converge in nextpnr). The PLL "
-        "(EHXPLLL, configured by ecppll) makes 100 MHz from the 25 MHz oscillator, where "
-        "1 Mbaud is exact (divisor 100). 32 rows keep MobileNetV2's C >= 32 layers at full "
+        "(EHXPLLL, configured by ecppll) makes 60 MHz from the 25 MHz oscillator, where "
+        "1 Mbaud is exact (divisor 60): the requantizer lane's 32 x 32 multiply (4 "
+        "MULT18X18D and their partial-product adder in one stage, `hw/requant_lane.py`) is "
+        "the critical path, 13.0 ns (76.8 MHz) on a 2x2 build; the array's own paths are "
+        "shorter. 32 rows keep MobileNetV2's C >= 32 layers at full "
         "rate (C = 16 and 24 at 50% and 75%). Weight depth 1024: a row's 4 bytes x 1024 are "
         "two DP16KD; one bank, since the link loads while the accelerator is idle."),
 )
