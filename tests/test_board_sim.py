@@ -114,8 +114,8 @@ def test_protocol_abuse_then_good_run(transport, device):
                                         r"range"):
         device.set_layer(_layer_word(beats=8, tiles=4))     # 32 > 16 weight words per PE
     device.set_layer(_layer_word(beats=5, tiles=1))
-    with pytest.raises(NackError, match=r"^Device refused RUN: NO_WEIGHTS: RUN before the "
-                                        r"layer's weights were loaded"):
+    with pytest.raises(NackError, match=r"^Device refused RUN: NO_WEIGHTS: RUN before any "
+                                        r"weights were loaded for the layer"):
         device.request(Command.RUN, bytes(5 * 4))           # a new shape: weights invalid
 
     after = device.status()

@@ -140,7 +140,7 @@ def test_sim_identify_and_status():
                                                          clk_freq=12_000_000, baud=3_000_000,
                                                          timeout=TIMEOUT)
     assert status.code == Reply.STATUS
-    assert Status.unpack(status.payload) == Status(False, True, Error.NONE, 1, 0, 0, 0)
+    assert Status.unpack(status.payload) == Status(False, True, Error.NONE, 2, 0, 0, 0)
 
 
 def test_sim_layer_checks():
@@ -161,7 +161,7 @@ def test_sim_layer_checks():
         (Reply.LAYER_SET, b""), nack(Error.BAD_LAYER, Command.SET_LAYER)]
     status = Status.unpack(replies[7].payload)
     assert (status.layer_set, status.last_error, status.frames_ok, status.frames_refused) == (
-        True, Error.BAD_LAYER, 1, 6)
+        True, Error.BAD_LAYER, 2, 6)         # frames_ok: the LAYER_SET and this STATUS
 
 
 def test_sim_layer_rounding_not_in_build():

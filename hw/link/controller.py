@@ -51,9 +51,10 @@ class LinkController(wiring.Component):
     gone by (the receiver never writes the buffer in use), and refusals are answered before
     the next good frame is executed.
 
-    The controller tracks what a RUN needs: a layer (``NO_LAYER``), and, since reset or the
-    last SET_LAYER that changed ``beats`` or ``tiles``, at least ``beats * tiles * rows`` weight
-    words (``NO_WEIGHTS``) and ``tiles`` param words (``NO_PARAMS``) applied.
+    The controller tracks what a RUN needs: a layer (``NO_LAYER``), and weight words
+    (``NO_WEIGHTS``) and param words (``NO_PARAMS``) applied since reset or the last SET_LAYER
+    that changed ``beats`` or ``tiles``. (A flag each, not a count: the iCEBreaker build has
+    no room for counters; the host always loads a whole layer before its RUNs.)
 
     Parameters
     ----------
@@ -186,20 +187,14 @@ class LinkController(wiring.Component):
         pixel_bytes = Signal(range(wire.max_result_bytes + 1))
         m.d.comb += self.layer.eq(layer)
 
-        # Weight and param words applied since the layer's shape was set, and how many it needs.
-        max_weights = cfg.weight_depth * cfg.rows
-        weights_loaded = Signal(range(max_weights + 1))
-        params_loaded = Signal(range(cfg.max_tiles + 1))
-        weights_needed = Signal(range(max_weights + cfg.max_beats * cfg.rows + 1))
-        params_needed = Signal(range(cfg.max_tiles + 1))
+        # Whether weight and param words were applied since reset or the last SET_LAYER that
+        # changed the shape (beats, tiles).
         weights_valid = Signal()
         params_valid = Signal()
-        m.d.comb += [weights_valid.eq(layer_set & (weights_loaded >= weights_needed)),
-                     params_valid.eq(layer_set & (params_loaded >= params_needed))]
-        with m.If(self.weights.valid & self.weights.ready & (weights_loaded != max_weights)):
-            m.d.sync += weights_loaded.eq(weights_loaded + 1)
-        with m.If(self.params.valid & self.params.ready & (params_loaded != cfg.max_tiles)):
-            m.d.sync += params_loaded.eq(params_loaded + 1)
+        with m.If(self.weights.valid & self.weights.ready):
+            m.d.sync += weights_valid.eq(1)
+        with m.If(self.params.valid & self.params.ready):
+            m.d.sync += params_valid.eq(1)
 
         # Check-pass state.
         words = Signal(16)
@@ -214,13 +209,14 @@ class LinkController(wiring.Component):
         tiles_done = Signal(range(cfg.max_tiles + 1))
         product = Signal(range(cfg.weight_depth + cfg.max_beats + 1))
         lanes = Signal(range(cfg.max_tiles * cfg.cols + 1))
-        layer_weights = Signal.like(weights_needed)
 
         # Reply.
         reply_code = Signal(8)
-        reply_len = Signal(16)
         source = Signal(range(4))
         small = Signal(16)
+        # STATUS is read live as it is sent (no copy: 80 flip-flops the iCEBreaker lacks);
+        # frames_ok already counts the STATUS itself, and the controller, busy sending it,
+        # changes nothing else meanwhile but the line counters (uart_errors, dropped).
         status = Signal(8 * STATUS_BYTES)
         identity = Const(int.from_bytes(self._identity.pack(), "little"), 8 * IDENTITY_BYTES)
 
@@ -235,19 +231,34 @@ class LinkController(wiring.Component):
         with m.If(receiver.dropped | self.rx_overrun):
             m.d.sync += dropped.eq(dropped + 1)
 
-        def reply(code, nbytes, src):
-            m.d.sync += [reply_code.eq(code), reply_len.eq(nbytes), source.eq(src),
+        def reply(code, src):
+            m.d.sync += [reply_code.eq(code), source.eq(src),
                          frames_ok.eq(frames_ok + 1)]
             m.next = "REPLY"
 
         def nack(code, command=cmd):
             code = Const(code, 8) if isinstance(code, int) else code
             m.d.sync += [
-                reply_code.eq(Reply.NACK), reply_len.eq(2), source.eq(_SRC_SMALL),
+                reply_code.eq(Reply.NACK), source.eq(_SRC_SMALL),
                 small.eq(Cat(code, command)), last_error.eq(code),
                 frames_refused.eq(frames_refused + 1),
             ]
             m.next = "REPLY"
+
+        # A reply's length follows from its source (a register less): the small source is
+        # a u16 (word count, NACK reason and command) but for LAYER_SET, which is empty.
+        reply_len = Signal(16)
+        with m.Switch(source):
+            with m.Case(_SRC_IDENTITY):
+                m.d.comb += reply_len.eq(IDENTITY_BYTES)
+            with m.Case(_SRC_STATUS):
+                m.d.comb += reply_len.eq(STATUS_BYTES)
+            with m.Default():
+                m.d.comb += reply_len.eq(Mux(reply_code == Reply.LAYER_SET, 0, 2))
+
+        m.d.comb += status.eq(Cat(layer_set, self.acc_idle, weights_valid, params_valid,
+                                  Const(0, 4), last_error, frames_ok, frames_refused,
+                                  uart_errors, dropped))
 
         with m.FSM(name="link") as fsm:
             with m.State("IDLE"):
@@ -265,13 +276,9 @@ class LinkController(wiring.Component):
                     ]
                     with m.Switch(request.cmd):
                         with m.Case(Command.IDENTIFY):
-                            reply(Reply.IDENTITY, IDENTITY_BYTES, _SRC_IDENTITY)
+                            reply(Reply.IDENTITY, _SRC_IDENTITY)
                         with m.Case(Command.STATUS):
-                            m.d.sync += status.eq(Cat(
-                                layer_set, self.acc_idle, weights_valid, params_valid,
-                                Const(0, 4), last_error, frames_ok, frames_refused,
-                                uart_errors, dropped))
-                            reply(Reply.STATUS, STATUS_BYTES, _SRC_STATUS)
+                            reply(Reply.STATUS, _SRC_STATUS)
                         with m.Case(Command.RUN):
                             with m.If(~layer_set):
                                 nack(Error.NO_LAYER, request.cmd)
@@ -356,7 +363,7 @@ class LinkController(wiring.Component):
                     m.next = "WAIT_TX"
                 with m.Else():
                     m.d.sync += small.eq(words)
-                    reply(cmd | 0x80, 2, _SRC_SMALL)
+                    reply(cmd | 0x80, _SRC_SMALL)
 
             with m.State("RESULT_HEADER"):
                 m.d.comb += [
@@ -378,8 +385,7 @@ class LinkController(wiring.Component):
                                    for r in cfg.roundings)).any()):
                     nack(Error.BAD_ROUNDING)
                 with m.Else():
-                    m.d.sync += [tiles_done.eq(0), product.eq(0), lanes.eq(0),
-                                 layer_weights.eq(0)]
+                    m.d.sync += [tiles_done.eq(0), product.eq(0), lanes.eq(0)]
                     m.next = "LAYER_SIZE"
 
             with m.State("LAYER_SIZE"):
@@ -389,18 +395,16 @@ class LinkController(wiring.Component):
                     m.d.sync += [
                         layer.eq(layer_word), layer_set.eq(1),
                         pixel_bytes.eq(Mux(layer_word.raw, lanes << 2, lanes)),
-                        weights_needed.eq(layer_weights), params_needed.eq(layer_word.tiles),
                     ]
                     with m.If(~layer_set | (layer_word.beats != layer.beats)
                               | (layer_word.tiles != layer.tiles)):
-                        m.d.sync += [weights_loaded.eq(0), params_loaded.eq(0)]
-                    reply(Reply.LAYER_SET, 0, _SRC_SMALL)
+                        m.d.sync += [weights_valid.eq(0), params_valid.eq(0)]
+                    reply(Reply.LAYER_SET, _SRC_SMALL)
                 with m.Else():
                     m.d.sync += [
                         tiles_done.eq(tiles_done + 1),
                         product.eq(product + layer_word.beats),
                         lanes.eq(lanes + cfg.cols),
-                        layer_weights.eq(layer_weights + layer_word.beats * cfg.rows),
                     ]
 
             with m.State("REPLY"):

@@ -48,10 +48,15 @@ class FrameReceiver(wiring.Component):
     - more than ``timeout`` cycles between two bytes of a frame (``TIMEOUT``);
     - a UART framing error inside a frame (``FRAMING``).
 
-    A frame refused at its header or by a framing error has the rest of its declared length
-    skipped (payload and CRC, counted down; the skip ends early once ``timeout`` cycles pass
-    without a byte), so that start bytes inside it do not begin frames: one refused frame draws
-    one refusal. The refusal is offered when the skip ends.
+    A frame refused at its header has the rest of its declared length skipped (payload and CRC,
+    counted down; the skip ends early once ``timeout`` cycles pass without a byte), and one
+    with a framing error is skipped until the line is quiet for ``timeout`` cycles, so that
+    start bytes inside them do not begin frames: one refused frame draws one refusal. The
+    refusal is offered when the skip ends.
+
+    While a good frame or a refusal is offered (until the consumer takes it; the consumer
+    takes refusals and frames whenever it is idle), received bytes are dropped and counted:
+    one reply at a time is pending. A host that waits for each reply sends nothing then.
 
     Parameters
     ----------
@@ -70,19 +75,17 @@ class FrameReceiver(wiring.Component):
         Strobe from the UART: a byte with a bad stop bit was lost.
     owned : In(1)
         The consumer is executing a frame from the buffer: a frame that arrives meanwhile is
-        refused ``BUSY`` (and skipped, never written to the buffer).
+        refused ``BUSY`` (and skipped, never written to the buffer) once the consumer is idle.
     wr_addr : Out(range(max_payload)), wr_data : Out(8), wr_en : Out(1)
         Buffer write port (write-only; the consumer reads the buffer).
     frame : Out(stream.Signature(frame_request))
-        Good frames (``error`` 0). While one is offered, the buffer is the consumer's: further
-        frames are refused ``BUSY`` until it is taken and ``owned`` falls again.
+        Good frames (``error`` 0).
     refusal : Out(stream.Signature(frame_request))
-        Refused frames (``error`` non-zero), one at a time. A refusal that arrives while the
-        previous one is still offered is lost and counted on ``dropped``.
+        Refused frames (``error`` non-zero).
     active : Out(1)
         A frame is being received or skipped.
     dropped : Out(1)
-        Strobe: a received byte (in the one cycle after a CRC) or a refusal was lost.
+        Strobe: a byte was dropped (it arrived while a frame or refusal was being offered).
 
     Timing: one byte per 2 cycles at most (a UART delivers one per 10 bit times, at least 40
     cycles); a good frame is offered 2 cycles after its last CRC byte.
@@ -139,12 +142,9 @@ class FrameReceiver(wiring.Component):
             checker.data.eq(byte),
         ]
 
-        # The one refusal waiting to be taken.
-        refused = Signal(frame_request)
-        m.d.comb += self.refusal.payload.eq(refused)
-        with m.If(self.refusal.valid & self.refusal.ready):
-            m.d.sync += self.refusal.valid.eq(0)
-        lost = Signal()
+        m.d.comb += [self.refusal.payload.cmd.eq(cmd), self.refusal.payload.tag.eq(tag),
+                     self.refusal.payload.length.eq(length),
+                     self.refusal.payload.error.eq(error)]
 
         known = Signal()
         fixed_ok = Signal()
@@ -156,27 +156,29 @@ class FrameReceiver(wiring.Component):
                                  fixed_ok.eq(1 if fixed is None else length_now == fixed)]
 
         receiving = Signal()
-        busy = Signal()
-        m.d.comb += busy.eq(self.owned | self.frame.valid)
 
         def report(code):
-            # Offer the refusal (or lose it, if one is still offered) and hunt again.
-            with m.If(self.refusal.valid & ~self.refusal.ready):
-                m.d.comb += lost.eq(1)
-            with m.Else():
-                m.d.sync += [self.refusal.valid.eq(1), refused.cmd.eq(cmd),
-                             refused.tag.eq(tag), refused.length.eq(length),
-                             refused.error.eq(code)]
-            m.next = "HUNT"
+            # Offer the refusal, then hunt again.
+            m.d.sync += error.eq(code)
+            m.next = "REFUSED"
 
-        def skip(code, remaining):
-            # Refuse the frame, once its declared rest (`remaining` bytes) has gone by.
-            m.d.sync += [error.eq(code), count.eq(remaining)]
+        # SKIP counts the declared payload down from `length`, then the 2 CRC bytes past zero
+        # (no adder); `until_quiet` skips until the line is quiet instead.
+        skip_done = (1 << len(count)) - CRC_BYTES
+        until_quiet = Signal()
+
+        def skip(code, payload_left=None):
+            # Refuse the frame once the rest it declares has gone by (or the line is quiet).
+            m.d.sync += error.eq(code)
+            if payload_left is None:
+                m.d.sync += until_quiet.eq(1)
+            else:
+                m.d.sync += [until_quiet.eq(0), count.eq(payload_left)]
             m.next = "SKIP"
 
-        def guard(left):
-            # In a frame: refuse it after `timeout` idle cycles or on a UART framing error
-            # (skipping the `left` bytes it still declares).
+        def guard():
+            # In a frame: refuse it after `timeout` idle cycles, or on a UART framing error
+            # (a byte lost: the rest is skipped until the line is quiet).
             m.d.comb += receiving.eq(1)
             with m.If(got):
                 m.d.sync += timer.eq(self._timeout)
@@ -185,7 +187,7 @@ class FrameReceiver(wiring.Component):
             with m.Else():
                 m.d.sync += timer.eq(timer - 1)
             with m.If(self.framing_error):
-                skip(Error.FRAMING, left)
+                skip(Error.FRAMING)
 
         with m.FSM(name="rx_frame") as fsm:
             with m.State("HUNT"):
@@ -199,21 +201,21 @@ class FrameReceiver(wiring.Component):
                     m.d.comb += checker.valid.eq(1)
                     m.d.sync += cmd.eq(byte)
                     m.next = "TAG"
-                guard(0)
+                guard()
             with m.State("TAG"):
                 with m.If(got):
                     m.d.comb += checker.valid.eq(1)
                     m.d.sync += tag.eq(byte)
                     m.next = "LEN_LO"
-                guard(0)
+                guard()
             with m.State("LEN_LO"):
                 with m.If(got):
                     m.d.comb += checker.valid.eq(1)
                     m.d.sync += length[:8].eq(byte)
                     m.next = "LEN_HI"
-                guard(0)
+                guard()
             with m.State("LEN_HI"):
-                rest = length_now + CRC_BYTES
+                rest = length_now
                 with m.If(got):
                     m.d.comb += checker.valid.eq(1)
                     m.d.sync += length.eq(length_now)
@@ -223,13 +225,13 @@ class FrameReceiver(wiring.Component):
                         skip(Error.TOO_LONG, rest)
                     with m.Elif(~fixed_ok):
                         skip(Error.BAD_LENGTH, rest)
-                    with m.Elif(busy):
+                    with m.Elif(self.owned):
                         skip(Error.BUSY, rest)
                     with m.Elif(length_now == 0):
                         m.next = "CRC"
                     with m.Else():
                         m.next = "PAYLOAD"
-                guard(0)
+                guard()
             with m.State("PAYLOAD"):
                 with m.If(got):
                     m.d.comb += [checker.valid.eq(1), self.wr_en.eq(1)]
@@ -237,23 +239,30 @@ class FrameReceiver(wiring.Component):
                     with m.If(count + 1 == length):
                         m.d.sync += count.eq(0)
                         m.next = "CRC"
-                guard(length + CRC_BYTES - count - 1)
+                guard()
             with m.State("CRC"):
                 with m.If(got):
                     m.d.comb += checker.valid.eq(1)
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == CRC_BYTES - 1):
                         m.next = "VERIFY"
-                guard(CRC_BYTES - count - 1)
+                guard()
             with m.State("VERIFY"):
                 with m.If(checker.match_detected):
-                    m.d.sync += self.frame.valid.eq(1)
-                    m.next = "HUNT"
+                    m.next = "GOOD"
                 with m.Else():
                     report(Error.BAD_CRC)
+            with m.State("GOOD"):
+                m.d.comb += self.frame.valid.eq(1)
+                with m.If(self.frame.ready):
+                    m.next = "HUNT"
+            with m.State("REFUSED"):
+                m.d.comb += self.refusal.valid.eq(1)
+                with m.If(self.refusal.ready):
+                    m.next = "HUNT"
             with m.State("SKIP"):
                 m.d.comb += receiving.eq(1)
-                with m.If(count == 0):
+                with m.If(~until_quiet & (count == skip_done)):
                     report(error)
                 with m.Elif(got):
                     m.d.sync += [count.eq(count - 1), timer.eq(self._timeout)]
@@ -262,11 +271,10 @@ class FrameReceiver(wiring.Component):
                 with m.Else():
                     m.d.sync += timer.eq(timer - 1)
 
-        with m.If(self.frame.valid & self.frame.ready):
-            m.d.sync += self.frame.valid.eq(0)
         m.d.comb += [
             self.active.eq(receiving),
-            self.dropped.eq(lost | (got & fsm.ongoing("VERIFY"))),
+            self.dropped.eq(got & (fsm.ongoing("VERIFY") | fsm.ongoing("GOOD")
+                                   | fsm.ongoing("REFUSED"))),
         ]
         return m
 

