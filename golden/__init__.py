@@ -2,6 +2,13 @@
 
 from .conv import conv1x1, conv1x1_acc, fold_input_zero_point, requantize
 from .requant import (
+    FIXED_POINT_ROUNDINGS,
+    ROUNDINGS,
+    RUNTIME_ROUNDING,
+    check_float_scale,
+    check_rounding,
+    float32_scales,
+    layer_requant_params,
     INT32_MAX,
     INT32_MIN,
     SHIFT_MAX,
@@ -25,6 +32,13 @@ __all__ = [
     "quantize_multiplier",
     "per_channel_multipliers",
     "wrap_int32",
+    "ROUNDINGS",
+    "FIXED_POINT_ROUNDINGS",
+    "RUNTIME_ROUNDING",
+    "check_rounding",
+    "check_float_scale",
+    "float32_scales",
+    "layer_requant_params",
     "INT32_MIN",
     "INT32_MAX",
     "SHIFT_MIN",

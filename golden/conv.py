@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .requant import INT32_MAX, INT32_MIN, SHIFT_MAX, SHIFT_MIN, _int_array, _mbqm, wrap_int32
+from .requant import (FIXED_POINT_ROUNDINGS, INT32_MAX, INT32_MIN, SHIFT_MAX, SHIFT_MIN, _MBQM,
+                      _int_array, check_float_scale, check_rounding, wrap_int32)
 
 __all__ = ["conv1x1", "conv1x1_acc", "fold_input_zero_point", "requantize"]
 
@@ -86,11 +87,51 @@ def _acc(x64, w64, b64, zp):
     return wrap_int32(acc).reshape(*lead, w64.shape[1])
 
 
-def _requant(acc64, mult64, shift64, zp, lo, hi):
-    """Unchecked int64 core of :func:`requantize`; returns int8 outputs."""
+def _requant(acc64, mult64, shift64, zp, lo, hi, rounding="double"):
+    """Unchecked int64 core of :func:`requantize` in a fixed-point mode; returns int8."""
     # ``acc += output_offset`` is an int32 add in C; it is wrapped like the accumulator.
-    y = wrap_int32(_mbqm(acc64, mult64, shift64) + zp)
+    y = wrap_int32(_MBQM[rounding](acc64, mult64, shift64) + zp)
     return np.clip(y, lo, hi).astype(np.int8)
+
+
+def _requant_float(acc64, scale32, zp, lo, hi):
+    """Unchecked core of :func:`requantize` in the ``"float"`` mode; returns int8.
+
+    XNNPACK's fp32 requantization (src/qs8-gemm/*-minmax-fp32-*.c, scalar form
+    ``xnn_qs8_qc8w_gemm_minmax_fp32_ukernel_*__scalar_fmagic``) and ONNX Runtime's
+    ``MlasRequantizeOutput`` (onnxruntime/core/mlas/lib/quantize.cpp): ``float(acc) * scale``
+    in float32, clamped to ``[activation_min - zp, activation_max - zp]``, rounded to nearest
+    with ties to even (the magic-bias add or cvtps2dq), then ``+ zp``. Clamping before or
+    after the rounding is the same, since the bounds are integers.
+    """
+    with np.errstate(over="ignore"):
+        v = acc64.astype(np.int32).astype(np.float32) * scale32
+    v = np.clip(v, np.float32(lo - zp), np.float32(hi - zp))
+    return (np.rint(v).astype(np.int64) + zp).astype(np.int8)
+
+
+def _check_requant_params(rounding, multiplier, shift, scale, filters, source):
+    """Validate one mode's parameters; return ``(mult64, shift64, scale32)``, unused ones None."""
+    check_rounding(rounding)
+    if rounding == "float":
+        if scale is None:
+            raise ValueError("scale is required with rounding='float'")
+        scale32 = check_float_scale("scale", scale)
+        if scale32.shape not in ((), (filters,)):
+            raise ValueError(f"scale must be a scalar or have shape [F] with F == {source} == "
+                             f"{filters}, got {scale32.shape}")
+        return None, None, scale32
+    if multiplier is None or shift is None:
+        raise ValueError(f"multiplier and shift are required with rounding={rounding!r}")
+    mult64 = _check_per_channel("multiplier", multiplier, INT32_MIN, INT32_MAX, filters, source)
+    shift64 = _check_per_channel("shift", shift, SHIFT_MIN, SHIFT_MAX, filters, source)
+    return mult64, shift64, None
+
+
+def _requant_any(acc64, mult64, shift64, scale32, zp, lo, hi, rounding):
+    if rounding == "float":
+        return _requant_float(acc64, scale32, zp, lo, hi)
+    return _requant(acc64, mult64, shift64, zp, lo, hi, rounding)
 
 
 def conv1x1_acc(x, w, bias, input_zero_point):
@@ -165,13 +206,19 @@ def fold_input_zero_point(w, bias, input_zero_point):
 
 
 def requantize(
-    acc, multiplier, shift, output_zero_point, activation_min=INT8_MIN, activation_max=INT8_MAX
+    acc, multiplier, shift, output_zero_point, activation_min=INT8_MIN, activation_max=INT8_MAX,
+    *, rounding="double", scale=None,
 ):
-    """Requantize int32 accumulators to int8 as TFLite's per-channel conv kernel does.
+    """Requantize int32 accumulators to int8 as a runtime's per-channel conv kernel does.
 
-    ``y = MultiplyByQuantizedMultiplier(acc, multiplier[f], shift[f]) + output_zero_point``
-    (an int32 add, wrapped modulo 2**32 as compiled C does), then clamped to
-    ``[activation_min, activation_max]`` and cast to int8.
+    In the fixed-point modes (``rounding`` ``"double"``, TFLite's reference kernel, the
+    default; ``"single"``; ``"ruy"``), ``y = MultiplyByQuantizedMultiplier(acc,
+    multiplier[f], shift[f]) + output_zero_point`` (see
+    :func:`~pwconv.golden.multiply_by_quantized_multiplier`; the add is an int32 add, wrapped
+    modulo 2**32 as compiled C does), then clamped to ``[activation_min, activation_max]`` and
+    cast to int8. With ``rounding="float"`` (XNNPACK, ONNX Runtime) ``y = round_half_even(
+    clamp(float32(acc) * scale[f], activation_min - zp, activation_max - zp)) + zp`` in
+    float32 arithmetic, and ``multiplier``/``shift`` are not used (they may be None).
 
     Parameters
     ----------
@@ -185,6 +232,11 @@ def requantize(
         Output zero point in [-128, 127].
     activation_min, activation_max : int, optional
         Clamp bounds, ``-128 <= activation_min <= activation_max <= 127``.
+    rounding : str, optional
+        One of :data:`~pwconv.golden.ROUNDINGS`.
+    scale : array_like of float32, optional
+        Per-channel float32 scales, shape ``[F]`` (or a scalar), finite, positive and normal;
+        required with ``rounding="float"``.
 
     Returns
     -------
@@ -194,20 +246,19 @@ def requantize(
     Raises
     ------
     TypeError
-        If an input has a non-integer dtype.
+        If an input has a wrong dtype.
     ValueError
-        If a shape or value range is invalid.
+        If a shape or value range is invalid, or a parameter the mode needs is missing.
     """
     acc64 = _int_array("acc", acc, INT32_MIN, INT32_MAX)
     if acc64.ndim < 1:
         raise ValueError(f"acc must have shape [..., F] (at least 1 dimension), got {acc64.shape}")
     filters = acc64.shape[-1]
-    mult64 = _check_per_channel("multiplier", multiplier, INT32_MIN, INT32_MAX, filters,
-                                "acc.shape[-1]")
-    shift64 = _check_per_channel("shift", shift, SHIFT_MIN, SHIFT_MAX, filters, "acc.shape[-1]")
+    mult64, shift64, scale32 = _check_requant_params(rounding, multiplier, shift, scale, filters,
+                                                     "acc.shape[-1]")
     zp = _int_scalar("output_zero_point", output_zero_point, INT8_MIN, INT8_MAX)
     lo, hi = _check_activation(activation_min, activation_max)
-    return _requant(acc64, mult64, shift64, zp, lo, hi)
+    return _requant_any(acc64, mult64, shift64, scale32, zp, lo, hi, rounding)
 
 
 def conv1x1(
@@ -221,8 +272,11 @@ def conv1x1(
     output_shift,
     activation_min=INT8_MIN,
     activation_max=INT8_MAX,
+    rounding="double",
+    scale=None,
 ):
-    """int8 pointwise (1x1) convolution, bit-exact with TFLite's reference per-channel kernel.
+    """int8 pointwise (1x1) convolution, bit-exact with TFLite's reference per-channel kernel
+    (or, with ``rounding``, with another runtime's: see :func:`requantize`).
 
     Follows tensorflow/lite/kernels/internal/reference/integer_ops/conv.h::
     ConvPerChannel for a 1x1 filter with stride 1 and no padding::
@@ -247,6 +301,10 @@ def conv1x1(
         Shifts in [-31, 30], shape ``[F]`` (or a scalar).
     activation_min, activation_max : int, optional
         Clamp bounds, ``-128 <= activation_min <= activation_max <= 127``.
+    rounding, scale : optional
+        The requantization mode and, for ``"float"``, its float32 scales [F]; see
+        :func:`requantize`. ``output_multiplier``/``output_shift`` may be None with
+        ``"float"``.
 
     Returns
     -------
@@ -256,7 +314,7 @@ def conv1x1(
     Raises
     ------
     TypeError
-        If an input has a non-integer dtype.
+        If an input has a wrong dtype.
     ValueError
         If a shape or value range is invalid.
     """
@@ -266,9 +324,15 @@ def conv1x1(
     b64 = _check_bias(bias, filters)
     izp = _int_scalar("input_zero_point", input_zero_point, INT8_MIN, INT8_MAX)
     ozp = _int_scalar("output_zero_point", output_zero_point, INT8_MIN, INT8_MAX)
-    mult64 = _check_per_channel("output_multiplier", output_multiplier, INT32_MIN, INT32_MAX,
-                                filters, "w.shape[1]")
-    shift64 = _check_per_channel("output_shift", output_shift, SHIFT_MIN, SHIFT_MAX, filters,
-                                 "w.shape[1]")
+    if rounding in FIXED_POINT_ROUNDINGS:
+        mult64 = _check_per_channel("output_multiplier", output_multiplier, INT32_MIN,
+                                    INT32_MAX, filters, "w.shape[1]")
+        shift64 = _check_per_channel("output_shift", output_shift, SHIFT_MIN, SHIFT_MAX, filters,
+                                     "w.shape[1]")
+        scale32 = None
+    else:
+        mult64, shift64, scale32 = _check_requant_params(rounding, None, None, scale, filters,
+                                                         "w.shape[1]")
     lo, hi = _check_activation(activation_min, activation_max)
-    return _requant(_acc(x64, w64, b64, izp), mult64, shift64, ozp, lo, hi)
+    return _requant_any(_acc(x64, w64, b64, izp), mult64, shift64, scale32, ozp, lo, hi,
+                        rounding)

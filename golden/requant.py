@@ -15,7 +15,40 @@ __all__ = [
     "multiply_by_quantized_multiplier",
     "quantize_multiplier",
     "per_channel_multipliers",
+    "ROUNDINGS",
+    "RUNTIME_ROUNDING",
+    "FIXED_POINT_ROUNDINGS",
+    "check_rounding",
+    "float32_scales",
+    "check_float_scale",
+    "layer_requant_params",
 ]
+
+#: How a runtime rounds when it requantizes an int32 accumulator to int8; see
+#: :func:`multiply_by_quantized_multiplier` (the fixed-point modes) and :func:`float32_scales`
+#: (``"float"``). ``"double"`` is TFLite's reference kernels, TFLite Micro and CMSIS-NN;
+#: ``"single"`` TFLite built with ``TFLITE_SINGLE_ROUNDING``; ``"ruy"`` TFLite's optimized
+#: kernels on x86 (ruy's AVX2/AVX-512 kernels); ``"float"`` XNNPACK and ONNX Runtime.
+ROUNDINGS = ("double", "single", "ruy", "float")
+
+#: The modes that take an int32 multiplier and a shift (``"float"`` takes a float32 scale).
+FIXED_POINT_ROUNDINGS = ("double", "single", "ruy")
+
+#: The rounding mode that makes pwconv bit-exact with each runtime.
+RUNTIME_ROUNDING = {
+    "tflite-reference": "double",        # OpResolverType.BUILTIN_REF, TFLite Micro, CMSIS-NN
+    "tflite-single-rounding": "single",  # TFLite built with TFLITE_SINGLE_ROUNDING
+    "tflite-ruy": "ruy",                 # BUILTIN_WITHOUT_DEFAULT_DELEGATES on x86
+    "tflite-xnnpack": "float",           # the interpreter's default path (XNNPACK delegate)
+    "onnxruntime": "float",              # QLinearConv and fused QDQ convolutions (MLAS)
+}
+
+
+def check_rounding(rounding):
+    """Return ``rounding`` if it names a mode of :data:`ROUNDINGS`, else raise ValueError."""
+    if not isinstance(rounding, str) or rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
+    return rounding
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -108,6 +141,28 @@ def _mbqm(x, multiplier, shift):
     return _rdbpot(_srdhm(shifted, multiplier), right_shift)
 
 
+def _mbqm_single(x, multiplier, shift):
+    """Unchecked int64 core of the ``"single"`` mode: one rounding, ties toward +infinity."""
+    total_shift = 31 - shift                       # 1 .. 62
+    # |x * multiplier| <= 2**62 and the rounding term <= 2**61: exact in int64.
+    result = (x * multiplier + (np.int64(1) << (total_shift - 1))) >> total_shift
+    return wrap_int32(result)                      # static_cast<int32_t> of the int64
+
+
+def _mbqm_ruy(x, multiplier, shift):
+    """Unchecked int64 core of the ``"ruy"`` mode (ruy's x86 kernels), see
+    :func:`multiply_by_quantized_multiplier`."""
+    left_shift = np.maximum(shift, 0)
+    right_shift = np.maximum(-shift, 0)
+    shifted = wrap_int32(x * (np.int64(1) << left_shift))         # _mm256_sllv_epi32 wraps
+    # (a * b + 2**30) >> 31 in 64 bits, low 32 bits kept: INT32_MIN * INT32_MIN wraps.
+    high = wrap_int32((shifted * multiplier + (1 << 30)) >> 31)
+    # Rounding right shift, ties toward +infinity, exact (ruy replaces the one overflowing
+    # case of the 32-bit add by its exact result 1 << (31 - exponent)).
+    nudge = np.where(right_shift > 0, np.int64(1) << np.maximum(right_shift - 1, 0), 0)
+    return (high + nudge) >> right_shift
+
+
 def saturating_rounding_doubling_high_mul(a, b):
     """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values, elementwise.
 
@@ -169,13 +224,28 @@ def rounding_divide_by_pot(x, exponent):
     return _rdbpot(x64, e64).astype(np.int32)
 
 
-def multiply_by_quantized_multiplier(acc, multiplier, shift):
-    """TFLite ``MultiplyByQuantizedMultiplier`` (double-rounding variant), elementwise.
+def multiply_by_quantized_multiplier(acc, multiplier, shift, *, rounding="double"):
+    """TFLite ``MultiplyByQuantizedMultiplier`` as each runtime computes it, elementwise.
 
-    ``left_shift = max(shift, 0)``, ``right_shift = max(-shift, 0)``; the result is
-    ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc * 2**left_shift, multiplier),
-    right_shift)`` where ``acc * 2**left_shift`` wraps modulo 2**32 like the int32 multiply
-    in C.
+    With ``left_shift = max(shift, 0)`` and ``right_shift = max(-shift, 0)``:
+
+    ``"double"`` (TFLite's reference kernels, TFLite Micro, CMSIS-NN; tensorflow/lite/kernels/
+    internal/common.cc, the ``#else`` branch of ``TFLITE_SINGLE_ROUNDING``)
+        ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc * 2**left_shift,
+        multiplier), right_shift)``, where ``acc * 2**left_shift`` wraps modulo 2**32 like the
+        int32 multiply in C. SRDHM rounds ``a*b / 2**31`` to nearest with ties toward
+        +infinity and saturates ``INT32_MIN * INT32_MIN``; RDBPOT rounds ties away from zero.
+    ``"single"`` (common.cc with ``TFLITE_SINGLE_ROUNDING``)
+        ``(acc * multiplier + 2**(30 - shift)) >> (31 - shift)`` in 64 bits, then cast to int32
+        (low 32 bits): one rounding, ties toward +infinity, and no wrap of a left shift.
+    ``"ruy"`` (ruy/kernel_avx2_fma.cc and kernel_avx512.cc, ``Kernel8bitAvx2``: the optimized
+    kernels TFLite's interpreter runs on x86 without the XNNPACK delegate)
+        ``t = low32((wrap32(acc << left_shift) * multiplier + 2**30) >> 31)``, then
+        ``(t + 2**(right_shift - 1)) >> right_shift`` computed exactly: both roundings ties
+        toward +infinity; ``INT32_MIN * INT32_MIN`` wraps to ``INT32_MIN`` (no saturation).
+        ruy's ARM NEON kernels (kernel_arm64.cc, since ruy commit be760b6) instead truncate
+        the first step (SQDMULH, then SRSHL): they equal ``"single"`` whenever
+        ``shift < 0`` and differ from every mode here for ``shift >= 0``.
 
     Parameters
     ----------
@@ -196,13 +266,24 @@ def multiply_by_quantized_multiplier(acc, multiplier, shift):
     TypeError
         If an input has a non-integer dtype.
     ValueError
-        If ``acc`` or ``multiplier`` is outside the int32 range or ``shift`` outside
-        [-31, 30].
+        If ``acc`` or ``multiplier`` is outside the int32 range, ``shift`` outside
+        [-31, 30], or ``rounding`` is not a fixed-point mode.
+
+    Other Parameters
+    ----------------
+    rounding : str, optional
+        One of :data:`FIXED_POINT_ROUNDINGS`.
     """
+    if rounding not in FIXED_POINT_ROUNDINGS:
+        raise ValueError(f"rounding must be one of {', '.join(FIXED_POINT_ROUNDINGS)}, "
+                         f"not {rounding!r}")
     acc64 = _int_array("acc", acc, INT32_MIN, INT32_MAX)
     mult64 = _int_array("multiplier", multiplier, INT32_MIN, INT32_MAX)
     shift64 = _int_array("shift", shift, SHIFT_MIN, SHIFT_MAX)
-    return _mbqm(acc64, mult64, shift64).astype(np.int32)
+    return _MBQM[rounding](acc64, mult64, shift64).astype(np.int32)
+
+
+_MBQM = {"double": _mbqm, "single": _mbqm_single, "ruy": _mbqm_ruy}
 
 
 def _round_half_away(v):
@@ -323,3 +404,75 @@ def per_channel_multipliers(input_scale, weight_scales, output_scale, *, float32
         raise ValueError(f"weight_scales must have shape [F] or be a scalar, got {s_w.shape}")
     effective = (s_in * s_w) / s_out
     return quantize_multiplier(effective)
+
+
+#: Smallest positive normal float32: the hardware's ``"float"`` mode takes normal scales only.
+FLOAT32_MIN_NORMAL = float(np.finfo(np.float32).tiny)
+
+
+def check_float_scale(name, scale):
+    """Return ``scale`` as a float32 array after checking every value is a finite, normal,
+    positive float32 (what the ``"float"`` mode's hardware takes); else raise.
+
+    Raises
+    ------
+    TypeError
+        If ``scale`` is not of dtype float32.
+    ValueError
+        If a value is NaN, infinite, not positive or subnormal.
+    """
+    arr = np.asarray(scale)
+    if arr.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {arr.dtype}")
+    bad = ~(np.isfinite(arr) & (arr >= np.float32(FLOAT32_MIN_NORMAL)))
+    if np.any(bad):
+        raise ValueError(f"{name} must be finite, positive and normal float32 values, got "
+                         f"{float(arr[bad].ravel()[0])!r}")
+    return arr
+
+
+def float32_scales(input_scale, weight_scales, output_scale):
+    """Per-channel requantization scales as XNNPACK and ONNX Runtime compute them.
+
+    ``scale[f] = input_scale * weight_scales[f] / output_scale``, evaluated left to right in
+    float32 arithmetic (XNNPACK src/operators/convolution-nhwc.c
+    ``create_convolution2d_nhwc_qx8_f32``/``xnn_create_convolution2d_nhwc_qs8_qc8w``;
+    onnxruntime/core/providers/cpu/quantization/qlinearconv.cc ``ComputeOutputScale``). Deriving
+    it in float64 and rounding once instead differs in the last bit for some channels, which
+    changes outputs.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array shaped like ``weight_scales``.
+    """
+    s_in = np.float32(_positive_scale("input_scale", input_scale, True))
+    s_w = _positive_scale("weight_scales", weight_scales, True).astype(np.float32)
+    s_out = np.float32(_positive_scale("output_scale", output_scale, True))
+    with np.errstate(over="ignore", under="ignore"):
+        return (s_in * s_w) / s_out
+
+
+def layer_requant_params(input_scale, weight_scales, output_scale, rounding):
+    """A layer's requantization parameters from its float scales, the way the runtime that
+    ``rounding`` matches computes them.
+
+    Returns
+    -------
+    multiplier, shift : numpy.ndarray or None
+        int32 [F] for the fixed-point modes (TFLite's PopulateConvolutionQuantizationParams:
+        :func:`per_channel_multipliers`; with ``"single"``, QuantizeMultiplier saturates a shift
+        above 30 to ``(2**31 - 1, 30)`` as TFLITE_SINGLE_ROUNDING builds do); None for
+        ``"float"``.
+    scale : numpy.ndarray or None
+        float32 [F] for ``"float"`` (:func:`float32_scales`), else None.
+    """
+    check_rounding(rounding)
+    if rounding == "float":
+        return None, None, float32_scales(input_scale, weight_scales, output_scale)
+    multiplier, shift = per_channel_multipliers(input_scale, weight_scales, output_scale)
+    if rounding == "single":
+        high = shift > SHIFT_MAX
+        multiplier = np.where(high, np.int32(INT32_MAX), multiplier).astype(np.int32)
+        shift = np.where(high, np.int32(SHIFT_MAX), shift).astype(np.int32)
+    return multiplier, shift, None

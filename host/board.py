@@ -3,7 +3,7 @@
 import numpy as np
 
 from pwconv.config import VERSION, ArrayConfig
-from pwconv.hw.link.protocol import ACK_BIT, ROUNDING_DOUBLE
+from pwconv.hw.link.protocol import ACK_BIT
 from .link import (LINK_ERRORS, MAX_LENGTH, OVERHEAD, Command, CorruptReply, Identity,
                    LinkError, NackError, Status, WireFormat, drain, encode_frame, frame_time,
                    link_clock, read_frame)
@@ -22,10 +22,6 @@ RETRIES = 3
 
 #: Seconds the line may keep talking before the host gives up draining it.
 DRAIN_LIMIT = 2.0
-
-#: Highest IDENTITY ``roundings`` bit this host knows (``ROUNDING_DOUBLE``).
-_KNOWN_ROUNDINGS = ROUNDING_DOUBLE
-
 
 class BoardDevice(Device):
     """Runs each on-chip pass on a pwconv board (or its simulation) over the link protocol.
@@ -94,9 +90,6 @@ class BoardDevice(Device):
         if not 0 < ident.timeout_s <= 1.0:
             raise LinkError(f"Device's frame timeout must be between 0 and 1 s, not "
                             f"{ident.timeout_s:.3g} s")
-        if not ident.roundings & ROUNDING_DOUBLE or ident.roundings & ~_KNOWN_ROUNDINGS:
-            raise LinkError(f"Device's rounding modes {ident.roundings:#04x} are not ones this "
-                            f"host knows ({_KNOWN_ROUNDINGS:#04x})")
         if cfg is not None and cfg != ident.config:
             raise ValueError(f"The device is built for {ident.config}, but the host is set up "
                              f"for {cfg}; use the device's configuration "

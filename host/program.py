@@ -4,10 +4,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pwconv.config import ArrayConfig
+from pwconv.config import ROUNDINGS, ArrayConfig
 from pwconv.hw import layouts
 
-__all__ = ["LayerProgram", "compile_layer", "pack_pixels", "unpack_results"]
+__all__ = ["LayerProgram", "compile_layer", "pack_pixels", "unpack_results", "commit_word"]
 
 
 def _field(layout, name):
@@ -29,7 +29,8 @@ class LayerProgram:
     """Everything the accelerator needs for one pass of a layer that fits on chip.
 
     ``layer_word`` drives the ``layer`` port; ``weight_words`` and ``param_words`` are sent on the
-    ``weights`` and ``params`` streams (while idle), then pixels follow on ``i``.
+    ``weights`` and ``params`` streams, then (with two weight banks) the pass is committed with
+    :func:`commit_word`, and its pixels follow on ``i``.
     """
 
     channels: int
@@ -43,11 +44,14 @@ class LayerProgram:
 
 
 def compile_layer(cfg: ArrayConfig, w, bias, multiplier, shift, *, output_zero_point=0,
-                  activation_min=-128, activation_max=127, raw=False):
+                  activation_min=-128, activation_max=127, raw=False, rounding="double",
+                  scale=None):
     """Build the :class:`LayerProgram` of a C x F layer with the input zero point already folded.
 
     ``w`` int8 [C, F]; ``bias`` int32 [F] (``bias - input_zero_point * sum_c w``, wrapped);
-    ``multiplier`` int32 [F] and ``shift`` int [F] in [-31, 31].
+    ``multiplier`` int32 [F] and ``shift`` int [F] in [-31, 31] for the fixed-point rounding
+    modes; with ``rounding="float"``, ``scale`` float32 [F], whose bits go in the multiplier
+    field (the shift field is then 0). ``rounding`` must be one of ``cfg.roundings``.
     """
     w = np.asarray(w)
     channels, filters = w.shape
@@ -55,6 +59,10 @@ def compile_layer(cfg: ArrayConfig, w, bias, multiplier, shift, *, output_zero_p
         raise ValueError(
             f"Layer of C={channels}, F={filters} does not fit on chip (max C {cfg.max_channels},"
             f" max F {cfg.max_filters}, {cfg.weight_depth} weight words per PE); tile it")
+    cfg.check_rounding(rounding)
+    if rounding == "float":
+        multiplier = np.asarray(scale, dtype=np.float32).view(np.int32)
+        shift = np.zeros(filters, dtype=np.int32)
     beats, tiles = cfg.beats(channels), cfg.tiles(filters)
 
     padded = np.zeros((beats * cfg.rows, tiles * cfg.cols), dtype=np.int64)
@@ -68,9 +76,12 @@ def compile_layer(cfg: ArrayConfig, w, bias, multiplier, shift, *, output_zero_p
         for beat in range(beats):
             block = padded[beat * cfg.rows:(beat + 1) * cfg.rows,
                            tile * cfg.cols:(tile + 1) * cfg.cols]
-            for row in range(cfg.rows):
-                weight_words.append(((tile * beats + beat) << addr_at) | (row << row_at)
-                                    | (_pack_lanes(block[row], 8) << data_at))
+            for group in range(cfg.load_groups):
+                rows = np.zeros((cfg.load_width, cfg.cols), dtype=np.int64)
+                part = block[group * cfg.load_width:(group + 1) * cfg.load_width]
+                rows[:len(part)] = part
+                weight_words.append(((tile * beats + beat) << addr_at) | (group << row_at)
+                                    | (_pack_lanes(rows.reshape(-1), 8) << data_at))
 
     def per_tile(values, dtype=np.int64):
         out = np.zeros(tiles * cfg.cols, dtype=dtype)
@@ -91,13 +102,18 @@ def compile_layer(cfg: ArrayConfig, w, bias, multiplier, shift, *, output_zero_p
     word = layouts.runtime_config(cfg)
     fields = {"beats": beats, "tiles": tiles, "output_zero_point": output_zero_point,
               "activation_min": activation_min, "activation_max": activation_max,
-              "raw": int(raw)}
+              "raw": int(raw), "rounding": ROUNDINGS.index(rounding)}
     layer_word = 0
     for name, value in fields.items():
         offset, width = _field(word, name)
         layer_word |= (int(value) & ((1 << width) - 1)) << offset
     return LayerProgram(channels, filters, beats, tiles, bool(raw), layer_word,
                         tuple(weight_words), tuple(param_words))
+
+
+def commit_word(cfg: ArrayConfig, pixel_words):
+    """The word on ``commit`` that closes a pass's loads: its number of pixel beats."""
+    return len(pixel_words) & 0xFFFF_FFFF
 
 
 def pack_pixels(cfg: ArrayConfig, x):

@@ -35,7 +35,11 @@ def plan_passes(cfg: ArrayConfig, channels, filters):
     if channels <= cfg.max_channels and beats <= cfg.weight_depth:
         chunk, raw = channels, False
     else:
-        chunk, raw = cfg.rows * min(cfg.max_beats, cfg.weight_depth), True
+        # As many whole beats as both max_channels and the weight memory allow (max_channels
+        # need not be a multiple of rows: 8 rows, max C 100 takes 96 channels per chunk).
+        beats_per_chunk = min(cfg.max_channels // cfg.rows, cfg.weight_depth)
+        chunk = cfg.rows * beats_per_chunk if beats_per_chunk else cfg.max_channels
+        raw = True
     group = min(cfg.max_filters, cfg.cols * (cfg.weight_depth // cfg.beats(chunk)))
     return [Pass(c0, min(c0 + chunk, channels), f0, min(f0 + group, filters), raw)
             for f0 in range(0, filters, group) for c0 in range(0, channels, chunk)]

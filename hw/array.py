@@ -8,7 +8,7 @@ from pwconv.config import ArrayConfig
 from .params import check_config
 from .delay import delayed
 from .ice40_mac import DualMul8x8
-from .layouts import pixel_beat, weight_word
+from .layouts import _addr, bank_address, pixel_beat, weight_word
 from .pe import ProcessingElement
 
 __all__ = ["SystolicArray", "beat_layout", "column_sum_layout", "multiplier_groups"]
@@ -18,8 +18,8 @@ def beat_layout(cfg: ArrayConfig):
     """One beat entering the array: channels, weight address and the beat's place in its pixel."""
     return data.StructLayout({
         "x":     pixel_beat(cfg),
-        "addr":  weight_word(cfg)["addr"].shape,
-        "tile":  unsigned(max(1, (cfg.max_tiles - 1).bit_length())),
+        "addr":  _addr(cfg.weight_memory_depth),   # bank and address in the weight memory
+        "tile":  _addr(cfg.param_depth),           # bank and tile in the parameter memory
         "first": unsigned(1),   # first beat of a (pixel, column tile): restart the accumulators
         "last":  unsigned(1),   # last beat of a (pixel, column tile): the sums are complete
     })
@@ -29,7 +29,7 @@ def column_sum_layout(cfg: ArrayConfig):
     """A completed (pixel, column tile): ``cols`` exact sums over all C products, and the tile."""
     return data.StructLayout({
         "acc":  data.ArrayLayout(cfg.acc_shape, cfg.cols),
-        "tile": unsigned(max(1, (cfg.max_tiles - 1).bit_length())),
+        "tile": _addr(cfg.param_depth),
     })
 
 
@@ -63,9 +63,11 @@ class SystolicArray(wiring.Component):
     beats of one (pixel, column tile) from ``first`` to ``last``, then the output de-skew delays
     column ``c`` by ``cols - 1 - c`` cycles so that all ``cols`` sums leave together.
 
-    Each PE holds the weights of every (column tile, beat) of the layer at address
-    ``tile * beats + beat``: weights stay put while pixels stream, and a layer with C > rows or
-    F > cols keeps every MAC busy every cycle (one beat per cycle, no reloads).
+    Each PE's weights of every (column tile, beat) of the layer are at address
+    ``tile * beats + beat`` (of its bank): weights stay put while pixels stream, and a layer
+    with C > rows or F > cols keeps every MAC busy every cycle (one beat per cycle, no
+    reloads). The weights of one array row share one memory, ``cols`` bytes wide, read once per
+    beat at the row's address and skewed to its PEs through short delay lines.
 
     With ``cfg.mac_style == "ice40_dual8x8"`` the products of the PEs in each of
     :func:`multiplier_groups` come from one :class:`~.ice40_mac.DualMul8x8` (an SB_MAC16 when
@@ -83,12 +85,14 @@ class SystolicArray(wiring.Component):
         the sums are not de-skewed: column ``c``'s sum is on ``sums.acc[c]`` only in the cycle
         ``column_done[c]`` is high, ``latency - (cols - 1 - c)`` cycles after the last beat
         (``sums.tile`` is valid with ``column_done[0]``).
-    weight : In(weight_word), weight_en : In(1)
-        Weight write port; write only while ``busy`` is low.
+    weight : In(weight_word), weight_en : In(1), weight_bank : In(1)
+        Weight write port: ``load_width`` rows of address ``weight.addr`` of bank
+        ``weight_bank`` per cycle. Write a bank only while no beat that reads it is inside.
     busy : Out(1)
         Some beat is still inside the array.
 
-    Timing: latency ``rows + cols + 1`` cycles from the last beat to ``sums_valid``;
+    Timing: latency ``cfg.array_latency`` = ``rows + cols + 1 + cfg.mac_latency`` cycles from
+    the last beat to ``sums_valid``;
     throughput one beat per cycle, i.e. ``rows * cols`` MACs per cycle.
     """
 
@@ -103,6 +107,7 @@ class SystolicArray(wiring.Component):
             "column_done": Out(cfg.cols),
             "weight":     In(weight_word(cfg)),
             "weight_en":  In(1),
+            "weight_bank": In(1),
             "busy":       Out(1),
         })
 
@@ -112,8 +117,8 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from a beat entering to its column sums leaving."""
-        return self._cfg.rows + self._cfg.cols + 1
+        """Cycles from a beat entering to its column sums leaving: ``cfg.array_latency``."""
+        return self._cfg.array_latency
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -135,23 +140,30 @@ class SystolicArray(wiring.Component):
             control.append(stage)
         m.d.comb += self.busy.eq(sum(stage.valid for stage in control) != 0)
 
+        # Weight writes: row r takes lane group r % load_width of transfers to its row group.
+        write_addr = Signal(_addr(cfg.weight_memory_depth))
+        m.d.comb += write_addr.eq(bank_address(self.weight.addr, self.weight_bank,
+                                               cfg.weight_depth))
+
+        def write_row(r):
+            return self.weight_en & (self.weight.row == r // cfg.load_width)
+
+        def write_lane(r, c):
+            return self.weight.data[(r % cfg.load_width) * cfg.cols + c]
+
         # The grid. PE (r, c) sees the weight address at cycle t + r + c and x at t + r + c + 1.
         external = cfg.mac_style != "infer"
         pes = [[None] * cfg.cols for _ in range(cfg.rows)]
         for r in range(cfg.rows):
             for c in range(cfg.cols):
                 pe = ProcessingElement(
-                    depth=cfg.weight_depth,
+                    depth=cfg.weight_memory_depth,
                     psum_in_shape=cfg.psum_shape(r) if r > 0 else None,
                     psum_out_shape=cfg.psum_shape(r + 1),
-                    external_product=external, weight_memory=not external)
+                    external_product=external, weight_memory=False,
+                    mac_latency=cfg.mac_latency,
+                    fabric_multiplier=r * cfg.cols + c >= cfg.macs - cfg.lut_macs)
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c] = pe
-                if not external:
-                    m.d.comb += [
-                        pe.w_addr.eq(self.weight.addr),
-                        pe.w_data.eq(self.weight.data[c]),
-                        pe.w_en.eq(self.weight_en & (self.weight.row == r)),
-                    ]
                 if c == 0:      # input skew: row r starts r cycles late
                     m.d.comb += [
                         pe.addr_in.eq(delayed(m, self.beat.addr, r, name=f"addr_skew{r}")),
@@ -165,6 +177,25 @@ class SystolicArray(wiring.Component):
                 if r > 0:
                     m.d.comb += pe.psum_in.eq(pes[r - 1][c].psum_out)
 
+        # One wide weight memory per row (``infer``): row r's PEs see every address one cycle
+        # apart along the skew, so the row's word is read at PE (r, 0)'s address and column c's
+        # byte delayed c cycles. One address bus per row instead of one per PE: far fewer nets
+        # for the router, and the same block RAMs (a row's bytes side by side).
+        if not external:
+            for r in range(cfg.rows):
+                m.submodules[f"weights_row{r}"] = weights = memory.Memory(
+                    shape=data.ArrayLayout(signed(8), cfg.cols), depth=cfg.weight_memory_depth,
+                    init=[])
+                read = weights.read_port(domain="sync")
+                write = weights.write_port(granularity=1)
+                m.d.comb += [read.addr.eq(pes[r][0].addr_in), write.addr.eq(write_addr)]
+                for c in range(cfg.cols):
+                    m.d.comb += [
+                        write.data[c].eq(write_lane(r, c)),
+                        write.en[c].eq(write_row(r)),
+                        pes[r][c].w_in.eq(delayed(m, read.data[c], c, name=f"weight_{r}_{c}")),
+                    ]
+
         # Shared multipliers: each PE's product x_in * w[addr] comes from one half of a cell, and
         # the cell's PEs share one weight memory, a byte per PE per address. The second PE of a
         # group sees every address one cycle after the first (it is one step further along the
@@ -175,39 +206,39 @@ class SystolicArray(wiring.Component):
                 name = "_".join(f"{r}_{c}" for r, c in group)
                 m.submodules[f"mul_{name}"] = mul = DualMul8x8()
                 m.submodules[f"weights_{name}"] = weights = memory.Memory(
-                    shape=data.ArrayLayout(signed(8), len(group)), depth=cfg.weight_depth,
+                    shape=data.ArrayLayout(signed(8), len(group)), depth=cfg.weight_memory_depth,
                     init=[])
                 read = weights.read_port(domain="sync")
                 write = weights.write_port(granularity=1)
                 (r0, c0) = group[0]
                 assert all(r + c == r0 + c0 + k for k, (r, c) in enumerate(group)), group
-                m.d.comb += [read.addr.eq(pes[r0][c0].addr_in), write.addr.eq(self.weight.addr)]
+                m.d.comb += [read.addr.eq(pes[r0][c0].addr_in), write.addr.eq(write_addr)]
                 halves = [(mul.a0, mul.b0, mul.p0), (mul.a1, mul.b1, mul.p1)]
                 for k, ((r, c), (a, b, p)) in enumerate(zip(group, halves)):
                     pe = pes[r][c]
                     m.d.comb += [
-                        write.data[k].eq(self.weight.data[c]),
-                        write.en[k].eq(self.weight_en & (self.weight.row == r)),
+                        write.data[k].eq(write_lane(r, c)),
+                        write.en[k].eq(write_row(r)),
                         a.eq(pe.x_in),
                         b.eq(delayed(m, read.data[k], k, name=f"weight_{r}_{c}")),
                         pe.product.eq(p),
                     ]
 
-        # Column c's dot product for a beat leaves row rows-1 at t + rows + c + 1: accumulate the
-        # beats of a (pixel, tile) there. For a parallel requantizer, de-skew so that all columns
-        # leave at t + latency; a serial one takes each column as it completes instead.
+        # Column c's dot product for a beat leaves row rows-1 at t + rows + c + 1 + mac_latency:
+        # accumulate the beats of a (pixel, tile) there. For a parallel requantizer, de-skew so
+        # that all columns leave at t + latency; a serial one takes each column as it completes.
         deskew = cfg.requantizer == "parallel"
         for c in range(cfg.cols):
             acc = Signal(cfg.acc_shape, name=f"acc{c}", reset_less=True)
-            ctl = control[cfg.rows + c + 1]
+            ctl = control[cfg.rows + c + 1 + cfg.mac_latency]
             with m.If(ctl.valid):
                 m.d.sync += acc.eq(Mux(ctl.first, 0, acc) + pes[cfg.rows - 1][c].psum_out)
-            done = control[cfg.rows + c + 2]
+            done = control[cfg.rows + c + 2 + cfg.mac_latency]
             m.d.comb += self.column_done[c].eq(done.valid & done.last)
             if deskew:
                 acc = delayed(m, acc, cfg.cols - 1 - c, name=f"acc{c}_deskew")
             m.d.comb += self.sums.acc[c].eq(acc)
-        tile_stage = control[-1] if deskew else control[cfg.rows + 2]
+        tile_stage = control[-1] if deskew else control[cfg.rows + 2 + cfg.mac_latency]
         m.d.comb += [
             self.sums_valid.eq(control[-1].valid & control[-1].last),
             self.sums.tile.eq(tile_stage.tile),

@@ -153,7 +153,8 @@ class BoardTop(wiring.Component):
         m.submodules.link = link = LinkController(
             self._cfg, max_payload=self._max_payload, timeout=self._timeout,
             clk_freq=self._clk_freq, baud=self._baud)
-        m.submodules.accel = accel = PointwiseConv(self._cfg)
+        # The link loads weights and params while the accelerator is idle: one bank.
+        m.submodules.accel = accel = PointwiseConv(self._cfg.single_bank())
 
         wiring.connect(m, rx.o, link.rx)
         wiring.connect(m, link.tx, tx.i)

@@ -1,12 +1,12 @@
 """Payload and configuration layouts of the accelerator's ports, derived from an ArrayConfig."""
 
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Cat, Mux, signed, unsigned
 from amaranth.lib import data
 
 from pwconv.config import ArrayConfig
 
 __all__ = ["pixel_beat", "result_vector", "weight_word", "param_word", "runtime_config",
-           "SHIFT_SHAPE"]
+           "pass_word", "bank_address", "SHIFT_SHAPE"]
 
 #: Per-channel requantization shift: positive is a left shift, negative a right shift.
 SHIFT_SHAPE = signed(6)
@@ -27,14 +27,17 @@ def result_vector(cfg: ArrayConfig):
 
 
 def weight_word(cfg: ArrayConfig):
-    """One row of one weight word: ``data[c]`` goes to PE (``row``, c) at address ``addr``.
+    """One transfer on the weights port: ``load_width`` rows of one weight address.
 
-    Address ``tile * beats + beat`` holds ``w[beat*rows + row, tile*cols + c]``.
+    ``data[k * cols + c]`` goes to PE (``row * load_width + k``, c) at address ``addr`` (of the
+    bank being loaded); address ``tile * beats + beat`` holds ``w[beat*rows + r, tile*cols +
+    c]`` for PE row ``r``. Lanes of rows beyond ``rows`` are ignored. With ``load_width`` 1,
+    ``row`` is the PE row and ``data[c]`` its column ``c``.
     """
     return data.StructLayout({
         "addr": _addr(cfg.weight_depth),
-        "row":  _addr(cfg.rows),
-        "data": data.ArrayLayout(signed(8), cfg.cols),
+        "row":  _addr(cfg.load_groups),
+        "data": data.ArrayLayout(signed(8), cfg.load_width * cfg.cols),
     })
 
 
@@ -52,7 +55,9 @@ def runtime_config(cfg: ArrayConfig):
     """Layer-wide run-time settings, held stable while the accelerator is not idle.
 
     ``beats`` = ceil(C / rows) and ``tiles`` = ceil(F / cols), both >= 1; ``raw`` skips
-    requantization and returns the int32 accumulators (bias included).
+    requantization and returns the int32 accumulators (bias included); ``rounding`` is the
+    index of the layer's requantization mode in :data:`pwconv.config.ROUNDINGS` (one the build
+    includes, ``cfg.roundings``).
     """
     return data.StructLayout({
         "beats":             unsigned(cfg.max_beats.bit_length()),
@@ -61,4 +66,19 @@ def runtime_config(cfg: ArrayConfig):
         "activation_min":    signed(8),
         "activation_max":    signed(8),
         "raw":               unsigned(1),
+        "rounding":          unsigned(2),
     })
+
+
+def pass_word(cfg: ArrayConfig):
+    """A pass committed on ``PointwiseConv.commit`` (``weight_banks == 2``): how many pixel
+    beats on ``i`` belong to it (a whole number of pixels; 0 commits a pass without pixels)."""
+    return data.StructLayout({"beats": unsigned(32)})
+
+
+def bank_address(addr, bank, depth):
+    """The address of word ``addr`` of bank ``bank`` (0 or 1) in a memory of two banks of
+    ``depth`` words: ``bank * depth + addr``, a bare bit on top when ``depth`` is a power of 2."""
+    if depth & (depth - 1) == 0:
+        return Cat(addr[:max(0, (depth - 1).bit_length())], bank)
+    return addr + Mux(bank, depth, 0)

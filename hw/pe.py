@@ -1,12 +1,24 @@
 """One processing element of the systolic array: an int8 MAC with its own weight memory."""
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import rejected
 
-__all__ = ["ProcessingElement"]
+__all__ = ["ProcessingElement", "fabric_product"]
+
+
+def fabric_product(x, w):
+    """``x * w`` for signed 8-bit ``x`` and ``w``, as a sum of shifted partial products (the
+    top bit of ``w`` weighs -128), so that synthesis builds it from adders in fabric instead of
+    mapping a ``*`` to a DSP. Exact for all 65536 pairs (tested)."""
+    terms = [Mux(w[i], x.as_signed() << i, 0) for i in range(7)]
+    terms.append(Mux(w[7], -(x.as_signed() << 7), 0))
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total[:16].as_signed()
 
 
 class ProcessingElement(wiring.Component):
@@ -25,15 +37,23 @@ class ProcessingElement(wiring.Component):
         Shape of the partial sum from above; ``None`` for the top row (adds zero).
     psum_out_shape : ShapeLike
         Shape of the partial sum passed down; must hold ``psum_in + x * w`` exactly.
+    mac_latency : int
+        Cycles from ``x_in`` to the product that is added (0 or 2): with 2 (only a PE that
+        multiplies itself), the weight read and the product are each registered, so the
+        longest path is one multiply or one adder, and ``psum_in`` must come ``mac_latency``
+        cycles after ``x_in``; the array's skew is unchanged since every PE has the same depth.
+    fabric_multiplier : bool
+        Build the product from adders (:func:`fabric_product`) instead of ``*`` (which
+        synthesis maps to a DSP); needs ``mac_latency`` 2.
     external_product : bool
         ``False`` (default): the PE multiplies ``x_in * w[addr]`` itself. ``True``: the product
         comes from outside (a multiplier shared with another PE, e.g. one half of an iCE40
         SB_MAC16): the PE shows its weight on ``weight`` and adds ``product`` instead.
     weight_memory : bool
-        ``True`` (default): the PE holds its weights. ``False`` (needs ``external_product``):
-        they live outside too (a memory shared by the PEs of one multiplier cell), so the PE
-        only passes ``addr`` and ``x`` on and adds the product; it has no ``w_*`` or ``weight``
-        ports.
+        ``True`` (default): the PE holds its weights. ``False``: they live outside (one wide
+        memory per array row, or one shared by the PEs of a multiplier cell); the PE then takes
+        its weight on ``w_in`` (or, with ``external_product``, only the product) and has no
+        ``w_*`` or ``weight`` ports.
 
     Members
     -------
@@ -43,29 +63,39 @@ class ProcessingElement(wiring.Component):
     x_in : In(signed(8))
         Input activation.
     psum_in : In(psum_in_shape)
-        Partial sum from the PE above, aligned with ``x_in``.
+        Partial sum from the PE above, ``mac_latency`` cycles after ``x_in``.
     addr_out, x_out : Out
         ``addr_in`` and ``x_in`` registered: one cycle of delay, for the PE to the right.
     psum_out : Out(psum_out_shape)
-        ``psum_in + x_in * w[addr]``, registered: latency 1, throughput one MAC per cycle.
+        ``psum_in + x_in * w[addr]``, registered: ``mac_latency + 1`` cycles after ``x_in``,
+        one cycle after ``psum_in``; throughput one MAC per cycle.
     w_addr, w_data, w_en : In
-        Only with ``weight_memory``: weight write port (``w_en`` writes ``w_data`` at ``w_addr``); loads are done while the
-        array is idle.
+        Only with ``weight_memory``: weight write port (``w_en`` writes ``w_data`` at
+        ``w_addr``); write an address only while no beat that reads it is inside.
     weight : Out(signed(8))
-        Only with ``external_product`` and ``weight_memory``: ``w[addr]`` for the ``x_in`` of this cycle
+        Only with ``external_product`` and ``weight_memory``: ``w[addr]`` for the ``x_in`` of
+        this cycle
         (combinational, from the memory's read register).
+    w_in : In(signed(8))
+        Only without ``weight_memory`` and ``external_product``: the weight for this cycle's
+        ``x_in`` (``w[addr]`` of an outside memory).
     product : In(signed(16))
         Only with ``external_product``: ``x_in * weight``, combinationally, in the same cycle.
     """
 
     def __init__(self, *, depth, psum_in_shape, psum_out_shape, external_product=False,
-                 weight_memory=True):
+                 weight_memory=True, mac_latency=0, fabric_multiplier=False):
         if not isinstance(depth, int) or depth < 1:
             raise rejected(self, ValueError(
                 f"Weight depth must be a positive integer, not {depth!r}"))
-        if not weight_memory and not external_product:
+        if mac_latency not in (0, 2) or (mac_latency and external_product):
             raise rejected(self, ValueError(
-                "A PE without a weight memory needs external_product=True"))
+                f"MAC latency must be 0, or 2 for a PE that multiplies itself, not "
+                f"{mac_latency!r}"))
+        if fabric_multiplier and mac_latency != 2:
+            raise rejected(self, ValueError("A fabric multiplier needs mac_latency=2"))
+        self._mac_latency = mac_latency
+        self._fabric = bool(fabric_multiplier)
         self._depth = depth
         self._has_psum_in = psum_in_shape is not None
         self._external_product = bool(external_product)
@@ -90,11 +120,17 @@ class ProcessingElement(wiring.Component):
             if self._weight_memory:
                 ports["weight"] = Out(signed(8))
             ports["product"] = In(signed(16))
+        elif not self._weight_memory:
+            ports["w_in"] = In(signed(8))
         super().__init__(ports)
 
     @property
     def depth(self):
         return self._depth
+
+    @property
+    def mac_latency(self):
+        return self._mac_latency
 
     @property
     def external_product(self):
@@ -117,17 +153,27 @@ class ProcessingElement(wiring.Component):
                 write.data.eq(self.w_data),
                 write.en.eq(self.w_en),
             ]
+        weight = read.data if self._weight_memory else getattr(self, "w_in", None)
         psum_in = self.psum_in if self._has_psum_in else 0
         if self._external_product:
             if self._weight_memory:
                 m.d.comb += self.weight.eq(read.data)
             product = self.product
-        else:
-            product = self.x_in * read.data
         # reset_less datapath registers: they pack into the DSP's pipeline registers.
         addr_reg = Signal.like(self.addr_out, reset_less=True)
         x_reg = Signal.like(self.x_out, reset_less=True)
         psum_reg = Signal.like(self.psum_out, reset_less=True)
+        if self._external_product:
+            product = self.product
+        elif self._mac_latency == 0:
+            product = self.x_in * weight
+        else:
+            # Multiplier inputs registered (x_reg is also the value passed right; w_reg the
+            # weight memory's output register), then its output: one multiply per stage.
+            w_reg = Signal(signed(8), reset_less=True)
+            product = Signal(signed(16), reset_less=True)
+            multiply = fabric_product(x_reg, w_reg) if self._fabric else x_reg * w_reg
+            m.d.sync += [w_reg.eq(weight), product.eq(multiply)]
         m.d.sync += [
             addr_reg.eq(self.addr_in),
             x_reg.eq(self.x_in),

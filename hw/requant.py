@@ -27,14 +27,18 @@ class Requantizer(wiring.Component):
     column (every stage registered, the 32 x 32 multiply in a stage of its own: 4 DSPs per column
     on iCE40 and ECP5). :class:`~.requant_serial.SerialRequantizer` shares one lane instead.
 
+    Each lane includes the rounding modes ``cfg.roundings``; ``config.rounding`` picks one per
+    layer.
+
     Members
     -------
     sums : In(column_sum_layout), sums_valid : In(1)
         Completed column sums, one vector per cycle at most; no handshake.
     result : Out(result_vector), result_valid : Out(1)
-        Requantized vector, ``LATENCY`` cycles later.
+        Requantized vector, :meth:`latency_of` cycles later.
     config : In(runtime_config)
-        Output zero point, activation range and raw mode; held stable while ``busy``.
+        Output zero point, activation range, raw mode and rounding mode; held stable while
+        ``busy``.
     param : In(param_word), param_valid : In(1), param_ready : Out(1)
         Parameter writes (bias, multiplier, shift of one column tile), a stream like
         :class:`~.requant_serial.SerialRequantizer`'s; always ready, a word per cycle. Write
@@ -43,7 +47,14 @@ class Requantizer(wiring.Component):
         Some vector is inside the pipeline.
     """
 
-    LATENCY = 7
+    @staticmethod
+    def latency_of(cfg: ArrayConfig):
+        """Cycles from ``sums_valid`` to ``result_valid``: the parameter read, then a lane."""
+        return 1 + RequantLane.latency_of(1, cfg.roundings)
+
+    @property
+    def latency(self):
+        return self.latency_of(self._cfg)
 
     def __init__(self, cfg: ArrayConfig):
         check_config(self, cfg)
@@ -86,7 +97,7 @@ class Requantizer(wiring.Component):
         m.d.sync += [valid1.eq(self.sums_valid), sums1.eq(self.sums.acc)]
         busy = [self.sums_valid, valid1]
         for c in range(cfg.cols):
-            lane = RequantLane(sum_shape=cfg.acc_shape, steps=1)
+            lane = RequantLane(sum_shape=cfg.acc_shape, steps=1, roundings=cfg.roundings)
             m.submodules[f"lane{c}"] = lane
             m.d.comb += [
                 lane.valid.eq(valid1),
@@ -98,6 +109,7 @@ class Requantizer(wiring.Component):
                 lane.activation_min.eq(self.config.activation_min),
                 lane.activation_max.eq(self.config.activation_max),
                 lane.raw.eq(self.config.raw),
+                lane.rounding.eq(self.config.rounding),
                 self.result[c].eq(lane.result),
             ]
             busy.append(lane.busy)

@@ -40,7 +40,8 @@ class SerialRequantizer(wiring.Component):
         Requantized columns in column order: column ``c`` of a vector ``latency - (cols - 1 - c)
         * requant_steps`` cycles after its ``column_done[0]``. No handshake.
     config : In(runtime_config)
-        Output zero point, activation range and raw mode; held stable while ``busy``.
+        Output zero point, activation range, raw and rounding mode (of ``cfg.roundings``); held
+        stable while ``busy``.
     param : In(param_word), param_valid : In(1), param_ready : Out(1)
         Parameter writes, a stream: a word (bias, multiplier, shift of one column tile) is
         written one column per cycle and accepted (``param_ready``) with its last column, so a
@@ -70,7 +71,8 @@ class SerialRequantizer(wiring.Component):
     @staticmethod
     def latency_of(cfg: ArrayConfig):
         """Cycles from ``column_done[0]`` to the vector's last column on ``result``."""
-        return 2 + (cfg.requant_steps + 5) + (cfg.cols - 1) * cfg.requant_steps
+        return (2 + RequantLane.latency_of(cfg.requant_steps, cfg.roundings)
+                + (cfg.cols - 1) * cfg.requant_steps)
 
     @property
     def latency(self):
@@ -141,7 +143,7 @@ class SerialRequantizer(wiring.Component):
         m.d.sync += [lane_valid.eq(issue), lane_sum.eq(held[column])]
         # The add-then-shift rounding: the smaller one on iCE40, where logic is what limits.
         m.submodules.lane = lane = RequantLane(sum_shape=cfg.acc_shape, steps=steps,
-                                               rounding="add")
+                                               roundings=cfg.roundings, divide="add")
         m.d.comb += [
             lane.valid.eq(lane_valid),
             lane.sum.eq(lane_sum),
@@ -152,6 +154,7 @@ class SerialRequantizer(wiring.Component):
             lane.activation_min.eq(self.config.activation_min),
             lane.activation_max.eq(self.config.activation_max),
             lane.raw.eq(self.config.raw),
+            lane.rounding.eq(self.config.rounding),
             self.result.eq(lane.result),
             self.result_valid.eq(lane.result_valid),
             self.busy.eq(Cat(self.column_done, active, lane_valid, lane.busy).any()),

@@ -1,5 +1,7 @@
 """The pwconv accelerator: sequencer, systolic array, requantizer and output queue."""
 
+from dataclasses import replace
+
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -8,12 +10,14 @@ from amaranth.lib.wiring import In, Out
 from pwconv.config import ArrayConfig
 from .params import check_config
 from .array import SystolicArray
-from .layouts import param_word, pixel_beat, result_vector, runtime_config, weight_word
+from .layouts import (bank_address, param_word, pass_word, pixel_beat, result_vector,
+                      runtime_config, weight_word)
+from .pass_queue import PassQueue
 from .requant import Requantizer
 from .requant_serial import SerialRequantizer
 from .sequencer import PixelSequencer
 
-__all__ = ["PointwiseConv", "top_latency", "queue_depth"]
+__all__ = ["PointwiseConv", "top_latency", "queue_depth", "bank_drain", "requantizer_config"]
 
 
 def top_latency(cfg: ArrayConfig):
@@ -22,14 +26,38 @@ def top_latency(cfg: ArrayConfig):
     # requantizer takes column 0 as it leaves the array (cols - 1 cycles before the last), and
     # its columns take 2 more through their queue and 1 in the gather register.
     if cfg.requantizer == "parallel":
-        return 2 + (cfg.rows + cfg.cols + 1) + Requantizer.LATENCY + 2
-    return 2 + (cfg.rows + 2) + SerialRequantizer.latency_of(cfg) + 3
+        return 2 + cfg.array_latency + Requantizer.latency_of(cfg) + 2
+    return (2 + cfg.array_latency - (cfg.cols - 1) + SerialRequantizer.latency_of(cfg) + 3)
 
 
 def queue_depth(cfg: ArrayConfig):
     """Output queue depth, in result vectors: enough credits to cover the latency at the
     fastest pace results can come (one per ``tile_interval`` cycles)."""
     return -(-top_latency(cfg) // cfg.tile_interval) + 2
+
+
+def bank_drain(cfg: ArrayConfig):
+    """Cycles after a pass's last beat is issued until no read of its weight or parameter bank
+    can be left: the array, then the requantizer's parameter reads (one per ``tile_interval``
+    cycles of the vector, the serial lane's columns), with a cycle to spare."""
+    return 2 + cfg.array_latency + 2 + cfg.tile_interval + 1
+
+
+def requantizer_config(cfg: ArrayConfig):
+    """The configuration the requantizer is elaborated for. Its parameter memory holds one
+    word per column tile address; with two banks that is ``2 * max_tiles`` addresses (bank b's
+    tile t at ``b * max_tiles + t``, computed here and in the sequencer), so it is built for a
+    configuration of twice the tiles and one bank. Everything else it reads (columns, sums,
+    steps) is unchanged."""
+    if cfg.weight_banks == 1:
+        return cfg
+    return replace(cfg, max_filters=cfg.param_depth * cfg.cols, weight_banks=1)
+
+
+def _assign_fields(target, source):
+    """Field-by-field assignment between views of two layouts with the same field names (the
+    requantizer's, whose address fields are wider)."""
+    return [target[name].eq(source[name]) for name, _ in source.shape()]
 
 
 class PointwiseConv(wiring.Component):
@@ -75,14 +103,17 @@ class PointwiseConv(wiring.Component):
     def __init__(self, cfg: ArrayConfig = ArrayConfig()):
         check_config(self, cfg)
         self._cfg = cfg
-        super().__init__({
+        ports = {
             "i":       In(stream.Signature(pixel_beat(cfg))),
             "o":       Out(stream.Signature(result_vector(cfg))),
             "weights": In(stream.Signature(weight_word(cfg))),
             "params":  In(stream.Signature(param_word(cfg))),
             "layer":   In(runtime_config(cfg)),
             "idle":    Out(1),
-        })
+        }
+        if cfg.weight_banks == 2:
+            ports["commit"] = In(stream.Signature(pass_word(cfg)))
+        super().__init__(ports)
 
     @property
     def array_config(self):
@@ -105,7 +136,6 @@ class PointwiseConv(wiring.Component):
         m.submodules.array = array = SystolicArray(cfg)
         wiring.connect(m, wiring.flipped(self.i), sequencer.i)
         m.d.comb += [
-            sequencer.config.eq(self.layer),
             array.beat.eq(sequencer.beat),
             array.beat_valid.eq(sequencer.beat_valid),
         ]
@@ -115,7 +145,8 @@ class PointwiseConv(wiring.Component):
             requant = self._serial_output(m, array)
         m.d.comb += [
             requant.sums.eq(array.sums),
-            requant.config.eq(self.layer),
+            *_assign_fields(requant.config, sequencer.settings),
+            sequencer.drained.eq(~array.busy & ~requant.busy),
         ]
 
         # Credits: one per free queue entry not already promised to a result in flight.
@@ -127,23 +158,45 @@ class PointwiseConv(wiring.Component):
             m.d.sync += credits.eq(credits + 1)
         m.d.comb += sequencer.credit.eq(credits != 0)
 
-        # Loads: only while nothing is in flight, so no beat ever sees a half-written layer.
-        idle = Signal()
+        inside = Signal()
+        m.d.comb += inside.eq(~sequencer.empty | array.busy | requant.busy)
+        if cfg.weight_banks == 2:
+            # Loads go into the free bank while the other computes.
+            m.submodules.passes = passes = PassQueue(cfg, drain=bank_drain(cfg))
+            wiring.connect(m, wiring.flipped(self.commit), passes.commit)
+            wiring.connect(m, passes.context, sequencer.context)
+            m.d.comb += [
+                passes.layer.eq(self.layer),
+                passes.pass_issued.eq(sequencer.pass_issued),
+                passes.pass_bank.eq(sequencer.pass_bank),
+            ]
+            load_ok, load_bank = passes.load_ready, passes.load_bank
+            m.d.comb += self.idle.eq(~inside & ~passes.busy)
+        else:
+            # Loads only while nothing is in flight, so no beat ever sees a half-written layer;
+            # every pixel runs with the current layer settings, in bank 0.
+            m.d.comb += [
+                sequencer.context.valid.eq(1),
+                sequencer.context.payload.layer.eq(self.layer),
+                self.idle.eq(~inside),
+            ]
+            load_ok, load_bank = ~inside, 0
         m.d.comb += [
-            idle.eq(sequencer.empty & ~array.busy & ~requant.busy),
-            self.idle.eq(idle),
-            self.weights.ready.eq(idle),
+            self.weights.ready.eq(load_ok),
             array.weight.eq(self.weights.payload),
-            array.weight_en.eq(self.weights.valid & idle),
-            requant.param.eq(self.params.payload),
-            requant.param_valid.eq(self.params.valid & idle),
-            self.params.ready.eq(idle & requant.param_ready),
+            array.weight_en.eq(self.weights.valid & load_ok),
+            array.weight_bank.eq(load_bank),
+            *_assign_fields(requant.param, self.params.payload),
+            requant.param.addr.eq(bank_address(self.params.payload.addr, load_bank,
+                                               cfg.max_tiles)),
+            requant.param_valid.eq(self.params.valid & load_ok),
+            self.params.ready.eq(load_ok & requant.param_ready),
         ]
         return m
 
     def _parallel_output(self, m, array):
         """A requantizer per column, then a queue of whole result vectors."""
-        m.submodules.requant = requant = Requantizer(self._cfg)
+        m.submodules.requant = requant = Requantizer(requantizer_config(self._cfg))
         m.d.comb += requant.sums_valid.eq(array.sums_valid)
         m.submodules.queue = queue = SyncFIFOBuffered(
             width=len(self.o.payload.as_value()), depth=self.queue_depth)
@@ -161,7 +214,7 @@ class PointwiseConv(wiring.Component):
         or two block RAMs whatever ``cols`` is), and a register that gathers ``cols`` columns
         into the result vector on ``o``."""
         cols = self._cfg.cols
-        m.submodules.requant = requant = SerialRequantizer(self._cfg)
+        m.submodules.requant = requant = SerialRequantizer(requantizer_config(self._cfg))
         m.d.comb += requant.column_done.eq(array.column_done)
         m.submodules.queue = queue = SyncFIFOBuffered(width=32, depth=self.queue_depth * cols)
         gathered = Signal(range(cols + 1))

@@ -171,18 +171,25 @@ class Testbench:
         self.log = dut._log
         self.cycle = 0
         dut.rst.value = 1
-        for name in ("i", "weights", "params"):
+        # A double-buffered build (weight_banks=2) takes a commit after each pass's loads.
+        self.banked = hasattr(dut, "commit__valid")
+        for name in ("i", "weights", "params") + (("commit",) if self.banked else ()):
             getattr(dut, f"{name}__valid").value = 0
         dut.o__ready.value = 0
 
-    async def reset(self, cycles=4):
-        """Start the clock and hold ``rst`` for ``cycles`` cycles."""
+    async def reset(self, cycles=4, warmup=128):
+        """Start the clock, hold ``rst`` for ``cycles`` cycles, then idle ``warmup`` cycles:
+        Icarus evaluates the exported ``always @*`` blocks only once an input changes, so some
+        pipeline registers hold X through reset and for a pipeline's length after it."""
         Clock(self.dut.clk, CLOCK_NS, unit="ns").start()
         edge = RisingEdge(self.dut.clk)
         for _ in range(cycles):
             await edge
             self.cycle += 1
         self.dut.rst.value = 0
+        for _ in range(warmup):
+            await edge
+            self.cycle += 1
 
     async def run_layer(self, layer):
         """Load and run one layer of the job; return ``(result_words, cycles, stats)``.
@@ -205,7 +212,13 @@ class Testbench:
         weights = StreamSource(dut, "weights", pause=random_pause(in_rng, layer["in_idle"]))
         params = StreamSource(dut, "params", after=weights,
                               pause=random_pause(in_rng, layer["in_idle"]))
-        pixels = StreamSource(dut, "i", after=params, pause=random_pause(in_rng, layer["in_idle"]))
+        loads = [weights, params]
+        if self.banked:
+            commit = StreamSource(dut, "commit", after=params)
+            commit.send([len(layer["pixel_words"])])
+            loads.append(commit)
+        pixels = StreamSource(dut, "i", after=loads[-1],
+                              pause=random_pause(in_rng, layer["in_idle"]))
         sink = StreamSink(dut, "o",
                           pause=random_pause(random.Random(out_seed), layer["out_stall"]))
         monitor = StreamMonitor(dut, "o", expected=expected)
@@ -215,8 +228,8 @@ class Testbench:
         self.monitor = monitor
 
         clk_edge, read_only = RisingEdge(dut.clk), ReadOnly()
-        drivers = (monitor.drive, weights.drive, params.drive, pixels.drive, sink.drive)
-        samplers = (weights.sample, params.sample, pixels.sample, monitor.sample)
+        drivers = (monitor.drive, *(load.drive for load in loads), pixels.drive, sink.drive)
+        samplers = (*(load.sample for load in loads), pixels.sample, monitor.sample)
         loading = True
         first = cycle = self.cycle
         deadline, drain = first + layer["timeout"], layer["drain"]
@@ -227,7 +240,7 @@ class Testbench:
             cycle += 1
             for drive in drivers:
                 drive(cycle)
-            if loading and weights.idle and params.idle:
+            if loading and all(load.idle for load in loads):
                 loading = False  # weights and params are in: drop their drivers
                 drivers = (monitor.drive, pixels.drive, sink.drive)
                 samplers = (pixels.sample, monitor.sample)

@@ -19,6 +19,7 @@ from cocotb_tools.runner import get_runner
 
 from pwconv.config import ArrayConfig
 from pwconv.hw.export import TOPLEVEL, write_verilog
+from . import cache
 
 __all__ = ["SIMULATORS", "TEST_MODULE", "SimLayer", "config_hash", "build_simulator",
            "run_on_simulator", "run_layers_on_simulator", "repo_path", "export_once",
@@ -133,28 +134,54 @@ def file_lock(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def export_once(cfg, out_dir):
-    """``pwconv_top.v`` for ``cfg`` in ``out_dir``, exported once per process."""
-    key = (cfg, str(out_dir))
+#: Yosys's Verilog gives each module a dummy register, read by every ``always @*`` block, so
+#: that the blocks run once at time 0; but it declares it ``= 0``, which a 4-state simulator
+#: treats as no event, so in Icarus some combinational outputs stay X until their inputs
+#: change (a constant layer setting never does). Starting it at X and setting it to 0 after
+#: a #0 delay makes that event.
+_TIME_ZERO = re.compile(r"^(\s*reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) ) = 0;$",
+                        re.M)
+
+
+def export_once(cfg, out_dir, *, four_state=False):
+    """``pwconv_top.v`` for ``cfg`` in ``out_dir``, exported once per process; with
+    ``four_state`` (Icarus), every combinational block is made to run at time 0."""
+    key = (cfg, str(out_dir), four_state)
     if key not in _exported or not Path(_exported[key]).is_file():
-        _exported[key] = Path(write_verilog(cfg, out_dir))
+        path = Path(write_verilog(cfg, out_dir))
+        if four_state:
+            text = path.read_text()
+            fixed = _TIME_ZERO.sub(lambda mt: f"{mt[1]};\n  initial #0 {mt[2]} = 0;", text)
+            if fixed != text:
+                path.write_text(fixed)
+        _exported[key] = path
     return _exported[key]
 
 
 def build_simulator(cfg: ArrayConfig, simulator="verilator", *, waves=False,
-                    build_root="build/sim"):
+                    build_root="build/sim", log=None):
     """Export and build ``cfg`` for ``simulator`` unless an identical build exists.
 
     Returns ``(build_dir, meta)``, ``meta`` being the export's JSON (latency, queue depth). The
     build lives in ``build_root/<simulator>/<config hash>/obj`` (``obj_waves`` with tracing)
-    and is redone only when the Verilog, the build arguments or cocotb's version change.
+    and is redone only when the Verilog, the build arguments or cocotb's version change, or
+    its binary is gone. ``log`` (a callable taking one line, or None) is told before a build
+    what is built and why. The cache is bounded (:mod:`pwconv.sim.cache`).
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
     root = repo_path(build_root) / simulator / config_hash(cfg)
-    verilog = export_once(cfg, root)
-    meta = json.loads(verilog.with_suffix(".json").read_text())
     build_dir = root / ("obj_waves" if waves else "obj")
+    stamp = build_dir / "pwconv.stamp"
+    artifact = build_dir / (TOPLEVEL if simulator == "verilator" else "sim.vvp")
+    what = "cocotb model with waveform tracing" if waves else "cocotb model"
+    announced = not (stamp.is_file() and artifact.is_file())
+    if announced:       # before the export, which takes seconds itself
+        reason = ("first use of this configuration" if not stamp.is_file()
+                  else "its binary is missing")
+        cache.announce_build(log, simulator, cfg, reason, root, what)
+    verilog = export_once(cfg, root, four_state=simulator == "icarus")
+    meta = json.loads(verilog.with_suffix(".json").read_text())
     if simulator == "verilator":
         args = list(VERILATOR_ARGS) + (["--trace-fst"] if waves and _verilator_fst() else [])
         artifact = build_dir / TOPLEVEL
@@ -166,11 +193,14 @@ def build_simulator(cfg: ArrayConfig, simulator="verilator", *, waves=False,
         "cocotb": cocotb.__version__,
         "verilog": hashlib.sha256(verilog.read_bytes()).hexdigest(),
     }, sort_keys=True)
-    stamp = build_dir / "pwconv.stamp"
-    log = build_dir / "build.log"
+    log_file = build_dir / "build.log"
     with file_lock(root / f".{build_dir.name}.lock"):
+        cache.mark_used(root)
         if artifact.is_file() and stamp.is_file() and stamp.read_text() == stamp_text:
             return build_dir, meta
+        if not announced:
+            cache.announce_build(log, simulator, cfg, "its Verilog or build flags changed",
+                                 root, what)
         stamp.unlink(missing_ok=True)
         build_dir.mkdir(parents=True, exist_ok=True)
         with toolchain_env(waves):
@@ -178,11 +208,13 @@ def build_simulator(cfg: ArrayConfig, simulator="verilator", *, waves=False,
                 get_runner(simulator).build(
                     sources=[verilog], hdl_toplevel=TOPLEVEL, build_dir=build_dir,
                     build_args=args, always=False, timescale=TIMESCALE, waves=waves,
-                    log_file=log)
+                    log_file=log_file)
             except (RuntimeError, SystemExit) as error:
                 raise RuntimeError(
-                    f"{simulator} build of {verilog} failed ({error}); log: {log}") from None
+                    f"{simulator} build of {verilog} failed ({error}); log: {log_file}") from None
+        cache.drop_intermediates(build_dir)
         stamp.write_text(stamp_text)
+    cache.prune(repo_path(build_root))
     return build_dir, meta
 
 

@@ -72,11 +72,11 @@ def requant_dsps(board: Board, cfg: ArrayConfig):
 
 
 def array_dsps(board: Board, cfg: ArrayConfig):
-    """DSP cells of the systolic array: one per PE, or one per pair of PEs in the iCE40
-    2 x 8x8 mode (``ceil(rows * cols / 2)``)."""
+    """DSP cells of the systolic array: one per PE but the ``lut_macs`` built in fabric, or one
+    per pair of PEs in the iCE40 2 x 8x8 mode (``ceil(rows * cols / 2)``)."""
     if cfg.mac_style == "ice40_dual8x8":
         return -(-cfg.macs // 2)
-    return cfg.macs
+    return cfg.macs - cfg.lut_macs
 
 
 # --- The per-board defaults: the one place they are recorded. -----------------------------
@@ -86,7 +86,8 @@ ICEBREAKER = Board(
     family="ice40",
     platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
     config=ArrayConfig(rows=4, cols=4, max_channels=512, max_filters=256, weight_depth=256,
-                       mac_style="ice40_dual8x8", requantizer="serial", requant_steps=4),
+                       mac_style="ice40_dual8x8", requantizer="serial", requant_steps=4,
+                       weight_banks=1, roundings=("double",)),
     clk_freq=BOARD_LINKS["icebreaker"].clk_freq,
     osc_freq=12_000_000,
     baud=BOARD_LINKS["icebreaker"].baud,
@@ -111,40 +112,44 @@ ICEBREAKER = Board(
         "cells); with one row per bit, the 8-bit digit needed 5223 cells, with a copy 5443. "
         "Each pair of PEs on one SB_MAC16 shares one 256 x 16 weight memory (8 EBR for 16 "
         "PEs); with the parameter memory (256 columns x 70 bits, 5), the pixel buffer (2), the "
-        "column queue (2) and the link's 4 KiB frame buffer (8), 25 of 30 EBR. The clock is "
-        "the board's 12 MHz oscillator, at which the 3 Mbaud link is exact; the longest path "
-        "(about 75 ns) runs through the fabric multiplier's rows, so no PLL. An 8x1 array "
-        "with a per-column requantizer on 4 SB_MAC16 (the previous default) gave 8 MACs at "
-        "19 MHz Fmax."),
+        "column queue (2) and the link's 4 KiB frame buffer (8), 25 of 30 EBR; one weight "
+        "bank, since the link loads while the accelerator is idle (two would need 8 more EBR). "
+        "The clock is the board's 12 MHz oscillator, at which the 3 Mbaud link is exact. A PLL "
+        "build is supported (`synth/clocks.py`: SB_PLL40_PAD on the oscillator pin, configured "
+        "by icepll; `ICEBREAKER.with_options(clk_freq=24_000_000)`, where 3 Mbaud is exact "
+        "too), but it does not meet 24 MHz yet: measured Fmax 13.6 MHz (5145/5280 cells), the "
+        "longest path (73.5 ns) a carry chain of the serial requantizer lane's rounding "
+        "(`hw/requant_lane.py`, `rounded`), not the array. An 8x1 array with a per-column "
+        "requantizer on 4 SB_MAC16 (an earlier default) gave 8 MACs at 19 MHz Fmax."),
 )
 
 ULX3S = Board(
     name="ulx3s",
     family="ecp5",
     platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
-    config=ArrayConfig(rows=16, cols=4, max_channels=2048, max_filters=2048, weight_depth=2048),
-    clk_freq=BOARD_LINKS["ulx3s"].clk_freq,
+    config=ArrayConfig(rows=32, cols=4, max_channels=2048, max_filters=2048, weight_depth=1024,
+                       weight_banks=1),
+    clk_freq=60_000_000,
     osc_freq=25_000_000,
     baud=BOARD_LINKS["ulx3s"].baud,
     dsp_cell="MULT18X18D",
     synth_opts="",
     why=(
-        "The LFE5U-85F has 156 MULT18X18D, 208 DP16KD and 83,640 LUT4s; Yosys puts each PE's "
-        "8x8 product on one MULT18X18D (no 9x9 mode in this flow) and each requantizer "
-        "column's 32 x 32 multiply on 4, so rows x cols + 4 x cols DSPs. Logic and BRAM are "
-        "never the limit: routing is. nextpnr-ecp5 (router1) routed 4x4 (32 DSPs) in 1 "
-        "minute, 8x4 (48) in 2, 16x4 (80) in 11 to 23 minutes depending on the build, and "
-        "8x8 (96 DSPs: 64 + 32 for eight requantizer columns) had not finished its first "
-        "routing pass after 10 minutes, about 70% of its arcs ripping up others around the "
-        "DSP rows. 16x4 gives the same 64 MACs as 8x8 with half the requantizer (16 DSPs, 80 "
-        "in all) and half the per-column logic, and keeps 97% of its MACs busy on "
-        "MobileNetV2's 35 pointwise layers (8x8: 100%, 32x4: 90%). Its critical path is a "
-        "PE's weight BRAM -> MULT18X18D -> partial sum adder, half of it routing; Fmax is "
-        "42 to 46 MHz, so an EHXPLLL (configured by ecppll) makes 30 MHz from the 25 MHz "
-        "oscillator, where 1 Mbaud is exact (divisor 30), with about 30% margin. For quick "
-        "iterations, `--rows 8` (8x4, 32 MACs) built in about 6 minutes at 53 MHz Fmax "
-        "(measured with 512-word weight memories). "
-        "Weight depth 2048 costs nothing: a DP16KD is 2048 x 9."),
+        "The LFE5U-85F has 156 MULT18X18D, 208 DP16KD and 83,640 LUT4s. Yosys puts each PE's "
+        "8x8 product on one MULT18X18D (no 9x9 mode in this flow) and each parallel "
+        "requantizer column's 32 x 32 multiply on 4, so rows x cols + 4 x cols DSPs: 32x4 "
+        "uses 128 + 16 = 144. Each PE is pipelined (`ArrayConfig.mac_latency`: weight read, "
+        "multiplier inputs and output registered) so no array path is more than one memory "
+        "read, one multiply or one adder, and each array row's weights are one 32-bit-wide "
+        "memory (one address bus per row instead of one per PE, for the router: 8x8 with "
+        "per-PE memories and unregistered MACs did not converge in nextpnr). The PLL "
+        "(EHXPLLL, configured by ecppll) makes 60 MHz from the 25 MHz oscillator, where "
+        "1 Mbaud is exact (divisor 60): the requantizer lane's 32 x 32 multiply (4 "
+        "MULT18X18D and their partial-product adder in one stage, `hw/requant_lane.py`) is "
+        "the critical path, 13.0 ns (76.8 MHz) on a 2x2 build; the array's own paths are "
+        "shorter. 32 rows keep MobileNetV2's C >= 32 layers at full "
+        "rate (C = 16 and 24 at 50% and 75%). Weight depth 1024: a row's 4 bytes x 1024 are "
+        "two DP16KD; one bank, since the link loads while the accelerator is idle."),
 )
 
 #: Every supported board by name.

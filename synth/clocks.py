@@ -10,7 +10,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 
 from .boards import Board
 
-__all__ = ["ecp5_pll_params", "pll_domain"]
+__all__ = ["ecp5_pll_params", "ice40_pll_params", "pll_domain"]
 
 
 def ecp5_pll_params(f_in, f_out, *, work_dir, tool):
@@ -37,20 +37,57 @@ def ecp5_pll_params(f_in, f_out, *, work_dir, tool):
     return params, attrs
 
 
+def ice40_pll_params(f_in, f_out, *, work_dir, tool):
+    """SB_PLL40_CORE parameters for ``f_in`` -> ``f_out`` (Hz), from ``icepll -m``.
+
+    Raises ValueError unless ``f_out`` is met exactly (to 1 kHz), as :func:`ecp5_pll_params`.
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    out = "icepll.v"
+    subprocess.run([tool, "-i", f"{f_in / 1e6:g}", "-o", f"{f_out / 1e6:g}", "-m", "-f", out,
+                    "-q"], cwd=work_dir, check=True, capture_output=True, text=True)
+    text = (work_dir / out).read_text()
+    achieved = float(re.search(r"Achieved output frequency:\s+([\d.]+) MHz", text).group(1)) * 1e6
+    if abs(achieved - f_out) > 1e3:
+        raise ValueError(f"The iCE40 PLL cannot make {f_out / 1e6:g} MHz from "
+                         f"{f_in / 1e6:g} MHz (nearest {achieved / 1e6:g} MHz)")
+    params = {}
+    for key, value in re.findall(r"\.(\w+)\(([^()]*)\)", text.split(") uut")[0]):
+        value = value.strip()
+        if value.startswith('"'):
+            params[key] = value.strip('"')
+        else:
+            width, digits = re.fullmatch(r"(\d+)'b([01]+)", value).groups()
+            params[key] = Const(int(digits, 2), int(width))
+    return params
+
+
 def pll_domain(platform, board: Board, *, work_dir, tool):
     """A module driving the ``sync`` domain (defined by the caller) at ``board.clk_freq`` from
     the board oscillator with a PLL, held in reset until the PLL locks; also constrains the
     new clock for nextpnr."""
-    if board.family != "ecp5":
-        raise ValueError(f"No PLL support for the {board.family} family yet; build {board.name} "
-                         f"at its {board.osc_freq / 1e6:g} MHz oscillator")
     m = Module()
-    params, attrs = ecp5_pll_params(board.osc_freq, board.clk_freq, work_dir=work_dir, tool=tool)
-    m.submodules.clk_buf = clk_buf = io.Buffer("i", platform.request(platform.default_clk,
-                                                                      dir="-"))
-    clk_in = clk_buf.i
+    clk_pin = platform.request(platform.default_clk, dir="-")
     clk_out = Signal()
     locked = Signal()
+    if board.family == "ice40":
+        # The UP5K's PLL sits on the oscillator's pin (35): SB_PLL40_PAD takes the pin itself.
+        params = ice40_pll_params(board.osc_freq, board.clk_freq, work_dir=work_dir, tool=tool)
+        m.submodules.pll = Instance(
+            "SB_PLL40_PAD", **{f"p_{k}": v for k, v in params.items()},
+            io_PACKAGEPIN=clk_pin.io, o_PLLOUTGLOBAL=clk_out, o_LOCK=locked,
+            i_RESETB=Const(1), i_BYPASS=Const(0))
+        m.d.comb += ClockSignal("sync").eq(clk_out)
+        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+        platform.add_clock_constraint(clk_out, board.clk_freq)
+        return m
+    if board.family != "ecp5":
+        raise ValueError(f"No PLL support for the {board.family} family; build {board.name} "
+                         f"at its {board.osc_freq / 1e6:g} MHz oscillator")
+    m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_pin)
+    clk_in = clk_buf.i
+    params, attrs = ecp5_pll_params(board.osc_freq, board.clk_freq, work_dir=work_dir, tool=tool)
     pll = Instance(
         "EHXPLLL",
         **{f"a_{k}": v for k, v in attrs.items()},

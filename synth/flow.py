@@ -106,7 +106,8 @@ def build_bitstream(board, *, build_dir=None, report_dir=None, seed=1, check_tim
     The design is :class:`~pwconv.synth.toplevel.BoardToplevel` (BoardTop on the board's pins).
     The bitstream lands in ``build_dir`` (default ``build/<board>``) as ``pwconv_<board>.bin``
     (iCE40) or ``.bit`` (ECP5), with the tools' logs (``.rpt`` Yosys, ``.tim`` nextpnr); the
-    report in ``report_dir`` (default ``reports/``) as ``<board>.json`` and ``<board>.md``.
+    report in ``report_dir`` (default ``<build_dir>/report``; the committed ones are in
+    ``reports/``) as ``<board>.json`` and ``<board>.md``.
 
     With ``report_only``, nothing is built: the report is made again from the outputs of an
     earlier build of the same board and configuration in ``build_dir``.
@@ -124,7 +125,7 @@ def build_bitstream(board, *, build_dir=None, report_dir=None, seed=1, check_tim
     if not isinstance(board, Board):
         board = board_named(board)
     build_dir = Path(build_dir) if build_dir is not None else REPO / "build" / board.name
-    report_dir = Path(report_dir) if report_dir is not None else REPO / "reports"
+    report_dir = Path(report_dir) if report_dir is not None else build_dir / "report"
     build_dir.mkdir(parents=True, exist_ok=True)
     name = f"pwconv_{board.name}"
     say = log or (lambda text: None)

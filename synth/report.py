@@ -9,7 +9,8 @@ from pathlib import Path
 from pwconv.config import ArrayConfig
 from .boards import BOARDS, array_dsps, requant_dsps
 
-__all__ = ["make_report", "write_report", "write_index", "markdown", "yosys_cell_counts"]
+__all__ = ["make_report", "write_report", "write_index", "markdown", "yosys_cell_counts",
+           "mobilenetv2_time"]
 
 #: nextpnr utilization keys per family: (logic cells, DSP, block RAM, large RAM).
 RESOURCE_KEYS = {
@@ -144,6 +145,8 @@ def make_report(board, *, build_dir, name, times, seed, bitstream):
         "dsp_array": dsp_array,
         "dsp_requant": requant_dsps(board, cfg),
         "macs_per_dsp": round(cfg.macs / dsp_array, 2),
+        "luts_per_mac": round(resources["logic"]["used"] / cfg.macs, 1),
+        "mobilenetv2": mobilenetv2_time(cfg, board.clk_freq, board.baud),
         "peak_gmacs": round(cfg.macs * clock_mhz / 1e3, 4),
         "peak_gmacs_at_fmax": round(cfg.macs * fmax / 1e3, 4),
         "critical_path": critical,
@@ -162,6 +165,37 @@ def make_report(board, *, build_dir, name, times, seed, bitstream):
         f"{resources['dsp']['used']}/{resources['dsp']['available']} DSP, "
         f"{resources['bram']['used']}/{resources['bram']['available']} BRAM")
     return report
+
+
+def mobilenetv2_time(cfg: ArrayConfig, clk_freq, baud):
+    """Milliseconds per MobileNetV2 (1.0, 224x224) inference of its 35 pointwise layers.
+
+    ``compute_ms``: the array's schedule at ``clk_freq``, every pass ``pixels x tiles x
+    tile_cycles(C)`` plus, with one weight bank, its loads (``load_cycles``, not overlapped) and
+    pipeline drain (``top_latency``); with two banks the layer's roofline. The cycle-accurate
+    bench (`pwconv bench`) measures within 0.5% of this. ``link_ms``: the bytes the link must
+    carry at ``baud`` (8N1, 10 bits a byte; payload only, so a lower bound): weights (padded to
+    the array), 9 parameter bytes per output channel, the pixels of every pass in, int8 results
+    out.
+    """
+    from pwconv.host.bench import MOBILENETV2_POINTWISE
+    from pwconv.host.tiling import plan_passes
+    from pwconv.hw.top import top_latency
+    cycles, link_bytes = 0, 0
+    for shape in MOBILENETV2_POINTWISE:
+        pixels = shape.height * shape.width
+        passes = plan_passes(cfg, shape.channels, shape.filters)
+        sizes = [(p.c1 - p.c0, p.f1 - p.f0) for p in passes]
+        if cfg.weight_banks == 2:
+            cycles += cfg.roofline_cycles(pixels, sizes)
+        else:
+            cycles += sum(pixels * cfg.tiles(f) * cfg.tile_cycles(c) + cfg.load_cycles(c, f)
+                          + top_latency(cfg) for c, f in sizes)
+        for c, f in sizes:
+            padded_c, padded_f = cfg.beats(c) * cfg.rows, cfg.tiles(f) * cfg.cols
+            link_bytes += padded_c * padded_f + 9 * padded_f + pixels * (padded_c + f)
+    return {"compute_cycles": cycles, "compute_ms": round(cycles / clk_freq * 1e3, 2),
+            "link_bytes": link_bytes, "link_ms": round(link_bytes * 10 / baud * 1e3, 1)}
 
 
 def _why(board):
@@ -187,6 +221,16 @@ def _dsp_use(report, cfg: ArrayConfig):
     else:
         requant = f"{report['dsp_requant']} requantizer (its {cfg.cols} x 32x32 multiply)"
     return f"{report['dsp_array']} array + {requant}"
+
+
+def _mobilenet(report):
+    net = report.get("mobilenetv2")
+    if not net:
+        return "n/a"
+    return (f"{net['compute_ms']:g} ms compute at {report['clock_mhz']:g} MHz "
+            f"({net['compute_cycles']:,} cycles, `synth.report.mobilenetv2_time`); "
+            f"link-bound {net['link_ms']:g} ms ({net['link_bytes']:,} bytes at "
+            f"{report['baud']} baud)")
 
 
 def _version(package):
@@ -230,9 +274,11 @@ def markdown(report):
         ("LUT4 (Yosys)", str(res["lut4"]["used"])),
         ("DSP use", _dsp_use(report, config)),
         ("MACs per DSP (array)", f"{report['macs_per_dsp']:g}"),
+        ("Logic per MAC (whole design)", f"{report.get('luts_per_mac', 0):g}"),
         ("Peak throughput", f"{report['peak_gmacs']:.3f} GMAC/s at {report['clock_mhz']:g} MHz "
                             f"({report['peak_gmacs_at_fmax']:.3f} at Fmax)"),
         ("UART", f"{report['baud']} baud"),
+        ("MobileNetV2 pointwise, per inference", _mobilenet(report)),
         ("Build time", f"{report['times']['total_s']:.0f} s (synthesis "
                        f"{report['times']['synth_s']:.0f} s, place and route "
                        f"{report['times']['pnr_s']:.0f} s)"),
@@ -286,17 +332,21 @@ def write_index(report_dir):
             continue
         r = json.loads(path.read_text())
         res = r["resources"]
+        net = r.get("mobilenetv2") or {}
         rows.append(
             f"| [{r['board']}]({r['board']}.md) | {r['device']} | {r['array']} "
             f"({r['mac_style']}) | {r['clock_mhz']:g} | {r['fmax_mhz']:.1f} | "
             f"{res['logic']['used']}/{res['logic']['available']} | {res['ff']['used']} | "
             f"{res['dsp']['used']}/{res['dsp']['available']} | "
-            f"{res['bram']['used']}/{res['bram']['available']} | {r['macs_per_dsp']:g} | "
-            f"{r['peak_gmacs']:.3f} | {r['times']['total_s']:.0f} s |")
+            f"{res['bram']['used']}/{res['bram']['available']} | {r['macs']} | "
+            f"{r['macs_per_dsp']:g} | {r.get('luts_per_mac', 0):g} | {r['peak_gmacs']:.3f} | "
+            f"{net.get('compute_ms', 'n/a')} | {net.get('link_ms', 'n/a')} | "
+            f"{r['times']['total_s']:.0f} s |")
     lines = ["# pwconv board builds", "",
              "Generated by `pwconv bitstream` (`make bitstream BOARD=...`); one row per board, "
              "details in each board's page.", "",
-             "| board | device | array | clock MHz | Fmax MHz | logic | FF | DSP | BRAM | "
-             "MACs/DSP | peak GMAC/s | build |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"] + rows + [""]
+             "| board | device | array | clock MHz | Fmax MHz | logic | FF | DSP | BRAM | MACs | "
+             "MACs/DSP | logic/MAC | peak GMAC/s | MobileNetV2 ms (compute) | "
+             "ms (link-bound) | build |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"] + rows + [""]
     (report_dir / "boards.md").write_text("\n".join(lines))

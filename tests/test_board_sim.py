@@ -136,7 +136,8 @@ def test_config_mismatch(transport, other):
                                          r"configuration \(--rows 4 --cols 4 --max-channels 32 "
                                          r"--max-filters 24 --weight-depth 16 --mac-style "
                                          r"ice40_dual8x8 --requantizer serial "
-                                         r"--requant-steps 4\)$"):
+                                         r"--requant-steps 4 --roundings "
+                                         r"double,single,ruy,float\)$"):
         BoardDevice(transport, other)
 
 

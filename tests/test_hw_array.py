@@ -92,5 +92,19 @@ def test_latency():
     w = np.ones((3, 4), np.int8)
     got, when, latency = _run(cfg, x, w, [])
     assert got.tolist() == [[3, 3, 3, 3]]
-    assert latency == cfg.rows + cfg.cols + 1
+    assert latency == cfg.array_latency == cfg.rows + cfg.cols + 1 + 2     # pipelined PEs
     assert when == [1 + latency]    # beat entered before tick 1, sums sampled after tick 1+L
+
+
+@pytest.mark.parametrize("lut_macs", [5, 12])
+def test_fabric_multipliers_match_golden(lut_macs):
+    """Some (or all) PEs with fabric multipliers (``lut_macs``): same sums, same latency."""
+    cfg = ArrayConfig(rows=4, cols=3, max_channels=32, max_filters=32, weight_depth=64,
+                      lut_macs=lut_macs)
+    rng = np.random.default_rng(lut_macs)
+    x = rng.integers(-128, 128, size=(5, 17), dtype=np.int8)
+    w = rng.integers(-128, 128, size=(17, 7), dtype=np.int8)
+    x[0, :], w[:, 0] = -128, -128
+    got, _, latency = _run(cfg, x, w, rng.choice([0, 0, 1], size=60).tolist())
+    np.testing.assert_array_equal(got, golden.conv1x1_acc(x, w, np.zeros(7, np.int32), 0))
+    assert latency == ArrayConfig(rows=4, cols=3).array_latency

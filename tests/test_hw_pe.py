@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from amaranth.hdl import Fragment, signed
+from amaranth.hdl import Fragment, Module, Signal, signed
 from amaranth.sim import Simulator
 
 from pwconv.hw.pe import ProcessingElement
@@ -14,11 +14,14 @@ def test_init_wrong_depth():
         ProcessingElement(depth=0, psum_in_shape=None, psum_out_shape=signed(16))
 
 
-def test_init_no_memory_needs_external_product():
-    with pytest.raises(ValueError, match=r"^A PE without a weight memory needs "
-                                         r"external_product=True$"):
-        ProcessingElement(depth=4, psum_in_shape=None, psum_out_shape=signed(16),
-                          weight_memory=False)
+def test_init_no_memory_takes_its_weight():
+    """Without a memory or an outside product the PE takes its weight on ``w_in``."""
+    pe = ProcessingElement(depth=4, psum_in_shape=None, psum_out_shape=signed(16),
+                           weight_memory=False, mac_latency=2)
+    members = set(pe.signature.members.keys())
+    assert {"w_addr", "w_data", "w_en", "weight", "product"}.isdisjoint(members)
+    assert {"addr_in", "x_in", "w_in", "psum_out"} <= members
+    Fragment.get(pe, None)
 
 
 def test_init_no_memory_has_no_weight_ports():
@@ -62,5 +65,73 @@ def test_sim_mac_matches_products():
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_init_wrong_mac_latency():
+    with pytest.raises(ValueError, match=r"^MAC latency must be 0, or 2 for a PE that "
+                                         r"multiplies itself, not 1$"):
+        ProcessingElement(depth=4, psum_in_shape=None, psum_out_shape=signed(16),
+                          mac_latency=1)
+
+
+def test_sim_pipelined_mac_matches_products():
+    """``mac_latency=2``: a stream of (addr, x, psum) one per cycle, psum two cycles after its
+    x; every psum_out is psum + x * w[addr], one cycle after psum, and x_out one after x."""
+    dut = ProcessingElement(depth=8, psum_in_shape=signed(20), psum_out_shape=signed(21),
+                            mac_latency=2)
+    rng = random.Random(2)
+    weights = [rng.randint(-128, 127) for _ in range(8)]
+    weights[0], weights[1] = -128, 127
+    cases = [(0, -128, 5), (1, -128, -(1 << 19))] + [
+        (rng.randrange(8), rng.randint(-128, 127), rng.randint(-(1 << 19), (1 << 19) - 1))
+        for _ in range(60)]
+    stream = cases + [(0, 0, 0)] * 4
+
+    async def bench(ctx):
+        for addr, w in enumerate(weights):
+            ctx.set(dut.w_addr, addr)
+            ctx.set(dut.w_data, w)
+            ctx.set(dut.w_en, 1)
+            await ctx.tick()
+        ctx.set(dut.w_en, 0)
+        for t in range(len(stream) + 1):
+            # Cycle t: address of case t, x of case t-1, psum of case t-3.
+            ctx.set(dut.addr_in, stream[t][0] if t < len(stream) else 0)
+            if t >= 1:
+                ctx.set(dut.x_in, stream[t - 1][1])
+            if t >= 3:
+                ctx.set(dut.psum_in, stream[t - 3][2])
+            if t >= 4:
+                addr, x, psum = stream[t - 4]
+                assert ctx.get(dut.psum_out) == psum + x * weights[addr], t
+            if t >= 2:
+                assert ctx.get(dut.x_out) == stream[t - 2][1]
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_fabric_product_is_exact():
+    """All 65536 int8 pairs through :func:`fabric_product` (the LUT multiplier) in Amaranth's
+    simulator, against Python's product."""
+    from pwconv.hw.pe import fabric_product
+    m = Module()
+    x, w = Signal(signed(8)), Signal(signed(8))
+    p = Signal(signed(16))
+    m.d.comb += p.eq(fabric_product(x, w))
+
+    async def bench(ctx):
+        for a in range(-128, 128):
+            ctx.set(x, a)
+            for b in range(-128, 128):
+                ctx.set(w, b)
+                assert ctx.get(p) == a * b, (a, b)
+
+    sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()

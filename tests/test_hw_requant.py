@@ -7,7 +7,6 @@ from amaranth.sim import Simulator
 from pwconv import golden
 from pwconv.config import ArrayConfig
 from pwconv.hw.requant import Requantizer
-from pwconv.hw.requant_lane import RequantLane
 from pwconv.hw.requant_serial import SerialRequantizer
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -54,17 +53,6 @@ def test_init_serial_needs_serial_config():
         SerialRequantizer(CFG)
 
 
-def test_init_lane_wrong_rounding():
-    with pytest.raises(ValueError, match=r"^Rounding must be 'compare' or 'add', not 'up'$"):
-        RequantLane(sum_shape=32, rounding="up")
-
-
-@pytest.mark.parametrize("steps", [0, 3, 16, "2"])
-def test_init_lane_wrong_steps(steps):
-    with pytest.raises(ValueError, match=r"^Multiply steps must be one of 1, 2, 4, 8, not "):
-        RequantLane(sum_shape=32, steps=steps)
-
-
 async def _load(ctx, dut, cfg, bias, mult, shift, *, zp, lo, hi, raw):
     """Layer settings, then every tile's parameter word through the stream handshake both
     requantizers have (the parallel one takes a word per cycle, the serial one `cols`)."""
@@ -91,7 +79,7 @@ def _run(sums, tile_of, bias, mult, shift, *, zp, lo, hi, raw, cfg=CFG):
 
     async def bench(ctx):
         await _load(ctx, dut, CFG, bias, mult, shift, zp=zp, lo=lo, hi=hi, raw=raw)
-        for index in range(len(sums) + Requantizer.LATENCY + 1):
+        for index in range(len(sums) + Requantizer.latency_of(CFG) + 1):
             if index < len(sums):
                 for c in range(CFG.cols):
                     ctx.set(dut.sums.acc[c], int(sums[index, c]))

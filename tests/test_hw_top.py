@@ -8,7 +8,7 @@ from pwconv.config import ArrayConfig
 from pwconv.host.layer import golden_output, random_layer
 from pwconv.host.program import compile_layer, pack_pixels, unpack_results
 from pwconv.hw.top import PointwiseConv, top_latency
-from pwconv.sim.pysim import run_top
+from pwconv.sim.pysim import run_passes_top, run_top
 
 CFG = ArrayConfig(rows=4, cols=3, max_channels=32, max_filters=32, weight_depth=32)
 #: The same array with one shared requantizer (2-cycle fabric multiply: a tile every 6 cycles)
@@ -86,3 +86,94 @@ def test_long_output_stall_loses_nothing(cfg):
     """The sink refuses almost every cycle: the queue fills, credits stop the array, no loss."""
     got, want, _, _ = _layer_run(4, 6, 30, seed=13, out_stall=0.95, cfg=cfg)
     np.testing.assert_array_equal(got, want)
+
+
+#: Double-buffered configurations (the default weight_banks=2) and a single-bank one.
+WIDE = ArrayConfig(rows=4, cols=3, max_channels=32, max_filters=32, weight_depth=24,
+                   load_width=2)
+ONE_BANK = ArrayConfig(rows=4, cols=3, max_channels=32, max_filters=32, weight_depth=32,
+                       weight_banks=1)
+PASS_CONFIGS = pytest.mark.parametrize("cfg", [CFG, SERIAL, WIDE, ONE_BANK],
+                                       ids=["parallel", "serial", "load_width2", "one_bank"])
+
+
+def _pass(cfg, channels, filters, pixels, *, seed, relu=False, raw=False):
+    x, layer = random_layer((1, pixels, channels), filters, seed=seed, relu=relu)
+    q = layer.quant
+    x = x.reshape(pixels, channels)
+    folded = golden.fold_input_zero_point(layer.w, layer.bias, q.input_zero_point)
+    program = compile_layer(cfg, layer.w, folded, q.output_multiplier, q.output_shift,
+                            output_zero_point=q.output_zero_point,
+                            activation_min=q.activation_min, activation_max=q.activation_max,
+                            raw=raw)
+    if raw:
+        want = golden.conv1x1_acc(x, layer.w, layer.bias, q.input_zero_point)
+    else:
+        want = golden_output(x, layer)
+    return program, pack_pixels(cfg, x), want
+
+
+@PASS_CONFIGS
+@pytest.mark.parametrize("in_idle, out_stall", [(0.0, 0.0), (0.3, 0.5)])
+def test_passes_back_to_back_match_golden(cfg, in_idle, out_stall):
+    """Passes of different shapes and output settings (raw, relu, zero points), one of them
+    without pixels, run back to back with their loads overlapping the previous pass: each
+    bit-exact with golden, none mixed with another's weights or settings."""
+    shapes = [(9, 7, 5, False, False), (3, 2, 1, True, False), (17, 11, 4, False, True),
+              (5, 4, 0, False, False), (8, 6, 6, True, False), (8, 6, 3, True, False)]
+    runs = [_pass(cfg, c, f, p, seed=10 + i, relu=relu, raw=raw)
+            for i, (c, f, p, relu, raw) in enumerate(shapes)]
+    out = run_passes_top(cfg, [(program, words) for program, words, _ in runs], seed=7,
+                         in_idle=in_idle, out_stall=out_stall)
+    for (program, words, want), (got, _, _), (c, f, p, _, _) in zip(runs, out, shapes):
+        np.testing.assert_array_equal(unpack_results(cfg, got, p, f), want)
+
+
+def _filter_passes(cfg, channels, filters, pixels, count, seed):
+    """One layer split into ``count`` passes of ``filters`` each (as the host tiles F): the
+    passes share their output settings but not their weights."""
+    x, layer = random_layer((1, pixels, channels), filters * count, seed=seed)
+    q = layer.quant
+    x = x.reshape(pixels, channels)
+    folded = golden.fold_input_zero_point(layer.w, layer.bias, q.input_zero_point)
+    want = golden_output(x, layer)
+    runs = []
+    for k in range(count):
+        part = slice(k * filters, (k + 1) * filters)
+        program = compile_layer(cfg, layer.w[:, part], folded[part], q.output_multiplier[part],
+                                q.output_shift[part], output_zero_point=q.output_zero_point,
+                                activation_min=q.activation_min,
+                                activation_max=q.activation_max)
+        runs.append((program, pack_pixels(cfg, x), want[:, part]))
+    return runs
+
+
+def test_loads_overlap_compute():
+    """Two banks: passes of one layer cost their compute cycles only, once the first pass is
+    loaded (each later pass loads while its predecessor computes); one bank adds every load."""
+    def total(cfg):
+        runs = _filter_passes(cfg, 16, 12, 12, 4, seed=3)
+        out = run_passes_top(cfg, [(program, words) for program, words, _ in runs])
+        for (program, words, want), (got, _, _) in zip(runs, out):
+            np.testing.assert_array_equal(unpack_results(cfg, got, 12, 12), want)
+        return sum(span for _, _, span in out)
+
+    compute = 4 * 12 * CFG.beats(16) * CFG.tiles(12)
+    load = CFG.load_cycles(16, 12)
+    assert compute > 3 * load      # compute-bound passes: every later load can hide
+    overlapped = total(CFG)
+    assert overlapped <= load + compute + top_latency(CFG) + 8
+    assert total(ONE_BANK) >= 4 * load + compute + 3 * top_latency(ONE_BANK)
+
+
+def test_load_bound_passes_cost_their_loads():
+    """One-pixel passes (as MobileNetV2's logits layer): the load port is the bottleneck, so
+    the passes take their load cycles back to back, each computed while the next loads."""
+    runs = _filter_passes(CFG, 32, 12, 1, 5, seed=4)
+    out = run_passes_top(CFG, [(program, words) for program, words, _ in runs])
+    for (program, words, want), (got, _, _) in zip(runs, out):
+        np.testing.assert_array_equal(unpack_results(CFG, got, 1, 12), want)
+    load = CFG.load_cycles(32, 12)
+    compute = CFG.beats(32) * CFG.tiles(12)
+    assert load > compute + top_latency(CFG)
+    assert sum(span for _, _, span in out) <= 5 * (load + 2) + compute + top_latency(CFG) + 4

@@ -32,7 +32,7 @@ class LinkCore(Elaboratable):
         self._MustUse__silence = True       # not an error if a parameter check fails below
         self.link = LinkController(cfg, max_payload=max_payload, timeout=TIMEOUT,
                                    clk_freq=12_000_000, baud=3_000_000)
-        self.accel = PointwiseConv(cfg)
+        self.accel = PointwiseConv(cfg.single_bank())  # as BoardTop: loads while idle
         self._MustUse__silence = False
 
     def elaborate(self, platform):
@@ -162,6 +162,21 @@ def test_sim_layer_checks():
     status = Status.unpack(replies[7].payload)
     assert (status.layer_set, status.last_error, status.frames_ok, status.frames_refused) == (
         True, Error.BAD_LAYER, 2, 6)         # frames_ok: the LAYER_SET and this STATUS
+
+
+def test_sim_layer_rounding_not_in_build():
+    """A layer asking for a rounding mode the build leaves out is refused with its own reason;
+    one the build includes is taken."""
+    cfg = ArrayConfig(rows=3, cols=4, max_channels=12, max_filters=12, weight_depth=6,
+                      roundings=("double", "float"))
+    replies = one([
+        set_layer(layer_word(cfg, beats=1, tiles=1, rounding=2), cfg),     # ruy: left out
+        set_layer(layer_word(cfg, beats=1, tiles=1, rounding=3), cfg),     # float
+        set_layer(layer_word(cfg, beats=1, tiles=1, rounding=1), cfg),     # single: left out
+    ], cfg=cfg)
+    assert [code_payload(r) for r in replies] == [
+        nack(Error.BAD_ROUNDING, Command.SET_LAYER), (Reply.LAYER_SET, b""),
+        nack(Error.BAD_ROUNDING, Command.SET_LAYER)]
 
 
 def test_sim_word_checks():

@@ -72,8 +72,10 @@ def test_version_mismatch():
                         r"3000000$"),
     ("clk_freq", 0, r"^Device's clock frequency must be positive, not 0$"),
     ("timeout", 0, r"^Device's frame timeout must be between 0 and 1 s, not 0 s$"),
-    ("roundings", 0, r"^Device's rounding modes 0x00 are not ones this host knows \(0x01\)$"),
-    ("roundings", 0x81, r"^Device's rounding modes 0x81 are not ones this host knows"),
+    ("roundings", 0, r"^The device's identity is not a pwconv board's \(IDENTITY rounding "
+                     r"modes 0x00 are not ones this host knows\)$"),
+    ("roundings", 0x81, r"^The device's identity is not a pwconv board's \(IDENTITY rounding "
+                        r"modes 0x81 are not ones this host knows\)$"),
     ("weight_bytes", 3, r"^Device's word sizes \(layer, weight, param bytes\) \(4, 3, 27\) "
                         r"differ from this host's \(4, 4, 27\)"),
 ])
@@ -100,7 +102,8 @@ def test_identity_payload_refused(offset, value, message):
 def test_config_mismatch():
     with pytest.raises(ValueError, match=r"--rows 2 --cols 3 --max-channels 8 --max-filters 9 "
                                          r"--weight-depth 8 --mac-style infer --requantizer "
-                                         r"parallel --requant-steps 1\)$"):
+                                         r"parallel --requant-steps 1 --roundings "
+                                         r"double,single,ruy,float\)$"):
         BoardDevice(ScriptedTransport(identity()), ArrayConfig())
 
 
@@ -214,6 +217,23 @@ def test_identity_unknown_mapping():
     with pytest.raises(ValueError, match=r"^IDENTITY mapping \(7, 0\) is not one this host "
                                          r"knows$"):
         Identity.unpack(bytes(payload))
+
+
+@pytest.mark.parametrize("mask", [0, 0x10, 0xFF])
+def test_identity_unknown_roundings(mask):
+    payload = bytearray(IDENTITY.pack())
+    payload[-1] = mask      # no mode, or a bit past ROUNDINGS
+    with pytest.raises(ValueError, match=r"^IDENTITY rounding modes 0x[0-9a-f]{2} are not ones "
+                                         r"this host knows$"):
+        Identity.unpack(bytes(payload))
+
+
+def test_identity_carries_roundings():
+    cfg = ArrayConfig(rows=2, cols=2, max_channels=8, max_filters=8, weight_depth=8,
+                      roundings=("ruy", "float"))
+    ident = Identity.of(cfg, max_payload=4096, clk_freq=12_000_000, baud=3_000_000,
+                        timeout=1000)
+    assert Identity.unpack(ident.pack()).config.roundings == ("ruy", "float")
 
 
 class TricklingTransport:

@@ -6,10 +6,11 @@ import pytest
 
 from pwconv.cli import build_parser
 from pwconv.synth.boards import BOARDS, array_dsps, board, requant_dsps
-from pwconv.synth.clocks import ecp5_pll_params
+from pwconv.host.bench import MOBILENETV2_POINTWISE
+from pwconv.synth.clocks import ecp5_pll_params, ice40_pll_params
 from pwconv.synth.flow import (REPO, TOOLS, BuildError, tool_path, build_bitstream,
                                missing_tools, toolchain_env)
-from pwconv.synth.report import markdown, yosys_cell_counts
+from pwconv.synth.report import markdown, mobilenetv2_time, yosys_cell_counts
 
 #: DSP cells of each board's FPGA (iCE40UP5K: SB_MAC16; LFE5U-85F: MULT18X18D).
 DSP_AVAILABLE = {"icebreaker": 8, "ulx3s": 156}
@@ -129,3 +130,44 @@ def test_ecp5_pll_params():
     with pytest.raises(ValueError, match=r"^The ECP5 PLL cannot make 48 MHz from 25 MHz "
                                          r"\(nearest 46\.875 MHz\)$"):
         ecp5_pll_params(25e6, 48e6, work_dir=work, tool=tool)
+
+
+def test_ice40_pll_params():
+    tool = tool_path("yowasp-icepll")
+    if tool is None:
+        pytest.skip("yowasp-icepll not installed")
+    work = REPO / "build" / "test-synth" / "icepll"
+    params = ice40_pll_params(12e6, 24e6, work_dir=work, tool=tool)
+    # f_out = f_in * (DIVF + 1) / (2^DIVQ * (DIVR + 1)) (iCE40 sysCLOCK PLL, SIMPLE feedback)
+    divr, divf, divq = (params[k].value for k in ("DIVR", "DIVF", "DIVQ"))
+    assert 12 * (divf + 1) / (2 ** divq * (divr + 1)) == 24
+    assert params["FEEDBACK_PATH"] == "SIMPLE"
+    with pytest.raises(ValueError, match=r"^The iCE40 PLL cannot make 100\.1 MHz from 12 MHz "):
+        ice40_pll_params(12e6, 100.1e6, work_dir=work, tool=tool)
+
+
+def test_cli_bitstream_reports_go_to_build_unless_published():
+    args = build_parser().parse_args(["bitstream", "--board", "ulx3s"])
+    assert not args.publish and args.reports is None
+    assert build_parser().parse_args(["bitstream", "--board", "ulx3s", "--publish"]).publish
+
+
+def test_report_goes_below_the_build_dir(tmp_path):
+    """Without report_dir a report lands in BUILD_DIR/report, never in the committed
+    reports/: seen from the error naming the build directory it looked in."""
+    with pytest.raises(BuildError, match=r"^icebreaker: no earlier build in "):
+        build_bitstream("icebreaker", build_dir=tmp_path, report_only=True)
+    assert not (tmp_path / "report").exists()
+
+
+def test_mobilenetv2_time_of_the_boards():
+    """Compute-only and link-bound time per MobileNetV2 inference: the link is the bottleneck
+    on both boards, and the ULX3S array is faster than the iCEBreaker's."""
+    ice, ulx = BOARDS["icebreaker"], BOARDS["ulx3s"]
+    t_ice = mobilenetv2_time(ice.config, ice.clk_freq, ice.baud)
+    t_ulx = mobilenetv2_time(ulx.config, ulx.clk_freq, ulx.baud)
+    assert t_ulx["compute_ms"] < t_ice["compute_ms"]
+    assert t_ice["link_ms"] > t_ice["compute_ms"] and t_ulx["link_ms"] > t_ulx["compute_ms"]
+    ideal = sum(s.height * s.width * s.channels * s.filters
+                for s in MOBILENETV2_POINTWISE) / ulx.config.macs
+    assert t_ulx["compute_cycles"] >= ideal

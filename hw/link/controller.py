@@ -5,7 +5,7 @@ from amaranth.utils import ceil_log2
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pwconv.config import ArrayConfig
+from pwconv.config import ROUNDINGS, ArrayConfig
 from .. import layouts
 from ..params import check_config, rejected
 from .frame import FrameReceiver, FrameSender
@@ -381,6 +381,9 @@ class LinkController(wiring.Component):
                 with m.If((layer_word.beats == 0) | (layer_word.beats > cfg.max_beats)
                           | (layer_word.tiles == 0) | (layer_word.tiles > cfg.max_tiles)):
                     nack(Error.BAD_LAYER)
+                with m.Elif(~Cat(*(layer_word.rounding == ROUNDINGS.index(r)
+                                   for r in cfg.roundings)).any()):
+                    nack(Error.BAD_ROUNDING)
                 with m.Else():
                     m.d.sync += [tiles_done.eq(0), product.eq(0), lanes.eq(0)]
                     m.next = "LAYER_SIZE"

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Shape
 
-from pwconv.config import MAC_STYLES, REQUANTIZERS, VERSION, ArrayConfig
+from pwconv.config import MAC_STYLES, REQUANTIZERS, ROUNDINGS, VERSION, ArrayConfig
 from pwconv.hw import layouts
 
 __all__ = ["PROTOCOL", "START", "HEADER_BYTES", "CRC_BYTES", "OVERHEAD", "MAX_LENGTH", "MAGIC",
            "Command", "Reply", "Error", "LINK_ERRORS", "WireFormat", "Identity", "Status",
            "IDENTITY_BYTES", "STATUS_BYTES", "ACK_BIT", "FLAG_LAYER_SET",
            "FLAG_ACCELERATOR_IDLE", "FLAG_WEIGHTS_VALID", "FLAG_PARAMS_VALID",
-           "ROUNDING_DOUBLE", "fixed_lengths"]
+           "ROUNDING_DOUBLE", "fixed_lengths", "rounding_mask"]
 
 #: Link protocol revision, reported in IDENTITY. Revision 2 added the sequence tag to every
 #: frame, BUSY NACKs, one NACK per refused frame and weight/param validity (docs/protocol.md).
@@ -95,8 +95,7 @@ class Error(enum.IntEnum):
     BUSY = 11
     NO_WEIGHTS = 12
     NO_PARAMS = 13
-    #: Reserved for the rounding-mode check (issue 9): a layer word asking for a rounding mode
-    #: the build lacks. This gateware never sends it.
+    #: A layer word asking for a rounding mode the build leaves out.
     BAD_ROUNDING = 14
 
     @property
@@ -124,7 +123,7 @@ _MESSAGES = {
                       "last SET_LAYER of another shape)",
     Error.NO_PARAMS: "RUN before any params were loaded for the layer (since reset or the "
                      "last SET_LAYER of another shape)",
-    Error.BAD_ROUNDING: "unsupported rounding mode",
+    Error.BAD_ROUNDING: "the layer's rounding mode is not one this build includes",
 }
 
 #: Reasons that say the frame did not arrive as sent (line noise, a lost byte, a busy device):
@@ -198,7 +197,12 @@ IDENTITY_BYTES = _IDENTITY.size
 
 #: IDENTITY ``roundings`` bit of the only requantization rounding this gateware has (TFLite's
 #: reference "double rounding"). Bit ``i`` is reserved for ``ROUNDINGS[i]`` (issue 9).
-ROUNDING_DOUBLE = 0x01
+ROUNDING_DOUBLE = 1 << ROUNDINGS.index("double")
+
+
+def rounding_mask(cfg: ArrayConfig):
+    """The build's rounding modes as a bit mask: bit i for :data:`ROUNDINGS` ``[i]``."""
+    return sum(1 << ROUNDINGS.index(r) for r in cfg.roundings)
 
 
 @dataclass(frozen=True)
@@ -210,8 +214,9 @@ class Identity:
     max_payload, clk_freq, baud, timeout (inter-byte frame timeout in clock cycles) (u32);
     layer_bytes, weight_bytes, param_bytes (u16); the mapping: mac_style (u8, an index into
     :data:`~pwconv.config.MAC_STYLES`), requantizer (u8, into
-    :data:`~pwconv.config.REQUANTIZERS`), requant_steps (u8); roundings (u8, a bit mask of
-    the rounding modes the build has, :data:`ROUNDING_DOUBLE`).
+    :data:`~pwconv.config.REQUANTIZERS`), requant_steps (u8); roundings (u8, bit i set when
+    the build includes the rounding mode :data:`~pwconv.config.ROUNDINGS` ``[i]``,
+    :func:`rounding_mask`).
     """
 
     version: tuple
@@ -231,7 +236,7 @@ class Identity:
         """The identity of a device built from ``cfg`` with this gateware version."""
         wire = WireFormat(cfg)
         return cls(tuple(VERSION), cfg, max_payload, clk_freq, baud, wire.layer_bytes,
-                   wire.weight_bytes, wire.param_bytes, timeout)
+                   wire.weight_bytes, wire.param_bytes, timeout, roundings=rounding_mask(cfg))
 
     @property
     def timeout_s(self):
@@ -265,12 +270,17 @@ class Identity:
         if mac_style >= len(MAC_STYLES) or requantizer >= len(REQUANTIZERS):
             raise ValueError(f"IDENTITY mapping ({mac_style}, {requantizer}) is not one this "
                              f"host knows")
+        if not roundings or roundings >> len(ROUNDINGS):
+            raise ValueError(f"IDENTITY rounding modes {roundings:#04x} are not ones this host "
+                             f"knows")
         try:
             cfg = ArrayConfig(rows=rows, cols=cols, max_channels=max_channels,
                               max_filters=max_filters, weight_depth=weight_depth,
                               mac_style=MAC_STYLES[mac_style],
                               requantizer=REQUANTIZERS[requantizer],
-                              requant_steps=requant_steps)
+                              requant_steps=requant_steps,
+                              roundings=tuple(r for i, r in enumerate(ROUNDINGS)
+                                              if roundings >> i & 1))
         except (TypeError, ValueError) as error:
             raise ValueError(f"IDENTITY configuration is not valid: {error}") from None
         return cls((major, minor), cfg, max_payload, clk_freq, baud, layer_bytes,

@@ -1,0 +1,61 @@
+"""`pwconv model MODEL`: the command's own arguments and what it does (pwconv/cli.py wires it)."""
+
+import numpy as np
+
+from .base import rounding_for
+
+__all__ = ["RUNTIMES", "add_arguments", "run"]
+
+#: Every runtime `--runtime` can name (which ones a model accepts depends on its format).
+RUNTIMES = ("tflite-reference", "tflite-ruy", "tflite-xnnpack", "onnxruntime")
+
+
+def add_arguments(parser):
+    parser.add_argument("model", help="a full-int8 .tflite or a QDQ / QLinearConv .onnx model")
+    parser.add_argument("--input", help="the model's input tensor (.npy; int8 for a full-int8 "
+                        ".tflite, float32 for ONNX); default: a seeded random input")
+    parser.add_argument("--out", help="write the model's final output here (.npy)")
+    parser.add_argument("--layers-out", metavar="DIR",
+                        help="write each offloaded layer as DIR/NNN_op.npz (replay it with "
+                        "`pwconv run`) and its output as DIR/NNN_op.y.npy")
+    parser.add_argument("--runtime", choices=RUNTIMES,
+                        help="the runtime to match and compare with (picks the rounding mode); "
+                        "default tflite-reference for .tflite, onnxruntime for .onnx")
+    parser.add_argument("--input-seed", type=int, default=0,
+                        help="seed of the random input when --input is not given")
+
+
+def run(args, make_accelerator):
+    """Run the command; ``make_accelerator()`` builds the accelerator from the common flags."""
+    from . import load_model
+    from .base import format_report
+    model = load_model(args.model)
+    runtime = args.runtime or model.runtimes[0]
+    x = model.load_input(args.input) if args.input else model.random_input(args.input_seed)
+    acc = make_accelerator()
+    try:
+        result = model.run(x, acc, runtime=runtime, layers_out=args.layers_out)
+    finally:
+        acc.close()
+    if args.out:
+        np.save(args.out, result.output)
+    reference = model.reference(x, runtime, result)
+    print(format_report(model, result, acc, reference, runtime))
+    if args.out:
+        print(f"wrote {args.out}: {result.output.dtype.name} {list(result.output.shape)}")
+    if args.layers_out:
+        print(f"wrote {len(result.offloaded)} layers to {args.layers_out}/ "
+              f"(replay one with `pwconv run {args.layers_out}/NNN_op.npz`)")
+    if reference is None:
+        return 0
+    exact = np.array_equal(result.output, reference[0])
+    if not exact and runtime == "tflite-xnnpack":
+        print("note: only the offloaded layers round like XNNPACK; the ops on the host are "
+              "TFLite's reference kernels, which XNNPACK's own differ from")
+        return 0
+    if not exact and result.rounding != rounding_for(runtime):
+        print(f"note: {runtime} rounds with the {rounding_for(runtime)!r} mode, which this "
+              f"build's accelerator lacks: the mismatch above is measured with "
+              f"{result.rounding!r}")
+        return 0
+    return 0 if exact else 1

@@ -1,0 +1,342 @@
+"""Full-int8 .tflite models: parsed with the `tflite` package, pointwise layers on pwconv.
+
+Every CONV_2D with a 1x1 filter (a strided one on its subsampled input) and every
+FULLY_CONNECTED runs on the accelerator (:meth:`Accelerator.run_layer`); every other op runs on
+the host in :mod:`pwconv.golden.ops`, TFLite's reference integer kernels. Multipliers and shifts come from the model's float scales as
+TFLite's Prepare computes them (kernel_util.cc::PopulateConvolutionQuantizationParams for
+CONV_2D, GetQuantizedConvolutionMultipler for a per-tensor FULLY_CONNECTED), fused activations
+from CalculateActivationRangeQuantized.
+"""
+
+import time
+
+import numpy as np
+
+from pwconv import golden
+from pwconv.golden import ops as gops
+from ..layer import Layer
+from .base import Model, ModelError, OpStats, make_quantization
+
+__all__ = ["TFLiteModel", "SUPPORTED_OPS", "TFLITE_RUNTIMES"]
+
+#: Builtin ops pwconv runs (CONV_2D 1x1 and FULLY_CONNECTED on the accelerator).
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
+                 "MAX_POOL_2D", "MEAN", "PAD", "PADV2", "RESHAPE", "SOFTMAX", "QUANTIZE",
+                 "DEQUANTIZE", "CONCATENATION")
+
+#: Runtimes a .tflite run can be compared with, and the ai-edge-litert op resolver of each:
+#: the reference kernels (the default, bit-exact end to end), the optimized (ruy) kernels, the
+#: default path with the XNNPACK delegate.
+TFLITE_RUNTIMES = {"tflite-reference": "BUILTIN_REF", "tflite-ruy":
+                   "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "tflite-xnnpack": "BUILTIN"}
+
+_DTYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
+_TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16",
+               9: "int8", 10: "float64"}
+_WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+class _Tensor:
+    """One tensor of the subgraph: name, shape, dtype, constant data and quantization."""
+
+    def __init__(self, model, t, index):
+        self.index = index
+        self.name = t.Name().decode(errors="replace") if t.Name() else f"tensor{index}"
+        self.shape = tuple(int(v) for v in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        self.type = t.Type()
+        self.type_name = _TYPE_NAMES.get(self.type, f"type {self.type}")
+        q = t.Quantization()
+        self.scale = q.ScaleAsNumpy().astype(np.float32) if q and q.ScaleLength() else None
+        self.zero_point = q.ZeroPointAsNumpy().astype(np.int64) if q and q.ZeroPointLength() \
+            else None
+        self.data = None
+        buf = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
+        if buf is not None and buf.DataLength():
+            if self.type not in _DTYPES:
+                self.data = False                      # a constant of a type we cannot use
+            else:
+                raw = buf.DataAsNumpy().tobytes()
+                self.data = np.frombuffer(raw, _DTYPES[self.type]).reshape(self.shape)
+
+    @property
+    def quantized(self):
+        return self.scale is not None and self.scale.size > 0
+
+    def s(self):
+        return float(self.scale[0])
+
+    def zp(self):
+        return int(self.zero_point[0]) if self.zero_point is not None else 0
+
+
+class TFLiteModel(Model):
+    """A full-int8 .tflite model (subgraph 0), validated at load time."""
+
+    runtimes = tuple(TFLITE_RUNTIMES)
+
+    def __init__(self, path):
+        import tflite
+        self.path = path
+        self._tflite = tflite
+        data = path.read_bytes()
+        names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+        try:
+            if len(data) < 8 or data[4:8] != b"TFL3":
+                raise ValueError("no TFL3 file identifier")
+            model = tflite.Model.GetRootAsModel(data, 0)
+            if model.SubgraphsLength() < 1:
+                raise ValueError("no subgraph")
+            graph = model.Subgraphs(0)
+            self.tensors = [_Tensor(model, graph.Tensors(i), i)
+                            for i in range(graph.TensorsLength())]
+            self.inputs = [int(v) for v in graph.InputsAsNumpy()]
+            self.outputs = [int(v) for v in graph.OutputsAsNumpy()]
+            self.ops = []
+            for i in range(graph.OperatorsLength()):
+                op = graph.Operators(i)
+                code = model.OperatorCodes(op.OpcodeIndex())
+                builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+                self.ops.append((names.get(builtin, f"builtin {builtin}"),
+                                 [int(v) for v in op.InputsAsNumpy()] if op.InputsLength()
+                                 else [],
+                                 [int(v) for v in op.OutputsAsNumpy()], op.BuiltinOptions()))
+        except ModelError:
+            raise
+        except Exception as error:          # flatbuffers raises anything on a corrupt file
+            raise ModelError(f"{path}: not a valid .tflite flatbuffer ({error})") from None
+        self._validate()
+        x = self.tensors[self.inputs[0]]
+        self.input_shape, self.input_dtype = x.shape, np.dtype(_DTYPES[x.type])
+
+    # Validation: every problem is one line naming the op or tensor.
+
+    def _where(self, i):
+        return f"{self.path.name}: op {i} ({self.ops[i][0]})"
+
+    def _validate(self):
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            raise ModelError(f"{self.path.name}: pwconv runs models with one input and one "
+                             f"output, this one has {len(self.inputs)} and {len(self.outputs)}")
+        for i, (op, ins, outs, _) in enumerate(self.ops):
+            if op not in SUPPORTED_OPS:
+                raise ModelError(f"{self._where(i)} is not supported (pwconv runs "
+                                 f"{', '.join(SUPPORTED_OPS)})")
+            if op in _WEIGHTED:
+                w = self.tensors[ins[1]]
+                if w.type != 9:
+                    raise ModelError(f"{self._where(i)} has {w.type_name} weights: a float model;"
+                                     f" pwconv runs full-int8 models (convert with a "
+                                     f"representative dataset and TFLITE_BUILTINS_INT8)")
+            tensors = [t for t in ins if t >= 0] + outs
+            if op == "QUANTIZE":
+                tensors = outs if self.tensors[ins[0]].type == 0 else tensors
+            if op == "DEQUANTIZE":
+                tensors = ins
+            for t in tensors:
+                tensor = self.tensors[t]
+                if tensor.type == 0 or tensor.type == 1:
+                    raise ModelError(f"{self._where(i)} has {tensor.type_name} tensor "
+                                     f"'{tensor.name}': a float model; pwconv runs full-int8 "
+                                     f"models")
+                if tensor.type == 9 and not tensor.quantized:
+                    raise ModelError(f"{self._where(i)}: int8 tensor '{tensor.name}' has no "
+                                     f"quantization parameters")
+                if tensor.type in (3, 7) and tensor.data is None:
+                    raise ModelError(f"{self._where(i)}: {tensor.type_name} activations are not "
+                                     f"supported (int8 only)")
+            if op in _WEIGHTED or op in ("MEAN", "PAD", "PADV2"):
+                for t in ins[1:]:
+                    if t >= 0 and self.tensors[t].data is None:
+                        raise ModelError(f"{self._where(i)}: input '{self.tensors[t].name}' "
+                                         f"must be a constant")
+            if op == "DEQUANTIZE" and self.tensors[ins[0]].type != 9:
+                raise ModelError(f"{self._where(i)} dequantizes {self.tensors[ins[0]].type_name}"
+                                 f": a float model; pwconv runs full-int8 models")
+
+    def _options(self, table, name):
+        opt = getattr(self._tflite, name)()
+        if table is None:
+            raise ModelError(f"{self.path.name}: an op has no {name}")
+        opt.Init(table.Bytes, table.Pos)
+        return opt
+
+    def _activation(self, opt, out):
+        names = {v: k for k, v in vars(self._tflite.ActivationFunctionType).items()
+                 if not k.startswith("_")}
+        act = names.get(opt.FusedActivationFunction(), "unknown")
+        return gops.activation_range(act, out.s(), out.zp())
+
+    # Running.
+
+    def _run_ops(self, x, offload, run, rounding):
+        values = {t.index: t.data for t in self.tensors if t.data is not None}
+        values[self.inputs[0]] = x
+        for i, (op, ins, outs, table) in enumerate(self.ops):
+            start = time.perf_counter()
+            out = self.tensors[outs[0]]
+            args = [values.get(t) if t >= 0 else None for t in ins]
+            tin = [self.tensors[t] if t >= 0 else None for t in ins]
+            try:
+                y, macs, on_pwconv = self._op(i, op, args, tin, out, table, offload, rounding)
+            except (ValueError, TypeError) as error:
+                if isinstance(error, ModelError):
+                    raise
+                raise ModelError(f"{self._where(i)}: {error}") from None
+            if out.shape and tuple(y.shape) != out.shape:
+                raise ModelError(f"{self._where(i)}: computed shape {list(y.shape)}, the model "
+                                 f"declares {list(out.shape)}")
+            values[outs[0]] = y
+            if not on_pwconv:
+                run.ops.append(OpStats(i, op, out.name, tuple(y.shape), "host", macs,
+                                       seconds=time.perf_counter() - start))
+        return values[self.outputs[0]]
+
+    def _pointwise(self, i, op, x, tin, out, w, bias, opt, offload, rounding, fc, source):
+        """Offload a 1x1 conv / FC: ``x`` [..., C], ``w`` int8 [F, C]."""
+        xin, wt = tin[0], tin[1]
+        lo, hi = self._activation(opt, out)
+        f = w.shape[0]
+        weight_scales = np.broadcast_to(wt.scale, (f,)) if wt.scale.size == 1 else wt.scale
+        # None: golden.layer_requant_params (PopulateConvolutionQuantizationParams' arithmetic).
+        multiplier = shift = None
+        if fc and wt.scale.size == 1 and rounding != "float":
+            multiplier, shift = gops.fully_connected_multiplier(xin.s(), wt.s(), out.s())
+        quant = make_quantization(input_scale=xin.s(), weight_scales=weight_scales,
+                                  output_scale=out.s(), input_zero_point=xin.zp(),
+                                  output_zero_point=out.zp(), activation_min=lo,
+                                  activation_max=hi, rounding=rounding, multiplier=multiplier,
+                                  shift=shift)
+        bias = np.zeros(f, np.int32) if bias is None else np.asarray(bias, np.int32)
+        layer = Layer(np.ascontiguousarray(w.T), bias, quant)
+        c = w.shape[1]
+        flat = x.reshape(1, -1, c) if fc else x
+        return offload(i, op, out.name, flat, layer, int(flat.size // c) * c * f,
+                       out.shape if fc else None, source)
+
+    def _op(self, i, op, args, tin, out, table, offload, rounding):
+        tf = self._tflite
+        x = args[0]
+        if op == "CONV_2D":
+            opt = self._options(table, "Conv2DOptions")
+            w, bias = args[1], args[2] if len(args) > 2 else None
+            f, kh, kw, c = w.shape
+            if x.shape[-1] != c:
+                raise ModelError(f"{self._where(i)}: grouped convolution ({x.shape[-1]} input "
+                                 f"channels, filter has {c}) is not supported")
+            stride = (opt.StrideH(), opt.StrideW())
+            if (kh, kw) == (1, 1):
+                # A strided 1x1 conv is a 1x1 conv of the subsampled input (SAME pads nothing
+                # for a 1x1 filter), so it runs on pwconv too (ResNet's downsampling shortcuts).
+                sub = np.ascontiguousarray(x[:, ::stride[0], ::stride[1], :])
+                return self._pointwise(i, op, sub, tin, out, w[:, 0, 0, :], bias, opt, offload,
+                                       rounding, fc=False, source=x), None, True
+            lo, hi = self._activation(opt, out)
+            mult, shift = golden.per_channel_multipliers(
+                tin[0].s(), np.broadcast_to(tin[1].scale, (f,)), out.s())
+            y = gops.conv2d(x, w, bias, input_zero_point=tin[0].zp(),
+                            output_zero_point=out.zp(), multiplier=mult, shift=shift,
+                            stride=stride, dilation=(opt.DilationHFactor(),
+                                                     opt.DilationWFactor()),
+                            padding=_padding(tf, opt.Padding()), activation_min=lo,
+                            activation_max=hi)
+            return y, int(np.prod(y.shape)) * kh * kw * c, False
+        if op == "FULLY_CONNECTED":
+            opt = self._options(table, "FullyConnectedOptions")
+            bias = args[2] if len(args) > 2 else None
+            return self._pointwise(i, op, x, tin, out, args[1], bias, opt, offload, rounding,
+                                   fc=True, source=x), None, True
+        if op == "DEPTHWISE_CONV_2D":
+            opt = self._options(table, "DepthwiseConv2DOptions")
+            w, bias = args[1], args[2] if len(args) > 2 else None
+            _, kh, kw, oc = w.shape
+            lo, hi = self._activation(opt, out)
+            mult, shift = golden.per_channel_multipliers(
+                tin[0].s(), np.broadcast_to(tin[1].scale, (oc,)), out.s())
+            y = gops.depthwise_conv2d(
+                x, w, bias, input_zero_point=tin[0].zp(), output_zero_point=out.zp(),
+                multiplier=mult, shift=shift, depth_multiplier=oc // x.shape[-1],
+                stride=(opt.StrideH(), opt.StrideW()),
+                dilation=(opt.DilationHFactor(), opt.DilationWFactor()),
+                padding=_padding(tf, opt.Padding()), activation_min=lo, activation_max=hi)
+            return y, int(np.prod(y.shape)) * kh * kw, False
+        if op == "ADD":
+            opt = self._options(table, "AddOptions")
+            lo, hi = self._activation(opt, out)
+            y = gops.add(args[0], args[1], scales=(tin[0].s(), tin[1].s()),
+                         zero_points=(tin[0].zp(), tin[1].zp()), output_scale=out.s(),
+                         output_zero_point=out.zp(), activation_min=lo, activation_max=hi)
+            return y, 0, False
+        if op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            opt = self._options(table, "Pool2DOptions")
+            lo, hi = self._activation(opt, out)
+            fn = gops.average_pool2d if op == "AVERAGE_POOL_2D" else gops.max_pool2d
+            y = fn(x, (opt.FilterHeight(), opt.FilterWidth()),
+                   stride=(opt.StrideH(), opt.StrideW()), padding=_padding(tf, opt.Padding()),
+                   activation_min=lo, activation_max=hi)
+            return y, 0, False
+        if op == "MEAN":
+            opt = self._options(table, "ReducerOptions")
+            y = gops.mean(x, args[1], keep_dims=bool(opt.KeepDims()), input_scale=tin[0].s(),
+                          input_zero_point=tin[0].zp(), output_scale=out.s(),
+                          output_zero_point=out.zp())
+            return y, 0, False
+        if op in ("PAD", "PADV2"):
+            value = out.zp() if op == "PAD" or len(args) < 3 else int(args[2].ravel()[0])
+            return gops.pad(x, args[1], value), 0, False
+        if op == "RESHAPE":
+            return x.reshape(out.shape), 0, False
+        if op == "SOFTMAX":
+            opt = self._options(table, "SoftmaxOptions")
+            if abs(out.s() - 1 / 256) > 1e-9 or out.zp() != -128:
+                raise ModelError(f"{self._where(i)}: int8 output must have scale 1/256 and "
+                                 f"zero point -128, has {out.s()} and {out.zp()}")
+            return gops.softmax(x, beta=opt.Beta(), input_scale=tin[0].s()), 0, False
+        if op == "QUANTIZE":
+            if tin[0].type == 0:
+                return gops.quantize(x, scale=out.s(), zero_point=out.zp()), 0, False
+            return gops.requantize_tensor(x, input_scale=tin[0].s(),
+                                          input_zero_point=tin[0].zp(), output_scale=out.s(),
+                                          output_zero_point=out.zp()), 0, False
+        if op == "DEQUANTIZE":
+            return gops.dequantize(x, scale=tin[0].s(), zero_point=tin[0].zp()), 0, False
+        if op == "CONCATENATION":
+            opt = self._options(table, "ConcatenationOptions")
+            if opt.FusedActivationFunction() != 0:
+                raise ModelError(f"{self._where(i)}: a fused activation is not supported")
+            for t in tin:
+                if t.s() != out.s() or t.zp() != out.zp():
+                    raise ModelError(f"{self._where(i)}: inputs must share the output's scale "
+                                     f"and zero point (TFLite's int8 kernel requires it)")
+            return gops.concatenation(args, opt.Axis()), 0, False
+        raise ModelError(f"{self._where(i)} is not supported")   # unreachable: validated
+
+    def reference(self, x, runtime, run=None):
+        """Run ``x`` through ai-edge-litert with ``runtime``'s op resolver; None when
+        ai-edge-litert is not installed. Every op's output (by tensor name) comes from the
+        preserved intermediate tensors (none for tflite-xnnpack, whose delegate keeps none)."""
+        try:
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        except ImportError:
+            return None
+        resolver = getattr(OpResolverType, TFLITE_RUNTIMES[runtime])
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            interp = Interpreter(model_path=str(self.path), experimental_op_resolver_type=resolver,
+                                 experimental_preserve_all_tensors=runtime != "tflite-xnnpack")
+        interp.allocate_tensors()
+        interp.set_tensor(self.inputs[0], x)
+        interp.invoke()
+        output = interp.get_tensor(self.outputs[0])
+        layers, inputs = {}, {}
+        if runtime != "tflite-xnnpack":
+            for op, ins, outs, _ in self.ops:
+                name = self.tensors[outs[0]].name
+                layers[name] = interp.get_tensor(outs[0])
+                if op in ("CONV_2D", "FULLY_CONNECTED"):
+                    inputs[name] = interp.get_tensor(ins[0])
+        return output, layers, inputs
+
+
+def _padding(tf, value):
+    return "SAME" if value == tf.Padding.SAME else "VALID"
