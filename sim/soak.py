@@ -21,12 +21,13 @@ BENCH = Path(__file__).with_name("soak_tb.v")
 
 #: The mappings soaked: the default 8x8 parallel array, and the iCEBreaker's (4x4, dual 8x8
 #: multipliers, serial requantizer with 4 steps), each with a layer that gives 8 (16) beats
-#: per pixel and 2 column tiles.
+#: per pixel and 2 column tiles. One weight bank: the bench loads while the array is idle
+#: (the double-buffered top's commit stream is not driven by sim/soak_tb.v yet).
 MAPPINGS = {
-    "8x8-parallel": (ArrayConfig(), 64, 16),
+    "8x8-parallel": (ArrayConfig(weight_banks=1), 64, 16),
     "icebreaker": (ArrayConfig(rows=4, cols=4, max_channels=512, max_filters=256,
                                weight_depth=256, mac_style="ice40_dual8x8",
-                               requantizer="serial", requant_steps=4), 64, 8),
+                               requantizer="serial", requant_steps=4, weight_banks=1), 64, 8),
 }
 
 #: Idle/stall patterns: per-cycle probabilities (of 65536) of an input idle and an output
