@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from pwconv.config import ArrayConfig
 from . import layouts
+from .params import rejected
 from .top import PointwiseConv, queue_depth, top_latency
 
 __all__ = ["PROPERTIES", "MUTATIONS", "FORMAL_CONFIGS", "Proof", "StreamHarness", "PROOFS",
@@ -118,9 +119,11 @@ class StreamHarness(wiring.Component):
 
     def __init__(self, cfg: ArrayConfig, prop, mutation=None):
         if prop not in PROPERTIES:
-            raise ValueError(f"Property must be one of {', '.join(PROPERTIES)}, not {prop!r}")
+            raise rejected(self, ValueError(
+                f"Property must be one of {', '.join(PROPERTIES)}, not {prop!r}"))
         if mutation is not None and mutation not in MUTATIONS:
-            raise ValueError(f"Mutation must be one of {', '.join(MUTATIONS)}, not {mutation!r}")
+            raise rejected(self, ValueError(
+                f"Mutation must be one of {', '.join(MUTATIONS)}, not {mutation!r}"))
         self._cfg, self._prop, self._mutation = cfg, prop, mutation
         super().__init__({
             "i_valid":   In(1),
