@@ -10,16 +10,12 @@ the ONNX model with `onnx.helper`.
 import flatbuffers
 import numpy as np
 
-__all__ = ["conv1x1_tflite", "run_tflite", "conv1x1_onnx", "run_onnx", "RESOLVERS",
+__all__ = ["conv1x1_tflite", "run_tflite", "conv1x1_onnx", "run_onnx",
            "RUNTIMES", "random_scales", "random_runtime_layer", "run_runtime", "compare_runtimes"]
 
 #: The runtimes compared, and the interpreter resolver of the TFLite ones.
 RUNTIMES = {"tflite-reference": "BUILTIN_REF", "tflite-ruy": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
             "tflite-xnnpack": "BUILTIN", "onnxruntime": None}
-
-#: The interpreter's kernel choices: resolver name -> the rounding mode it matches.
-RESOLVERS = {"BUILTIN_REF": "double", "BUILTIN_WITHOUT_DEFAULT_DELEGATES": "ruy",
-             "BUILTIN": "float"}
 
 
 def random_scales(rng, filters, channels):
@@ -144,7 +140,8 @@ def conv1x1_tflite(w, bias, input_scale, weight_scales, output_scale, input_zero
 
 def run_tflite(model, x, resolver):
     """Run a one-input .tflite ``model`` (bytes) on ``x`` with ai-edge-litert, kernels chosen by
-    ``resolver`` (a :data:`RESOLVERS` key: ``BUILTIN`` applies the default XNNPACK delegate)."""
+    ``resolver`` (an ``OpResolverType`` name, as in :data:`RUNTIMES`: ``BUILTIN`` applies the
+    default XNNPACK delegate)."""
     from ai_edge_litert import interpreter as litert
 
     interp = litert.Interpreter(

@@ -311,83 +311,39 @@ def test_layer_requant_params_per_mode():
 # --------------------------------------------------------------------------------------------
 
 
-def _layer(rng, *, ties=False):
-    from pwconv.host.runtimes import random_scales
-    channels = int(rng.integers(1, 160))
-    filters = int(rng.integers(1, 80))
-    w = rng.integers(-127, 128, size=(channels, filters), dtype=np.int8)
-    bias = rng.integers(-30000, 30000, size=filters).astype(np.int32)
-    s_in, s_w, s_out = random_scales(rng, filters, channels)
-    if ties:
-        # Small accumulators and effective scales 2^-1 .. 2^-3: a quarter or more of the
-        # outputs are exact ties, where the modes differ.
-        channels = int(rng.integers(1, 5))
-        w = rng.integers(-2, 3, size=(channels, filters), dtype=np.int8)
-        bias = rng.integers(-50, 50, size=filters).astype(np.int32)
-        s_in, s_out = 0.5, 1.0
-        s_w = np.exp2(-rng.integers(0, 3, size=filters)).astype(np.float32)
-    zi = int(rng.integers(-128, 128))
-    zo = int(rng.integers(-40, 40))
-    return w, bias, s_in, s_w, s_out, zi, zo
-
-
-def _golden(x, layer, rounding):
-    w, bias, s_in, s_w, s_out, zi, zo = layer
-    m, s, sc = golden.layer_requant_params(s_in, s_w, s_out, rounding)
+def _golden(layer, rounding):
+    """golden's output for a :func:`~pwconv.host.runtimes.random_runtime_layer` layer."""
+    x, w, bias, scales, zi, zo = layer
+    m, s, sc = golden.layer_requant_params(*scales, rounding)
     return golden.conv1x1(x, w, bias, input_zero_point=zi, output_zero_point=zo,
                           output_multiplier=m, output_shift=s, rounding=rounding, scale=sc)
 
 
-def _compare_runtime(run, layers=60, seed=0):
-    """Counts per mode: (outputs differing, outputs, layers exact)."""
-    rng = np.random.default_rng(seed)
-    counts = {r: [0, 0, 0] for r in golden.ROUNDINGS}
-    for i in range(layers):
-        layer = _layer(rng, ties=i % 2 == 1)
-        h, w = int(rng.integers(1, 9)), int(rng.integers(1, 9))
-        x = rng.integers(-128, 128, size=(1, h, w, layer[0].shape[0]), dtype=np.int8)
-        y = run(layer, x, h, w)
-        for r in golden.ROUNDINGS:
-            diff = int((_golden(x, layer, r) != y).sum())
-            counts[r][0] += diff
-            counts[r][1] += y.size
-            counts[r][2] += diff == 0
-    return counts
-
-
-@pytest.mark.parametrize("resolver", ["BUILTIN_REF", "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
-                                      "BUILTIN"])
-def test_matches_tflite_interpreter(resolver):
+@pytest.mark.parametrize("runtime", ["tflite-reference", "tflite-ruy", "tflite-xnnpack",
+                                     "onnxruntime"])
+def test_matches_runtime(runtime):
+    """60 random layers, half tie-heavy: the runtime's mode matches it everywhere, and every
+    other mode differs from it somewhere."""
     pytest.importorskip("ai_edge_litert")
-    from pwconv.host.runtimes import RESOLVERS, conv1x1_tflite, run_tflite
-
-    def run(layer, x, h, w):
-        return run_tflite(conv1x1_tflite(*layer, height=h, width=w), x, resolver)
-    counts = _compare_runtime(run)
-    mode = RESOLVERS[resolver]
-    assert counts[mode][0] == 0, counts
-    # The other modes do differ from this runtime (on the tie-heavy layers at least).
-    others = [r for r in golden.ROUNDINGS if r != mode]
-    assert all(counts[r][0] > 0 for r in others), counts
-
-
-def test_matches_onnxruntime():
     pytest.importorskip("onnxruntime")
-    from pwconv.host.runtimes import conv1x1_onnx, run_onnx
+    from pwconv.host.runtimes import random_runtime_layer, run_runtime
 
-    def run(layer, x, h, w):
-        y = run_onnx(conv1x1_onnx(*layer, height=h, width=w),
-                     np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        return y.transpose(0, 2, 3, 1)
-    counts = _compare_runtime(run)
-    assert counts["float"][0] == 0, counts
-    assert counts["double"][0] > 0 and counts["ruy"][0] > 0, counts
+    rng = np.random.default_rng(0)
+    differ = dict.fromkeys(golden.ROUNDINGS, 0)
+    for index in range(60):
+        layer = random_runtime_layer(rng, ties=index % 2 == 1)
+        y = run_runtime(runtime, *layer)
+        for rounding in golden.ROUNDINGS:
+            differ[rounding] += int((_golden(layer, rounding) != y).sum())
+    mode = golden.RUNTIME_ROUNDING[runtime]
+    assert differ[mode] == 0, differ
+    assert all(differ[r] > 0 for r in golden.ROUNDINGS if r != mode), differ
 
 
 def test_single_and_float_differ_on_ties():
     """single rounds ties toward +infinity, float to even: tie-heavy layers tell them apart,
     so the runtime tests above can tell XNNPACK's arithmetic from single rounding."""
-    rng = np.random.default_rng(4)
-    layer = _layer(rng, ties=True)
-    x = rng.integers(-128, 128, size=(1, 8, 8, layer[0].shape[0]), dtype=np.int8)
-    assert (_golden(x, layer, "single") != _golden(x, layer, "float")).any()
+    from pwconv.host.runtimes import random_runtime_layer
+
+    layer = random_runtime_layer(np.random.default_rng(4), ties=True)
+    assert (_golden(layer, "single") != _golden(layer, "float")).any()

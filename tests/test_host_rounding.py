@@ -186,20 +186,12 @@ def _runtime_layers(count, seed):
 def test_verilator_matches_runtime(runtime):
     pytest.importorskip("ai_edge_litert")
     pytest.importorskip("onnxruntime")
-    from pwconv.host.runtimes import (conv1x1_onnx, conv1x1_tflite, run_onnx, run_tflite)
-    resolver = {"tflite-reference": "BUILTIN_REF", "tflite-ruy":
-                "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "tflite-xnnpack": "BUILTIN"}.get(runtime)
+    from pwconv.host.runtimes import run_runtime
     rounding = golden.RUNTIME_ROUNDING[runtime]
     acc = Accelerator("verilator", PARALLEL, progress=False)
     outputs = 0
     for x, w, bias, scales, zi, zo in _runtime_layers(12, seed=len(runtime)):
-        h, wd = x.shape[1:3]
-        if resolver:
-            y_rt = run_tflite(conv1x1_tflite(w, bias, *scales, zi, zo, height=h, width=wd), x,
-                              resolver)
-        else:
-            y_rt = run_onnx(conv1x1_onnx(w, bias, *scales, zi, zo, height=h, width=wd),
-                            np.ascontiguousarray(x.transpose(0, 3, 1, 2))).transpose(0, 2, 3, 1)
+        y_rt = run_runtime(runtime, x, w, bias, scales, zi, zo)
         m, s, sc = golden.layer_requant_params(*scales, rounding)
         q = Quantization(m, s, input_zero_point=zi, output_zero_point=zo, rounding=rounding,
                          scale=sc)
