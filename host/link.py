@@ -15,8 +15,9 @@ __all__ = ["START", "OVERHEAD", "MAX_LENGTH", "HEADER_BYTES", "Command", "Reply"
            "CorruptReply", "NackError", "SerialTransport", "SimTransport", "DEFAULT_BAUD",
            "frame_time"]
 
-#: Baud rate of the iCEBreaker build (12 MHz / 4); the ULX3S build runs at 1 Mbaud.
-DEFAULT_BAUD = 3_000_000
+#: Baud rate of the iCEBreaker build (24 MHz / 4); the ULX3S build has its own (see
+#: pwconv.hw.board.BOARD_LINKS).
+DEFAULT_BAUD = 6_000_000
 
 
 def crc16(data):
@@ -216,7 +217,7 @@ class SerialTransport:
         Device, e.g. ``/dev/ttyUSB1`` (the FT2232H's second channel on an iCEBreaker), or a
         pyserial URL (``socket://host:port``, ``loop://``).
     baud : int
-        Baud rate; must match the gateware's (3 Mbaud iCEBreaker, 1 Mbaud ULX3S).
+        Baud rate; must match the gateware's (6 Mbaud iCEBreaker; see BOARD_LINKS).
     latency : float
         Seconds added to every reply's wait, and to every write's, for USB and OS latency.
     quiet : float

@@ -1,6 +1,6 @@
 """The weight-stationary systolic array: skew, a grid of PEs, column accumulators and de-skew."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -138,7 +138,12 @@ class SystolicArray(wiring.Component):
             stage = Signal(control_layout, name=f"control_d{d}")
             m.d.sync += stage.eq(control[d - 1])
             control.append(stage)
-        m.d.comb += self.busy.eq(sum(stage.valid for stage in control) != 0)
+        # busy: any stage valid. The stages after the first are last cycle's stages but the
+        # last, so their OR is registered: one gate after the incoming beat_valid, no OR tree
+        # (a long path into the sequencer and the link otherwise).
+        later_busy = Signal()
+        m.d.sync += later_busy.eq(Cat(*(stage.valid for stage in control[:-1])).any())
+        m.d.comb += self.busy.eq(control[0].valid | later_busy)
 
         # Weight writes: row r takes lane group r % load_width of transfers to its row group.
         write_addr = Signal(_addr(cfg.weight_memory_depth))

@@ -3,7 +3,7 @@
 import numbers
 from dataclasses import dataclass
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,16 +40,17 @@ class BoardLink:
 
 #: Fastest baud rate each board's USB bridge takes exactly from the board's own clock:
 #:
-#: - iCEBreaker, 12 MHz oscillator, FT2232H (12 Mbaud max, rates 12 MHz / (n + k/8)): 3 Mbaud
-#:   is 12 MHz / 4 on both sides, exact; divisor 4, the smallest the receiver takes.
+#: - iCEBreaker, 12 MHz oscillator, FT2232H (12 Mbaud max, rates 12 MHz / (n + k/8)): the
+#:   design runs on a 24 MHz PLL clock (see pwconv.synth.boards), where 6 Mbaud is 24 MHz / 4,
+#:   divisor 4, the smallest the receiver takes, and 12 MHz / 2 on the bridge: exact on both
+#:   sides. (At the bare 12 MHz oscillator the same divisor gives 3 Mbaud.)
 #: - ULX3S, 25 MHz oscillator, FT231X (3 Mbaud max; 3 MHz / (n + k/8), n >= 2, plus 2 and
-#:   3 Mbaud): 3 Mbaud needs 25 MHz / 8.33 and divisor 8 is 4.2% fast, 2 Mbaud (divisor 12.5)
-#:   fails too; 1 Mbaud is divisor 25, exact on both sides. The bitstream runs the design on
-#:   a 30 MHz PLL clock (see pwconv.synth.boards), where 1 Mbaud is divisor 30, exact too. A
-#:   48 MHz clock would allow 3 Mbaud (divisor 16), but the 16x4 array does not meet it.
+#:   3 Mbaud): the design runs on a 100 MHz PLL clock (see pwconv.synth.boards), where
+#:   2 Mbaud is divisor 50, exact on both sides; 3 Mbaud would be divisor 33, 1% fast (a
+#:   105 MHz clock would make it exact). At the bare 25 MHz oscillator only 1 Mbaud is exact.
 BOARD_LINKS = {
-    "icebreaker": BoardLink(clk_freq=12_000_000, baud=3_000_000, bridge="FT2232H"),
-    "ulx3s":      BoardLink(clk_freq=30_000_000, baud=1_000_000, bridge="FT231X"),
+    "icebreaker": BoardLink(clk_freq=24_000_000, baud=6_000_000, bridge="FT2232H"),
+    "ulx3s":      BoardLink(clk_freq=100_000_000, baud=2_000_000, bridge="FT231X"),
 }
 
 
@@ -168,7 +169,11 @@ class BoardTop(wiring.Component):
             link.rx_error.eq(rx.error),
             link.rx_overrun.eq(rx.overrun),
             accel.layer.eq(link.layer),
-            link.acc_idle.eq(accel.idle),
             self.status_led.eq(link.busy),
         ]
+        # The accelerator's idle only goes into STATUS replies: registered, so its logic (every
+        # pipeline stage's valid) is not one path with the link's reply sender.
+        acc_idle = Signal()
+        m.d.sync += acc_idle.eq(accel.idle)
+        m.d.comb += link.acc_idle.eq(acc_idle)
         return m

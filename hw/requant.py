@@ -49,8 +49,9 @@ class Requantizer(wiring.Component):
 
     @staticmethod
     def latency_of(cfg: ArrayConfig):
-        """Cycles from ``sums_valid`` to ``result_valid``: the parameter read, then a lane."""
-        return 1 + RequantLane.latency_of(1, cfg.roundings)
+        """Cycles from ``sums_valid`` to ``result_valid``: the parameter read and its output
+        register, then a lane."""
+        return 2 + RequantLane.latency_of(1, cfg.roundings, cfg.requant_multiply)
 
     @property
     def latency(self):
@@ -91,20 +92,26 @@ class Requantizer(wiring.Component):
             self.param_ready.eq(1),
         ]
 
-        # Stage 1: wait for the parameter read; then one lane per column.
-        valid1 = Signal()
+        # Stage 1: wait for the parameter read; stage 2: its data registered (a block RAM's
+        # output is slow: on ECP5 the read alone is most of a 10 ns cycle); then one lane per
+        # column.
+        valid1, valid2 = Signal(), Signal()
         sums1 = Signal(self.sums.acc.shape(), reset_less=True)
-        m.d.sync += [valid1.eq(self.sums_valid), sums1.eq(self.sums.acc)]
-        busy = [self.sums_valid, valid1]
+        sums2 = Signal(self.sums.acc.shape(), reset_less=True)
+        params2 = Signal(params_layout, reset_less=True)
+        m.d.sync += [valid1.eq(self.sums_valid), sums1.eq(self.sums.acc),
+                     valid2.eq(valid1), sums2.eq(sums1), params2.eq(read.data)]
+        busy = [self.sums_valid, valid1, valid2]
         for c in range(cfg.cols):
-            lane = RequantLane(sum_shape=cfg.acc_shape, steps=1, roundings=cfg.roundings)
+            lane = RequantLane(sum_shape=cfg.acc_shape, steps=1, roundings=cfg.roundings,
+                               multiply=cfg.requant_multiply)
             m.submodules[f"lane{c}"] = lane
             m.d.comb += [
-                lane.valid.eq(valid1),
-                lane.sum.eq(sums1[c]),
-                lane.bias.eq(read.data.bias[c]),
-                lane.multiplier.eq(read.data.multiplier[c]),
-                lane.shift.eq(read.data.shift[c]),
+                lane.valid.eq(valid2),
+                lane.sum.eq(sums2[c]),
+                lane.bias.eq(params2.bias[c]),
+                lane.multiplier.eq(params2.multiplier[c]),
+                lane.shift.eq(params2.shift[c]),
                 lane.output_zero_point.eq(self.config.output_zero_point),
                 lane.activation_min.eq(self.config.activation_min),
                 lane.activation_max.eq(self.config.activation_max),

@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from pwconv.config import REQUANT_STEPS, ROUNDINGS
+from pwconv.config import REQUANT_MULTIPLIES as MULTIPLIES, REQUANT_STEPS, ROUNDINGS
 from .layouts import SHIFT_SHAPE
 from .params import rejected
 
@@ -26,13 +26,64 @@ def _wrap32(value):
 
 
 def _leading_zeros(m, value, width):
-    """A signal counting the leading zeros of the unsigned ``value`` (``width`` for zero)."""
+    """A signal counting the leading zeros of the unsigned ``value`` (``width``, a power of
+    two, for zero), built as a tree: a half's count, or the upper half's width plus the lower
+    half's count when the upper half is zero (log2(width) levels of 2:1 muxes, not a chain of
+    ``width`` priority muxes)."""
+    if width == 1:
+        return ~value[0]
+    half = width // 2
+    upper = _leading_zeros(m, value[half:], half)
+    lower = _leading_zeros(m, value[:half], half)
     count = Signal(range(width + 1))
-    m.d.comb += count.eq(width)
-    for bit in range(width):        # the highest set bit wins: it is assigned last
-        with m.If(value[bit]):
-            m.d.comb += count.eq(width - 1 - bit)
+    upper_zero = ~value[half:].any()
+    m.d.comb += count.eq(Mux(upper_zero, half + lower, upper))
     return count
+
+
+def _radix4_row(m, bits, a, a3, neg_a, signed_top, name):
+    """One radix-4 row of a shift-and-add multiply: ``a`` times the two-bit digit ``bits``
+    (0, a, 2a or 3a with ``3a`` precomputed). When ``signed_top`` (a 1-bit signal or
+    constant) is set, the digit's upper bit is the multiplier's sign bit, of weight -2: the
+    row is 0, a, -2a or -a (``-a`` precomputed)."""
+    row = Signal(signed(len(a3)), name=name)
+    with m.Switch(bits):
+        with m.Case(0):
+            m.d.comb += row.eq(0)
+        with m.Case(1):
+            m.d.comb += row.eq(a)
+        with m.Case(2):
+            m.d.comb += row.eq(Mux(signed_top, neg_a << 1, a << 1) if neg_a is not None
+                               else a << 1)
+        with m.Case(3):
+            m.d.comb += row.eq(Mux(signed_top, neg_a, a3) if neg_a is not None else a3)
+    return row
+
+
+def _digit_levels(steps):
+    """Adder levels (pipeline stages) of a ``steps``-step lane's digit product: a tree over
+    its ``32 / steps / 2`` radix-4 rows."""
+    return max(1, (32 // steps // 2 - 1).bit_length())
+
+
+def _sum_pairs(m, terms, name, limit):
+    """One adder level of a multiply's tree: ``terms`` is a list of ``(value, weight)`` with
+    ascending weights (powers of two as exponents); neighbours are summed pairwise, each sum
+    registered (one carry chain per pipeline stage). Widths are capped at ``limit`` bits
+    above the term's weight (the product's width). Returns the next level's terms."""
+    level = []
+    for index in range(0, len(terms) - 1, 2):
+        (low, w_low), (high, w_high) = terms[index], terms[index + 1]
+        width = min(max(len(low), len(high) + w_high - w_low) + 1, limit - w_low)
+        total = Signal(signed(width), name=f"{name}_{index // 2}", reset_less=True)
+        m.d.sync += total.eq(low + (high << (w_high - w_low)))
+        level.append((total, w_low))
+    if len(terms) % 2:
+        last, weight = terms[-1]
+        copy = Signal(signed(len(last)), name=f"{name}_{len(terms) // 2}", reset_less=True)
+        m.d.sync += copy.eq(last)
+        level.append((copy, weight))
+    return level
 
 
 def _round_shift(m, form, value, amount, tie, name):
@@ -101,10 +152,13 @@ class RequantLane(wiring.Component):
         exactly, in integer logic).
 
     The 32 x 32 multiply takes ``steps`` cycles: each cycle multiplies the multiplicand by the
-    next ``32 / steps``-bit digit of the multiplier, least significant first, as shift-and-add
-    rows on carry chains, two bits per row (each row adds 0, a, 2a or 3a). ``steps = 1`` is one
-    plain product, which synthesis maps to DSPs; larger ``steps`` make a small fabric multiplier
-    for FPGAs whose DSPs are all in the array.
+    next ``32 / steps``-bit digit of the multiplier, least significant first, as radix-4
+    shift-and-add rows (each row 0, a, 2a or 3a, the sign bit's row 0, a, -2a or -a) summed by a
+    pipelined adder tree, then added to the running high part: a small fabric multiplier for
+    FPGAs whose DSPs are all in the array, whose longest path is one mux and one carry chain.
+    ``steps = 1`` is one product per cycle: four 16 x 16 partial products that synthesis maps
+    to DSPs (``multiply="dsp"``), or 16 radix-4 rows and a four-level adder tree in fabric
+    (``multiply="fabric"``).
 
     Parameters
     ----------
@@ -118,6 +172,9 @@ class RequantLane(wiring.Component):
         A mode that is left out costs no logic; ``"float"`` adds two pipeline stages.
     divide : str
         How the rounding right shift is built, one of :data:`DIVIDE_FORMS`.
+    multiply : str
+        With ``steps == 1``: ``"dsp"`` or ``"fabric"`` (see above); larger ``steps`` are
+        always in fabric.
 
     Members
     -------
@@ -140,7 +197,8 @@ class RequantLane(wiring.Component):
         Some input is inside the pipeline.
     """
 
-    def __init__(self, *, sum_shape, steps=1, roundings=("double",), divide="compare"):
+    def __init__(self, *, sum_shape, steps=1, roundings=("double",), divide="compare",
+                 multiply="dsp"):
         if steps not in REQUANT_STEPS:
             raise rejected(self, ValueError(
                 f"Multiply steps must be one of {', '.join(map(str, REQUANT_STEPS))}, "
@@ -157,6 +215,10 @@ class RequantLane(wiring.Component):
         self._steps = steps
         self._roundings = roundings
         self._divide = divide
+        if multiply not in MULTIPLIES:
+            raise rejected(self, ValueError(
+                f"Multiply must be one of {', '.join(map(repr, MULTIPLIES))}, not {multiply!r}"))
+        self._multiply = multiply if steps == 1 else "fabric"
         super().__init__({
             "valid":             In(1),
             "sum":               In(sum_shape),
@@ -181,18 +243,28 @@ class RequantLane(wiring.Component):
     def roundings(self):
         return self._roundings
 
+    @property
+    def multiply(self):
+        return self._multiply
+
     @staticmethod
-    def latency_of(steps, roundings):
+    def latency_of(steps, roundings, multiply="dsp"):
         """Cycles from ``valid`` to ``result_valid``: bias add, [|acc| and its float32
-        significand: two stages with ``"float"``], the operand shift, the multiply (``steps``
-        cycles, or three pipelined stages for ``steps == 1``), the high part, the rounding
-        shift, zero point, clamp."""
-        return steps + 6 + (2 if steps == 1 else 0) + (2 if "float" in roundings else 0)
+        significand: two stages with ``"float"``], the operand shift, the multiply, the high
+        part, the rounding shift, zero point, clamp. The multiply is ``steps`` cycles plus its
+        digit product's adder levels with ``steps > 1`` (3, 2, 1 for 2, 4, 8 steps); with
+        ``steps == 1`` three stages on DSPs, five in
+        fabric (3a and -a, then four adder levels)."""
+        if steps > 1:
+            extra = _digit_levels(steps)
+        else:
+            extra = 2 if multiply == "dsp" else 4
+        return steps + 6 + extra + (2 if "float" in roundings else 0)
 
     @property
     def latency(self):
         """Cycles from ``valid`` to ``result_valid``."""
-        return self.latency_of(self._steps, self._roundings)
+        return self.latency_of(self._steps, self._roundings, self._multiply)
 
     def elaborate(self, platform):
         steps, modes = self._steps, self._roundings
@@ -204,23 +276,29 @@ class RequantLane(wiring.Component):
         def reg(shape, name):
             return Signal(shape, name=name, reset_less=True)
 
-        # The layer's mode, one flag per included mode (constants when the lane has one).
+        # The layer's mode, one flag per included mode (constants when the lane has one), and
+        # raw: registered, since they fan out to every stage (the settings are stable while
+        # busy, so from an input's cycle on; stage 1, in that cycle, reads raw directly).
         is_mode = {}
         for mode in modes:
             others = [ROUNDINGS.index(r) for r in modes if r != mode]
             if not others:
                 is_mode[mode] = Const(1)
-            elif mode == modes[0]:      # the fallback for indices the lane does not include
-                is_mode[mode] = ~Cat(*(self.rounding == i for i in others)).any()
+                continue
+            if mode == modes[0]:      # the fallback for indices the lane does not include
+                decoded = ~Cat(*(self.rounding == i for i in others)).any()
             else:
-                is_mode[mode] = self.rounding == ROUNDINGS.index(mode)
+                decoded = self.rounding == ROUNDINGS.index(mode)
+            is_mode[mode] = Signal(name=f"is_{mode}")
+            m.d.sync += is_mode[mode].eq(decoded)
 
         def mode_is(*names):
             flags = [is_mode[n] for n in names if n in is_mode]
             return Cat(*flags).any() if flags else Const(0)
 
         is_float, is_single = mode_is("float"), mode_is("single")
-        raw = self.raw
+        raw = Signal()
+        m.d.sync += raw.eq(self.raw)
 
         # Stage 1: add the bias (int32 wrap), split the shift (both zero in raw mode).
         acc1, mult1 = reg(signed(32), "acc1"), reg(signed(32), "mult1")
@@ -230,8 +308,8 @@ class RequantLane(wiring.Component):
             valid1.eq(self.valid),
             acc1.eq(_wrap32(self.sum + self.bias)),
             mult1.eq(self.multiplier),
-            left1.eq(Mux(~raw & (self.shift > 0), self.shift, 0)),
-            right1.eq(Mux(~raw & (self.shift < 0), -self.shift, 0)),
+            left1.eq(Mux(~self.raw & (self.shift > 0), self.shift, 0)),
+            right1.eq(Mux(~self.raw & (self.shift < 0), -self.shift, 0)),
         ]
         in_flight = [self.valid, valid1]
 
@@ -245,14 +323,17 @@ class RequantLane(wiring.Component):
             mult2, left2, right2 = reg(signed(32), "mult2"), reg(unsigned(5), "left2"), \
                 reg(unsigned(5), "right2")
             lz2 = reg(unsigned(6), "lz2")
-            sign_run = _leading_zeros(m, (acc1 ^ acc1[31].replicate(32)).as_unsigned(), 32)
+            # Leading zeros of acc, or of its leading ones less one when negative (shifted
+            # up once, a 1 entering below: no subtractor after the count).
+            ones_run = Cat(Const(1, 1), (~acc1)[:31])
+            lz_source = Mux(acc1[31], ones_run, acc1.as_unsigned())
             valid2 = Signal()
             m.d.sync += [
                 valid2.eq(valid1),
                 x2.eq(Mux(is_float & ~raw & (acc1 < 0), -acc1, acc1)),
                 negative2.eq(acc1 < 0), zero2.eq(acc1 == 0),
                 mult2.eq(mult1), left2.eq(left1), right2.eq(right1),
-                lz2.eq(Mux(acc1[31], sign_run - 1, sign_run)),
+                lz2.eq(_leading_zeros(m, lz_source, 32)),
             ]
             mult1, left1, right1 = mult2, left2, right2
             in_flight.append(valid2)
@@ -270,7 +351,8 @@ class RequantLane(wiring.Component):
         m.d.comb += shifted.eq(_wrap32(x2[:32].as_signed() << amount))
 
         # The operand registers: they hold for the whole multiply (inputs come at most once per
-        # `steps` cycles); the multiplier register shifts its next digit to the bottom.
+        # `steps` cycles); the multiplier register shifts its next digit to the bottom. A raw
+        # input multiplies by 1, so the accumulator comes out of the product unchanged.
         a_op, b_op = reg(signed(32), "a_op"), reg(signed(32), "b_op")
         right_op, saturate_op = reg(unsigned(5), "right_op"), reg(1, "saturate_op")
         left_op = reg(unsigned(5), "left_op")
@@ -297,18 +379,21 @@ class RequantLane(wiring.Component):
             fixed_operand = norm3.as_signed()
             float_operand = Mux(mantissa[24], 1 << 23, mantissa)
             a_next = Mux(is_float & ~raw, float_operand, fixed_operand)
-            b_next = Mux(is_float & ~raw, Cat(mult3[:23], Const(1, 1), Const(0, 8)).as_signed(),
-                         mult3)
+            b_next = Mux(raw, 1, Mux(is_float, Cat(mult3[:23], Const(1, 1),
+                                                   Const(0, 8)).as_signed(), mult3))
             load_valid, src_mult, src_left, src_right = valid3, mult3, left3, right3
             # float32(|acc|) = significand * 2^ea, ea = 8 - lz (+1 when rounding carried).
             ea_op = reg(signed(7), "ea_op")
             exp_op = reg(unsigned(8), "exp_op")
             neg_op, zero_op = reg(1, "neg_op"), reg(1, "zero_op")
+            # The rounding's carry (mantissa[24]) is kept apart, added in a later stage, so
+            # this stage has one carry chain (the mantissa's) before each register.
+            carry_op = reg(1, "carry_op")
             with m.If(load_valid):
-                m.d.sync += [ea_op.eq(8 - lz3 - short + mantissa[24]), exp_op.eq(mult3[23:31]),
-                             neg_op.eq(neg3), zero_op.eq(zero3)]
+                m.d.sync += [ea_op.eq(8 - lz3 - short), carry_op.eq(mantissa[24]),
+                             exp_op.eq(mult3[23:31]), neg_op.eq(neg3), zero_op.eq(zero3)]
         else:
-            a_next, b_next = shifted, mult1
+            a_next, b_next = shifted, Mux(raw, 1, mult1)
             load_valid, src_mult, src_left, src_right = valid2, mult1, left1, right1
         m.d.comb += load.eq(load_valid)
         valid_op = Signal()
@@ -321,25 +406,59 @@ class RequantLane(wiring.Component):
         if steps > 1:
             with m.Else():
                 m.d.sync += b_op.eq(b_op >> digit)
-            # 3 * a, for the multiply's radix-4 rows, one adder for the whole multiply.
-            a_x3 = reg(signed(34), "a_x3")
+            # 3a and -a for the multiply's radix-4 rows, one adder each for the whole multiply.
+            a_x3, a_neg = reg(signed(34), "a_x3"), reg(signed(34), "a_neg")
             with m.If(load):
-                m.d.sync += a_x3.eq(a_next + (a_next << 1))
+                m.d.sync += [a_x3.eq(a_next + (a_next << 1)), a_neg.eq(-a_next)]
         in_flight.append(valid_op)
 
         # The sideband of the operands, as it must be beside the finished product.
-        sideband = {"a": (a_op, signed(32)), "right": (right_op, unsigned(5)),
-                    "left": (left_op, unsigned(5)), "saturate": (saturate_op, 1)}
+        sideband = {"right": (right_op, unsigned(5)), "left": (left_op, unsigned(5)),
+                    "saturate": (saturate_op, 1)}
         if has_float:
-            sideband.update({"ea": (ea_op, signed(7)), "exp": (exp_op, unsigned(8)),
-                             "neg": (neg_op, 1), "zero": (zero_op, 1)})
+            sideband.update({"ea": (ea_op, signed(7)), "carry": (carry_op, 1),
+                             "exp": (exp_op, unsigned(8)), "neg": (neg_op, 1),
+                             "zero": (zero_op, 1)})
 
-        # The product P = a_op * b_op.
-        if steps == 1:
+        def float_shift(exponent):
+            """float's final shift and saturation for the product exponent ``exponent``."""
+            return (Mux(exponent >= 0, 0, Mux(exponent < -31, 31, -exponent)), exponent >= 0)
+
+        def delay_sideband(stage):
+            """The sideband one cycle later. float's exponent arithmetic is done on the way,
+            one step per stage, so that the "high" stage only picks between two candidates
+            (the product's top bit says which): first the exponent sums e0 and e0 + 1, then
+            the shift and saturation of each."""
+            delayed = {}
+            for key, (value, shape) in sideband.items():
+                if key in ("ea", "carry", "exp", "e0", "e1"):
+                    continue
+                copy = reg(shape, f"{key}_{stage}")
+                m.d.sync += copy.eq(value)
+                delayed[key] = (copy, shape)
+            if "ea" in sideband:
+                ea, exp = sideband["ea"][0], sideband["exp"][0]
+                carry = sideband["carry"][0]
+                for name, offset in (("e0", 127), ("e1", 126)):
+                    value = reg(signed(10), f"{name}_{stage}")
+                    m.d.sync += value.eq(ea + exp - offset + carry)
+                    delayed[name] = (value, signed(10))
+            elif "e0" in sideband:
+                for index in (0, 1):
+                    amount, saturate = float_shift(sideband[f"e{index}"][0])
+                    amount_reg = reg(unsigned(6), f"amt{index}_{stage}")
+                    saturate_reg = reg(1, f"sat{index}_{stage}")
+                    m.d.sync += [amount_reg.eq(amount), saturate_reg.eq(saturate)]
+                    delayed[f"amt{index}"] = (amount_reg, unsigned(6))
+                    delayed[f"sat{index}"] = (saturate_reg, 1)
+            return delayed
+
+        # The product P = a_op * b_op. Inputs may come every cycle with steps = 1, so the
+        # sideband travels along each multiply stage; with more steps it is captured once.
+        if steps == 1 and self._multiply == "dsp":
             # Four 16 x 16 partial products, registered (each one MULT18X18D or SB_MAC16 with
             # its output register), then their middle pair summed and the halves kept, then the
-            # 64-bit sum: every stage one DSP or one carry chain. Inputs may come every cycle,
-            # so the sideband travels along.
+            # 64-bit sum: every stage one DSP or one carry chain.
             a_lo, a_hi = a_op[:16], a_op[16:].as_signed()
             b_lo, b_hi = b_op[:16], b_op[16:].as_signed()
             p_ll, p_lh = reg(unsigned(32), "p_ll"), reg(signed(33), "p_lh")
@@ -354,72 +473,95 @@ class RequantLane(wiring.Component):
             m.d.sync += [valid_m2.eq(valid_m1), middle.eq(p_lh + p_hl),
                          halves.eq(Cat(p_ll, p_hh).as_signed())]
             for stage in ("m1", "m2"):
-                delayed_side = {}
-                for key, (value, shape) in sideband.items():
-                    copy = reg(shape, f"{key}_{stage}")
-                    m.d.sync += copy.eq(value)
-                    delayed_side[key] = (copy, shape)
-                sideband = delayed_side
+                sideband = delay_sideband(stage)
             product = reg(signed(64), "product")
             last_step = valid_m2
             m.d.sync += product.eq(halves + (middle << 16))
             in_flight += [valid_m1, valid_m2]
+        elif steps == 1:
+            # In fabric, for FPGAs whose DSPs are all array MACs: 3a and -a (one adder each),
+            # then 16 radix-4 rows (0, a, 2a or 3a; the top row, holding b's sign bit, 0, a,
+            # -2a or -a) summed by a binary tree of adders, one level per pipeline stage.
+            a_f, b_f = reg(signed(32), "a_f"), reg(signed(32), "b_f")
+            a_x3, a_neg = reg(signed(34), "a_x3"), reg(signed(34), "a_neg")
+            valid_f = Signal()
+            m.d.sync += [valid_f.eq(valid_op), a_f.eq(a_op), b_f.eq(b_op),
+                         a_x3.eq(a_op + (a_op << 1)), a_neg.eq(-a_op)]
+            sideband = delay_sideband("f")
+            rows = [(_radix4_row(m, b_f[2 * i:2 * i + 2], a_f, a_x3, a_neg, Const(i == 15),
+                                 f"mul_row{i}"), 2 * i) for i in range(16)]
+            terms, valids = rows, [valid_f]
+            while len(terms) > 1:
+                terms = _sum_pairs(m, terms, f"mul_l{len(valids)}", 64)
+                if len(terms) > 1:      # a level before the product: the sideband moves on
+                    sideband = delay_sideband(f"l{len(valids)}")
+                    stage_valid = Signal(name=f"valid_l{len(valids)}")
+                    m.d.sync += stage_valid.eq(valids[-1])
+                    valids.append(stage_valid)
+            last_step = valids[-1]      # the product's inputs: it is registered next
+            product = terms[0][0][:64].as_signed()
+            in_flight += valids
         else:
-            # Digit-serial, least significant digit first: each cycle adds a times one
-            # `digit`-bit digit of b (taken as unsigned) to the running high part, one radix-4
-            # row per two bits, and shifts the `digit` finished low bits out; after the last
-            # digit, subtracting a * 2^32 for b's sign bit makes the product signed. Each row
-            # is its own named adder so synthesis keeps it on a carry chain (a multi-operand sum
-            # would be rebuilt as a much larger LUT adder tree).
-            # The step is a delay line of first_step rather than a counter: a counter reading
+            # Digit-serial, least significant digit first, pipelined: in each step's cycle the
+            # radix-4 rows of a times the `digit`-bit digit of b at the bottom of b_op (taken
+            # as unsigned, except the top digit's top bit, b's sign, of weight -2 in its row)
+            # are summed in pairs, registered; a tree level per cycle makes the digit's product
+            # a * d; then T = (T >> digit) + a * d, whose low `digit` bits are finished product
+            # bits. The recurrence is one adder; the rows do not wait for it.
+            # The steps are a delay line of first_step rather than a counter: a counter reading
             # itself would keep an X of a 4-state simulator's start-up forever (Icarus).
+            levels = _digit_levels(steps)
             first_step = valid_op
             step_line = [first_step]
-            for index in range(1, steps):
+            for index in range(1, steps + levels):
                 stage = Signal(name=f"step{index}")
                 m.d.sync += stage.eq(step_line[-1])
                 step_line.append(stage)
-            last_step = step_line[-1]
-            upper, lower = reg(signed(35), "product_upper"), reg(unsigned(32), "product_lower")
-            row = Mux(first_step, 0, upper)
-            done_bits = []
-            for pair in range(digit // 2):
-                # Two bits of b per row: add 0, a, 2 a or 3 a (a_x3, computed once).
-                bits = b_op[2 * pair:2 * pair + 2]
-                addend = Signal(signed(35), name=f"addend{pair}")
-                with m.Switch(bits):
-                    with m.Case(0):
-                        m.d.comb += addend.eq(0)
-                    with m.Case(1):
-                        m.d.comb += addend.eq(a_op)
-                    with m.Case(2):
-                        m.d.comb += addend.eq(a_op << 1)
-                    with m.Case(3):
-                        m.d.comb += addend.eq(a_x3)
-                total = Signal(signed(35), name=f"row{pair}", attrs={"keep": 1})
-                m.d.comb += total.eq(row + addend)
-                done_bits += [total[0], total[1]]
-                row = total >> 2
-            signed_high = Signal(signed(35), name="row_sign", attrs={"keep": 1})
-            # At the last step b holds the top digit, whose top bit is b's sign.
-            m.d.comb += signed_high.eq(row - Mux(last_step & b_op[digit - 1], a_op, 0))
-            m.d.sync += [upper.eq(signed_high), lower.eq(Cat(lower[digit:], *done_bits))]
+            last_step = step_line[steps - 1]     # b_op holds the top digit
+            rows = [(_radix4_row(m, b_op[2 * i:2 * i + 2], a_op, a_x3, a_neg,
+                                 last_step if 2 * i + 2 == digit else Const(0),
+                                 f"mul_row{i}"), 2 * i)
+                    for i in range(digit // 2)]
+            terms = rows
+            for level in range(levels):
+                terms = _sum_pairs(m, terms, f"mul_l{level + 1}", 34 + digit)
+            digit_product = terms[0][0]
+            first_sum = step_line[levels]       # digit 0's product, `levels` cycles later
+            upper = reg(signed(35), "product_upper")
+            lower = reg(unsigned(32), "product_lower")
+            total = Signal(signed(35 + digit), name="product_step")
+            m.d.comb += total.eq(Mux(first_sum, 0, upper) + digit_product)
+            m.d.sync += [upper.eq(total >> digit),
+                         lower.eq(Cat(lower[digit:], total[:digit]))]
             product = Cat(lower, upper[:32]).as_signed()
+            # Captured at the last step, read `levels + 1` cycles later; the next multiply's
+            # last step (`steps` cycles later) overwrites it, so short multiplies add delays.
+            captured = {}
+            for key, (value, shape) in sideband.items():
+                captured[key] = (reg(shape, f"{key}_x"), shape)
+                with m.If(last_step):
+                    m.d.sync += captured[key][0].eq(value)
+            sideband = captured
+            for extra in range(max(0, levels + 1 - steps)):
+                sideband = delay_sideband(f"y{extra}")
             in_flight += step_line[1:]
+            last_step = step_line[-1]
 
-        # The product is complete the cycle after the last step; its operands' sideband is
-        # copied there, since the next input may load the operand registers meanwhile.
+        # The product is complete the cycle after last_step; its operands' sideband beside it.
         valid_p = Signal()
         m.d.sync += valid_p.eq(last_step)
         side_p = {}
-        for key, (value, shape) in sideband.items():
-            side_p[key] = reg(shape, f"{key}_p")
-            with m.If(last_step):
-                m.d.sync += side_p[key].eq(value)
-        a_p, right_p, left_p = side_p["a"], side_p["right"], side_p["left"]
+        if steps == 1:
+            for key, (value, shape) in sideband.items():
+                side_p[key] = reg(shape, f"{key}_p")
+                with m.If(last_step):
+                    m.d.sync += side_p[key].eq(value)
+        else:
+            side_p = {key: value for key, (value, shape) in sideband.items()}
+        right_p, left_p = side_p["right"], side_p["left"]
         saturate_p = side_p["saturate"]
         if has_float:
-            ea_p, exp_p, neg_p, zero_p = (side_p[k] for k in ("ea", "exp", "neg", "zero"))
+            neg_p, zero_p = side_p["neg"], side_p["zero"]
         in_flight.append(valid_p)
 
         # Stage "high": the first rounding, per mode, and the amount of the second one.
@@ -436,7 +578,7 @@ class RequantLane(wiring.Component):
         neg_h, sat_h, zero_h = reg(1, "neg_h"), reg(1, "sat_h"), reg(1, "zero_h")
         with m.If(valid_p):
             with m.If(raw):
-                m.d.sync += [high.eq(a_p), amount_h.eq(0)]
+                m.d.sync += [high.eq(product[:h_width]), amount_h.eq(0)]
             with m.Elif(is_single):
                 # floor(P / 2^(30 - left)), of which the low 34 bits are all that matter.
                 m.d.sync += [
@@ -455,14 +597,22 @@ class RequantLane(wiring.Component):
                 significand = Signal(unsigned(25))
                 m.d.comb += significand.eq(kept + (round_bit & (sticky | kept[0])))
                 # e = ea + (exp - 127 - 23) + 23 + top; the shift is -e, 0 when e >= 0.
-                exponent = Signal(signed(10))
-                m.d.comb += exponent.eq(ea_p + exp_p - 127 + top)
+                if "amt0" in side_p:
+                    float_amount = Mux(top, side_p["amt1"], side_p["amt0"])
+                    float_saturate = Mux(top, side_p["sat1"], side_p["sat0"])
+                else:
+                    exponent = Signal(signed(10))
+                    if "e0" in side_p:
+                        m.d.comb += exponent.eq(Mux(top, side_p["e1"], side_p["e0"]))
+                    else:
+                        m.d.comb += exponent.eq(side_p["ea"] + side_p["exp"] - 127
+                                                + side_p["carry"] + top)
+                    float_amount, float_saturate = float_shift(exponent)
                 with m.If(is_float & ~raw):
                     m.d.sync += [
                         high.eq(significand),
-                        amount_h.eq(Mux(exponent >= 0, 0,
-                                        Mux(exponent < -31, 31, -exponent))),
-                        sat_h.eq(exponent >= 0), neg_h.eq(neg_p), zero_h.eq(zero_p),
+                        amount_h.eq(float_amount), sat_h.eq(float_saturate),
+                        neg_h.eq(neg_p), zero_h.eq(zero_p),
                     ]
                 with m.Else():
                     m.d.sync += [sat_h.eq(0), neg_h.eq(0), zero_h.eq(0)]

@@ -71,7 +71,8 @@ class SerialRequantizer(wiring.Component):
     @staticmethod
     def latency_of(cfg: ArrayConfig):
         """Cycles from ``column_done[0]`` to the vector's last column on ``result``."""
-        return (2 + RequantLane.latency_of(cfg.requant_steps, cfg.roundings)
+        return (2 + RequantLane.latency_of(cfg.requant_steps, cfg.roundings,
+                                        cfg.requant_multiply)
                 + (cfg.cols - 1) * cfg.requant_steps)
 
     @property

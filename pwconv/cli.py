@@ -23,7 +23,7 @@ def _config(args):
                        mac_style=args.mac_style, requantizer=args.requantizer,
                        requant_steps=args.requant_steps, roundings=args.roundings,
                        weight_banks=args.weight_banks, load_width=args.load_width,
-                       lut_macs=args.lut_macs)
+                       lut_macs=args.lut_macs, requant_multiply=args.requant_multiply)
 
 
 def _roundings(text):
@@ -65,7 +65,7 @@ def _add_config_args(parser):
 
 def _add_mapping_args(group, default=None):
     """Multiplier and requantizer choices (``default`` None: no default, keep the board's)."""
-    from pwconv.config import MAC_STYLES, REQUANT_STEPS, REQUANTIZERS
+    from pwconv.config import MAC_STYLES, REQUANT_MULTIPLIES, REQUANT_STEPS, REQUANTIZERS
 
     def pick(name):
         return getattr(default, name) if default is not None else None
@@ -76,6 +76,10 @@ def _add_mapping_args(group, default=None):
     group.add_argument("--requant-steps", type=int, choices=REQUANT_STEPS,
                        default=pick("requant_steps"),
                        help="cycles per column of the serial requantizer's fabric multiply")
+    group.add_argument("--requant-multiply", choices=REQUANT_MULTIPLIES,
+                       default=pick("requant_multiply"),
+                       help="where a one-step requantizer lane multiplies: on DSPs, or in "
+                       "fabric (leaving every DSP to the array)")
     group.add_argument("--roundings", type=_roundings, default=pick("roundings"),
                        help="rounding modes the build includes, comma-separated (default: "
                        "all: double,single,ruy,float)")
@@ -321,7 +325,8 @@ def cmd_bitstream(args):
     from pwconv.synth.boards import board
     from pwconv.synth.flow import build_bitstream
     target = board(args.board)
-    names = ("rows", "cols", "mac_style", "requantizer", "requant_steps", "roundings")
+    names = ("rows", "cols", "mac_style", "requantizer", "requant_steps", "requant_multiply",
+             "roundings")
     changes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if changes:
         target = target.with_config(**changes)

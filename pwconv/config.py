@@ -7,7 +7,8 @@ import numpy as np
 
 from pwconv.golden.requant import ROUNDINGS
 
-__all__ = ["ArrayConfig", "MAC_STYLES", "REQUANTIZERS", "REQUANT_STEPS", "ROUNDINGS",
+__all__ = ["ArrayConfig", "MAC_STYLES", "REQUANTIZERS", "REQUANT_STEPS", "REQUANT_MULTIPLIES",
+           "ROUNDINGS",
            "WEIGHT_BANKS", "PRODUCT_MIN", "PRODUCT_MAX", "VERSION"]
 
 #: Extremes of one int8 x int8 product: -128 * 127 and -128 * -128.
@@ -28,6 +29,12 @@ REQUANTIZERS = ("parallel", "serial")
 #: Allowed ``requant_steps`` of the serial requantizer: the multiply takes 32 / steps bits of
 #: the multiplier per cycle.
 REQUANT_STEPS = (1, 2, 4, 8)
+
+#: How a one-step requantizer lane (``requant_steps=1``) does its 32 x 32 multiply: ``"dsp"``,
+#: four 16 x 16 DSP products; ``"fabric"``, a pipelined radix-4 adder tree in LUTs (no DSP,
+#: two more cycles), for FPGAs whose DSPs are all array MACs. Lanes of more steps are always
+#: in fabric.
+REQUANT_MULTIPLIES = ("dsp", "fabric")
 
 #: Allowed ``weight_banks``: 1, weights and parameters load while the accelerator is idle; 2,
 #: they are double-buffered, so the next pass loads while this one computes.
@@ -79,6 +86,9 @@ class ArrayConfig:
         The requantization rounding modes the build includes (a layer picks one at run time),
         a non-empty tuple of distinct names from :data:`ROUNDINGS` (see
         :func:`pwconv.golden.requantize`): all four by default; a small FPGA can leave some out.
+    requant_multiply : str
+        One of :data:`REQUANT_MULTIPLIES`: where a one-step lane's 32 x 32 multiply is built
+        (DSPs or fabric); always ``"fabric"`` when ``requant_steps > 1`` (set so).
     weight_banks : int
         One of :data:`WEIGHT_BANKS`. With 2, every weight and parameter memory holds two banks
         of ``weight_depth`` (``max_tiles``) words: the host loads the next pass into one bank
@@ -106,6 +116,7 @@ class ArrayConfig:
     weight_banks: int = 2
     load_width: int = 1
     lut_macs: int = 0
+    requant_multiply: str = "dsp"
 
     def __post_init__(self):
         for name in ("rows", "cols", "max_channels", "max_filters", "weight_depth",
@@ -139,6 +150,11 @@ class ArrayConfig:
         _check_int("lut_macs", self.lut_macs, 0, self.rows * self.cols)
         if self.lut_macs and self.mac_style != "infer":
             raise ValueError(f"lut_macs needs mac_style 'infer', not {self.mac_style!r}")
+        if self.requant_multiply not in REQUANT_MULTIPLIES:
+            raise ValueError(f"requant_multiply must be 'dsp' or 'fabric', not "
+                             f"{self.requant_multiply!r}")
+        if self.requant_steps > 1:      # canonical: a lane of more steps is always in fabric
+            object.__setattr__(self, "requant_multiply", "fabric")
         if isinstance(self.roundings, list):
             object.__setattr__(self, "roundings", tuple(self.roundings))
         if (not isinstance(self.roundings, tuple) or not self.roundings
@@ -283,6 +299,8 @@ class ArrayConfig:
             flags += f" --load-width {self.load_width}"
         if self.lut_macs:
             flags += f" --lut-macs {self.lut_macs}"
+        if self.requant_multiply != ArrayConfig.requant_multiply and self.requant_steps == 1:
+            flags += f" --requant-multiply {self.requant_multiply}"
         return flags
 
     def check_rounding(self, rounding):

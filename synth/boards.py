@@ -54,8 +54,16 @@ class Board:
         return replace(self, **changes)
 
     def with_config(self, **changes):
-        """This board with some :class:`ArrayConfig` fields changed."""
-        return replace(self, config=replace(self.config, **changes))
+        """This board with some :class:`ArrayConfig` fields changed. Unless ``lut_macs`` is
+        one of them, a new array shape keeps the default's DSP budget: its PEs beyond the DSPs
+        the default gives the array build their products in fabric."""
+        cfg = self.config
+        if "lut_macs" not in changes and cfg.mac_style == "infer" and (
+                "rows" in changes or "cols" in changes):
+            dsp_macs = cfg.macs - cfg.lut_macs
+            macs = changes.get("rows", cfg.rows) * changes.get("cols", cfg.cols)
+            changes["lut_macs"] = max(0, macs - dsp_macs)
+        return replace(self, config=replace(cfg, **changes))
 
     def make_platform(self):
         module, name = self.platform.split(":")
@@ -63,12 +71,12 @@ class Board:
 
 
 def requant_dsps(board: Board, cfg: ArrayConfig):
-    """DSP cells of the requantizer: its ``cols`` 32 x 32 multipliers split by Yosys into 2 x 2
-    pieces of 16 x 16 (SB_MAC16) or 18 x 18 (MULT18X18D); none for the serial requantizer,
-    whose multiply is built in fabric."""
-    if cfg.requantizer == "serial":
+    """DSP cells of the requantizer: four 16 x 16 products (SB_MAC16 or MULT18X18D) per lane
+    whose 32 x 32 multiply is on DSPs (``requant_multiply="dsp"``): ``cols`` lanes in the
+    parallel requantizer, one in the serial; none for a lane in fabric."""
+    if cfg.requant_multiply == "fabric":
         return 0
-    return 4 * cfg.cols
+    return 4 * (cfg.cols if cfg.requantizer == "parallel" else 1)
 
 
 def array_dsps(board: Board, cfg: ArrayConfig):
@@ -104,7 +112,7 @@ ICEBREAKER = Board(
         "and every SB_MAC16 is an array cell. The price is pace: one column every 4 cycles, a "
         "(pixel, column tile) every 16, so the array is at full rate for C >= 64 and at C / 64 "
         "of it below (16 bits per cycle would need about 420 more LUTs than are left). The "
-        "3 Mbaud link is slower than either: at 40 cycles per byte a pixel's F result bytes "
+        "6 Mbaud link is slower than either: at 40 cycles per byte a pixel's F result bytes "
         "take 40 F cycles to leave, more than its max(ceil(C / 4), 16) x ceil(F / 4) cycles of "
         "compute for every C up to the 512 this build takes. Logic is the limit (97%): "
         "Yosys's own LUT multiplier for a digit takes about 2.5x the LUTs of explicit rows, "
@@ -114,12 +122,16 @@ ICEBREAKER = Board(
         "PEs); with the parameter memory (256 columns x 70 bits, 5), the pixel buffer (2), the "
         "column queue (2) and the link's 4 KiB frame buffer (8), 25 of 30 EBR; one weight "
         "bank, since the link loads while the accelerator is idle (two would need 8 more EBR). "
-        "The clock is the board's 12 MHz oscillator, at which the 3 Mbaud link is exact. A PLL "
-        "build is supported (`synth/clocks.py`: SB_PLL40_PAD on the oscillator pin, configured "
-        "by icepll; `ICEBREAKER.with_options(clk_freq=24_000_000)`, where 3 Mbaud is exact "
-        "too), but it does not meet 24 MHz yet: measured Fmax 13.6 MHz (5145/5280 cells), the "
-        "longest path (73.5 ns) a carry chain of the serial requantizer lane's rounding "
-        "(`hw/requant_lane.py`, `rounded`), not the array. An 8x1 array with a per-column "
+        "An SB_PLL40_PAD (configured by icepll, `synth/clocks.py`) makes 24 MHz from the "
+        "12 MHz oscillator, where the link runs at 6 Mbaud (divisor 4, the receiver's "
+        "smallest; 12 MHz / 2 on the FT2232H: exact on both sides). What made 24 MHz: the "
+        "serial lane's digit multiply is a pipelined tree (its radix-4 rows summed in pairs, "
+        "registered, then one accumulate adder: one carry chain per cycle instead of four; "
+        "two more cycles of latency, no more cells, since an iCE40 logic cell's flip-flop "
+        "comes free with its LUT), the array's busy flag is an OR registered beside the "
+        "pipeline instead of a sum, and the accelerator's idle is registered before the link's "
+        "STATUS reply. The longest path left is the link controller's result-length check. "
+        "An 8x1 array with a per-column "
         "requantizer on 4 SB_MAC16 (an earlier default) gave 8 MACs at 19 MHz Fmax."),
 )
 
@@ -127,9 +139,10 @@ ULX3S = Board(
     name="ulx3s",
     family="ecp5",
     platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
-    config=ArrayConfig(rows=32, cols=4, max_channels=2048, max_filters=2048, weight_depth=1024,
-                       weight_banks=1),
-    clk_freq=60_000_000,
+    config=ArrayConfig(rows=32, cols=6, max_channels=2048, max_filters=2048, weight_depth=1024,
+                       weight_banks=1, lut_macs=36, requant_multiply="fabric",
+                       roundings=("double", "ruy", "float")),
+    clk_freq=BOARD_LINKS["ulx3s"].clk_freq,
     osc_freq=25_000_000,
     baud=BOARD_LINKS["ulx3s"].baud,
     dsp_cell="MULT18X18D",

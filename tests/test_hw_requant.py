@@ -12,10 +12,11 @@ from pwconv.hw.requant_serial import SerialRequantizer
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 CFG = ArrayConfig(rows=2, cols=4, max_channels=4096, max_filters=16, weight_depth=8)
 #: Every requantizer: parallel, and serial with each multiply step count.
-CONFIGS = [CFG] + [ArrayConfig(rows=2, cols=4, max_channels=4096, max_filters=16,
-                               weight_depth=8, requantizer="serial", requant_steps=steps)
-                   for steps in (1, 2, 4, 8)]
-CONFIG_IDS = ["parallel"] + [f"serial{steps}" for steps in (1, 2, 4, 8)]
+CONFIGS = [CFG, ArrayConfig(rows=2, cols=4, max_channels=4096, max_filters=16, weight_depth=8,
+                            requant_multiply="fabric")] + [
+    ArrayConfig(rows=2, cols=4, max_channels=4096, max_filters=16, weight_depth=8,
+                requantizer="serial", requant_steps=steps) for steps in (1, 2, 4, 8)]
+CONFIG_IDS = ["parallel", "parallel_fabric"] + [f"serial{steps}" for steps in (1, 2, 4, 8)]
 
 
 def test_init_wrong_config():

@@ -113,15 +113,18 @@ def _wrap(v):
     return (v + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
-LANES = [(steps, roundings, divide)
-         for steps, divide in ((1, "compare"), (4, "add"), (8, "compare"), (2, "add"))
+LANES = [(steps, roundings, divide, multiply)
+         for steps, divide, multiply in ((1, "compare", "dsp"), (1, "compare", "fabric"),
+                                         (4, "add", "fabric"), (8, "compare", "fabric"),
+                                         (2, "add", "fabric"))
          for roundings in (ROUNDINGS, ("double",), ("float", "ruy"))]
 
 
-@pytest.mark.parametrize("steps, roundings, divide", LANES)
-def test_matches_golden(steps, roundings, divide):
+@pytest.mark.parametrize("steps, roundings, divide, multiply", LANES)
+def test_matches_golden(steps, roundings, divide, multiply):
     rng = np.random.default_rng(steps * 7 + len(roundings))
-    lane = RequantLane(sum_shape=32, steps=steps, roundings=roundings, divide=divide)
+    lane = RequantLane(sum_shape=32, steps=steps, roundings=roundings, divide=divide,
+                       multiply=multiply)
     for index, rounding in enumerate(roundings):
         zp, lo, hi = [(0, -128, 127), (-9, -9, 127), (100, -128, 110), (-128, -128, 127)][
             index % 4]
@@ -131,10 +134,10 @@ def test_matches_golden(steps, roundings, divide):
         np.testing.assert_array_equal(got, want, err_msg=f"rounding={rounding}")
 
 
-@pytest.mark.parametrize("steps", [1, 4])
-def test_raw_mode_every_rounding(steps):
+@pytest.mark.parametrize("steps, multiply", [(1, "dsp"), (1, "fabric"), (4, "fabric")])
+def test_raw_mode_every_rounding(steps, multiply):
     rng = np.random.default_rng(3)
-    lane = RequantLane(sum_shape=32, steps=steps, roundings=ROUNDINGS)
+    lane = RequantLane(sum_shape=32, steps=steps, roundings=ROUNDINGS, multiply=multiply)
     for rounding in ROUNDINGS:
         acc, mult, shift, _ = _inputs(rng, rounding, 80)
         got = _run(lane, rounding, acc, mult, shift, zp=5, lo=-128, hi=127, raw=True)
@@ -151,6 +154,46 @@ def test_missing_mode_computes_as_the_first():
     np.testing.assert_array_equal(got, _golden("ruy", acc, mult, shift, None, 0, -128, 127))
 
 
-def test_latency():
+def test_init_wrong_multiply():
+    with pytest.raises(ValueError, match=r"^Multiply must be one of 'dsp', 'fabric', not 'lut'$"):
+        RequantLane(sum_shape=32, multiply="lut")
+
+
+def test_latency_formula():
     assert RequantLane.latency_of(1, ("double",)) == 9
-    assert RequantLane.latency_of(4, ROUNDINGS) == 12
+    assert RequantLane.latency_of(1, ("double",), "fabric") == 11
+    assert RequantLane.latency_of(4, ROUNDINGS) == 14
+    assert RequantLane.latency_of(2, ("double",)) == 11
+    assert RequantLane.latency_of(8, ("double",)) == 15
+    lane = RequantLane(sum_shape=32, steps=4, multiply="dsp")
+    assert lane.multiply == "fabric"     # more than one step is always in fabric
+    Simulator(lane)
+
+
+@pytest.mark.parametrize("steps, roundings, multiply", [
+    (1, ("double",), "dsp"), (1, ("double",), "fabric"), (1, ROUNDINGS, "fabric"),
+    (2, ("double",), "fabric"), (4, ROUNDINGS, "fabric"), (8, ("ruy",), "fabric")])
+def test_result_comes_latency_cycles_after_valid(steps, roundings, multiply):
+    """The lane's result_valid rises exactly ``latency`` cycles after its one input (what the
+    requantizers and the top's output queue are sized by)."""
+    lane = RequantLane(sum_shape=32, steps=steps, roundings=roundings, multiply=multiply)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(lane.multiplier, 1 << 30)
+        ctx.set(lane.sum, 1000)
+        ctx.set(lane.activation_min, -128)
+        ctx.set(lane.activation_max, 127)
+        ctx.set(lane.valid, 1)
+        await ctx.tick()
+        ctx.set(lane.valid, 0)
+        for cycle in range(1, lane.latency + 4):
+            if ctx.get(lane.result_valid):
+                seen.append(cycle)
+            await ctx.tick()
+
+    sim = Simulator(lane)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [lane.latency]

@@ -15,7 +15,13 @@ CFG = ArrayConfig(rows=4, cols=3, max_channels=32, max_filters=32, weight_depth=
 #: and iCE40 dual-8x8 multipliers, as on the iCEBreaker.
 SERIAL = ArrayConfig(rows=4, cols=3, max_channels=32, max_filters=32, weight_depth=32,
                      mac_style="ice40_dual8x8", requantizer="serial", requant_steps=2)
-CONFIGS = pytest.mark.parametrize("cfg", [CFG, SERIAL], ids=["parallel", "serial"])
+#: The ULX3S's mapping: every requantizer lane's multiply in fabric, a third of the PEs'
+#: products from fabric adders, three of the four rounding modes.
+FABRIC = ArrayConfig(rows=4, cols=3, max_channels=32, max_filters=32, weight_depth=32,
+                     requant_multiply="fabric", lut_macs=4, roundings=("double", "ruy", "float"),
+                     weight_banks=1)
+CONFIGS = pytest.mark.parametrize("cfg", [CFG, SERIAL, FABRIC],
+                                  ids=["parallel", "serial", "fabric"])
 
 
 def test_init_wrong_config():

@@ -19,9 +19,9 @@ def test_divisor_icebreaker():
 
 def test_divisor_ulx3s():
     """25 MHz: 3 Mbaud would be divisor 8 (3.125 Mbaud, 4.2% fast); 1 Mbaud is divisor 25, and
-    30 at the 30 MHz PLL clock the bitstream runs at."""
+    2 Mbaud is 50 at the 100 MHz PLL clock the bitstream runs at."""
     assert uart_divisor(25_000_000, 1_000_000) == 25
-    assert BOARD_LINKS["ulx3s"].divisor == 30
+    assert BOARD_LINKS["ulx3s"].divisor == 50
     with pytest.raises(ValueError, match=r"^Baud rate 3000000 at 25000000 Hz is off by 4\.17% "
                                          r"with divisor 8 \(3125000 baud\); at most 2% is "
                                          r"allowed$"):

@@ -41,6 +41,17 @@ def test_with_config():
     b = BOARDS["ulx3s"].with_config(rows=2, cols=3)
     assert (b.config.rows, b.config.cols) == (2, 3)
     assert b.config.weight_depth == BOARDS["ulx3s"].config.weight_depth
+    assert b.config.lut_macs == 0            # 6 PEs, all on DSPs
+
+
+def test_with_config_keeps_the_dsp_budget():
+    """A larger array on the ULX3S keeps its DSPs for the array and builds the rest of the
+    products in fabric; an explicit lut_macs wins."""
+    default = BOARDS["ulx3s"].config
+    dsp_macs = default.macs - default.lut_macs
+    b = BOARDS["ulx3s"].with_config(cols=8)
+    assert b.config.macs - b.config.lut_macs == dsp_macs == 156
+    assert BOARDS["ulx3s"].with_config(cols=8, lut_macs=3).config.lut_macs == 3
 
 
 def test_toolchain_env():
