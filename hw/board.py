@@ -12,6 +12,7 @@ from .link.controller import LinkController, check_link_params
 from .link.protocol import Identity
 from .link.uart import UARTReceiver, UARTTransmitter, uart_divisor
 from .params import check_config, rejected
+from .stream_register import StreamRegister
 from .top import PointwiseConv
 
 __all__ = ["BoardLink", "BOARD_LINKS", "DEFAULT_MAX_PAYLOAD", "DEFAULT_FRAME_TIMEOUT",
@@ -76,6 +77,13 @@ class BoardTop(wiring.Component):
         Frame buffer size in bytes (largest payload of one frame).
     frame_timeout : float
         Longest pause between two bytes of one frame, in seconds; at least 2 byte times.
+    register_streams : bool
+        Put a :class:`~.stream_register.StreamRegister` on each stream between the link and the
+        accelerator (pixels, weights, parameters, results): a block RAM's slow output (the
+        output queue's, the frame buffer's) then ends at a register instead of running on
+        through the other side's logic or across the chip to every weight memory (the longest
+        paths at 100 MHz on ECP5). One cycle more per stream, a payload of flip-flops each;
+        off where logic is scarce (iCE40).
 
     Members
     -------
@@ -96,7 +104,8 @@ class BoardTop(wiring.Component):
     status_led: Out(1)
 
     def __init__(self, cfg: ArrayConfig = ArrayConfig(), *, clk_freq, baud,
-                 max_payload=DEFAULT_MAX_PAYLOAD, frame_timeout=DEFAULT_FRAME_TIMEOUT):
+                 max_payload=DEFAULT_MAX_PAYLOAD, frame_timeout=DEFAULT_FRAME_TIMEOUT,
+                 register_streams=False):
         check_config(self, cfg)
         try:
             divisor = uart_divisor(clk_freq, baud)
@@ -120,6 +129,7 @@ class BoardTop(wiring.Component):
         self._divisor = divisor
         self._timeout = timeout
         self._max_payload = max_payload
+        self._register_streams = bool(register_streams)
         self._identity = Identity.of(cfg, max_payload=max_payload, clk_freq=round(clk_freq),
                                      baud=round(baud), timeout=timeout)
         super().__init__()
@@ -159,10 +169,21 @@ class BoardTop(wiring.Component):
 
         wiring.connect(m, rx.o, link.rx)
         wiring.connect(m, link.tx, tx.i)
-        wiring.connect(m, link.pixels, accel.i)
-        wiring.connect(m, accel.o, link.results)
-        wiring.connect(m, link.weights, accel.weights)
-        wiring.connect(m, link.params, accel.params)
+
+        # A register on a stream changes no order between streams: the link sends each one in
+        # its own command's frame, thousands of cycles after the last's (a byte takes
+        # 10 * divisor cycles to arrive).
+        def join(name, source, sink):
+            if self._register_streams:
+                m.submodules[name] = stage = StreamRegister(source.payload.shape())
+                wiring.connect(m, source, stage.i)
+                wiring.connect(m, stage.o, sink)
+            else:
+                wiring.connect(m, source, sink)
+        join("pixels", link.pixels, accel.i)
+        join("results", accel.o, link.results)
+        join("weights", link.weights, accel.weights)
+        join("params", link.params, accel.params)
         m.d.comb += [
             rx.rx.eq(self.uart_rx),
             self.uart_tx.eq(tx.tx),

@@ -86,23 +86,31 @@ def _sum_pairs(m, terms, name, limit):
     return level
 
 
-def _round_shift(m, form, value, amount, tie, name):
-    """``value >> amount`` (arithmetic) rounded to nearest, as ``(quotient, round_up)``: the
-    result is ``quotient + round_up``, added by the caller in the next pipeline stage.
-
-    A tie rounds up when ``tie`` is 1: pass 1 for ties toward +infinity, ``value >= 0`` for
-    ties away from zero, the quotient's lowest bit (``value[amount]``) for ties to even. The
-    identity for ``amount == 0``. ``form`` is one of :data:`DIVIDE_FORMS`. The masks are
-    thermometer codes of ``amount`` (logic only), so each form has one carry chain.
-    """
-    width = len(value)
-    # mask = 2^amount - 1, half = 2^(amount - 1) (0 for amount 0), below = half - 1.
+def _shift_masks(m, amount, width, name):
+    """``(mask, below, half)`` for a rounding right shift by ``amount``: ``2^amount - 1``,
+    ``2^(amount - 1) - 1`` and ``2^(amount - 1)`` (0 and 0 for amount 0), as thermometer codes
+    of ``amount`` (logic only, no carry chain)."""
     mask = Signal(unsigned(width), name=f"{name}_mask")
     m.d.comb += mask.eq(~(Const((1 << width) - 1, width) << amount)[:width])
     below = Signal(unsigned(width), name=f"{name}_below")
     m.d.comb += below.eq(mask >> 1)
     half = Signal(unsigned(width), name=f"{name}_half")
     m.d.comb += half.eq(mask ^ below)
+    return mask, below, half
+
+
+def _round_shift(m, form, value, amount, tie, name, masks=None):
+    """``value >> amount`` (arithmetic) rounded to nearest, as ``(quotient, round_up)``: the
+    result is ``quotient + round_up``, added by the caller in the next pipeline stage.
+
+    A tie rounds up when ``tie`` is 1: pass 1 for ties toward +infinity, ``value >= 0`` for
+    ties away from zero, the quotient's lowest bit (``value[amount]``) for ties to even. The
+    identity for ``amount == 0``. ``form`` is one of :data:`DIVIDE_FORMS`. The masks
+    (:func:`_shift_masks` of ``amount``) are computed here unless ``masks`` brings them
+    (registered by the caller), so each form has one carry chain.
+    """
+    width = len(value)
+    mask, below, half = masks if masks is not None else _shift_masks(m, amount, width, name)
     quotient = Signal(signed(width), name=f"{name}_q")
     round_up = Signal(name=f"{name}_up")
     if form == "compare":
@@ -328,12 +336,18 @@ class RequantLane(wiring.Component):
             ones_run = Cat(Const(1, 1), (~acc1)[:31])
             lz_source = Mux(acc1[31], ones_run, acc1.as_unsigned())
             valid2 = Signal()
+            # The operand shift's amount is chosen here too, so the next stage is the shifter
+            # alone.
+            leading = _leading_zeros(m, lz_source, 32)
+            fixed_amount = Mux(is_single, 0, left1) if has_single else left1
+            amount2 = reg(unsigned(5), "amount2")
             m.d.sync += [
                 valid2.eq(valid1),
                 x2.eq(Mux(is_float & ~raw & (acc1 < 0), -acc1, acc1)),
                 negative2.eq(acc1 < 0), zero2.eq(acc1 == 0),
                 mult2.eq(mult1), left2.eq(left1), right2.eq(right1),
-                lz2.eq(_leading_zeros(m, lz_source, 32)),
+                lz2.eq(leading),
+                amount2.eq(Mux(is_float & ~raw, leading[:5], fixed_amount)),
             ]
             mult1, left1, right1 = mult2, left2, right2
             in_flight.append(valid2)
@@ -342,11 +356,10 @@ class RequantLane(wiring.Component):
         # left shift comes after the multiply, unwrapped), |acc| << its leading zeros for float
         # (its top bit to bit 31); note the one case SRDHM saturates.
         amount = Signal(unsigned(5))
-        fixed_amount = Mux(is_single, 0, left1) if has_single else left1
         if has_float:
-            m.d.comb += amount.eq(Mux(is_float & ~raw, lz2[:5], fixed_amount))
+            m.d.comb += amount.eq(amount2)
         else:
-            m.d.comb += amount.eq(fixed_amount)
+            m.d.comb += amount.eq(Mux(is_single, 0, left1) if has_single else left1)
         shifted = Signal(signed(32))
         m.d.comb += shifted.eq(_wrap32(x2[:32].as_signed() << amount))
 
@@ -568,6 +581,8 @@ class RequantLane(wiring.Component):
         h_width = 34 if has_single else 33
         high = reg(signed(h_width), "high")
         amount_h = reg(unsigned(6), "amount_h")
+        amount_next = Signal(unsigned(6))      # the amount_h this input gets
+        m.d.comb += amount_next.eq(amount_h)
         valid_h = Signal()
         m.d.sync += valid_h.eq(valid_p)
         # double and ruy: floor((P + 2^30) / 2^31) = (P >> 31) + P[30], 33 bits.
@@ -578,15 +593,15 @@ class RequantLane(wiring.Component):
         neg_h, sat_h, zero_h = reg(1, "neg_h"), reg(1, "sat_h"), reg(1, "zero_h")
         with m.If(valid_p):
             with m.If(raw):
-                m.d.sync += [high.eq(product[:h_width]), amount_h.eq(0)]
+                m.d.sync += high.eq(product[:h_width])
+                m.d.comb += amount_next.eq(0)
             with m.Elif(is_single):
                 # floor(P / 2^(30 - left)), of which the low 34 bits are all that matter.
-                m.d.sync += [
-                    high.eq((product >> (30 - left_p)[:5])[:h_width]),
-                    amount_h.eq(Mux(left_p == 0, right_p + 1, 1)),
-                ]
+                m.d.sync += high.eq((product >> (30 - left_p)[:5])[:h_width])
+                m.d.comb += amount_next.eq(Mux(left_p == 0, right_p + 1, 1))
             with m.Else():
-                m.d.sync += [high.eq(fixed_high), amount_h.eq(right_p)]
+                m.d.sync += high.eq(fixed_high)
+                m.d.comb += amount_next.eq(right_p)
             if has_float:
                 # The float32 product: the 48-bit significand product rounded to 24 bits
                 # (ties to even), as m * 2^e; then m's shift to an integer is -e.
@@ -611,11 +626,23 @@ class RequantLane(wiring.Component):
                 with m.If(is_float & ~raw):
                     m.d.sync += [
                         high.eq(significand),
-                        amount_h.eq(float_amount), sat_h.eq(float_saturate),
-                        neg_h.eq(neg_p), zero_h.eq(zero_p),
+                        sat_h.eq(float_saturate), neg_h.eq(neg_p), zero_h.eq(zero_p),
                     ]
+                    m.d.comb += amount_next.eq(float_amount)
                 with m.Else():
                     m.d.sync += [sat_h.eq(0), neg_h.eq(0), zero_h.eq(0)]
+        # The second rounding's masks are thermometer codes of its amount: with the compare
+        # form they are registered here, beside the amount, so the next stage is the shift and
+        # the comparisons alone.
+        masks = None
+        if self._divide == "compare":
+            masks = tuple(reg(unsigned(h_width), f"{name}_h")
+                          for name in ("mask", "below", "half"))
+            with m.If(valid_p):
+                m.d.sync += [register.eq(value) for register, value in
+                             zip(masks, _shift_masks(m, amount_next, h_width, "next"))]
+        with m.If(valid_p):
+            m.d.sync += amount_h.eq(amount_next)
         in_flight.append(valid_h)
 
         # Stage "scaled": the second rounding, a right shift rounded with the mode's tie rule
@@ -628,7 +655,8 @@ class RequantLane(wiring.Component):
         if has_float:
             tie_rules.append(is_float & high.bit_select(amount_h, 1))
         m.d.comb += tie.eq(Cat(*tie_rules).any())
-        quotient, round_up = _round_shift(m, self._divide, high, amount_h, tie, "rdbpot")
+        quotient, round_up = _round_shift(m, self._divide, high, amount_h, tie, "rdbpot",
+                                          masks=masks)
         scaled, up_s = reg(signed(32), "scaled"), reg(1, "up_s")
         valid_s = Signal()
         neg_s = reg(1, "neg_s")

@@ -36,6 +36,13 @@ class Board:
         goes to an SB_MAC16).
     why : str
         Why this array size and clock, for the reports.
+    pnr_opts : str
+        Extra nextpnr options (ECP5: ``--router router2``, which routes a congested design in a
+        fraction of router1's time).
+    register_streams : bool
+        Build the board top with a register on each stream between the link and the
+        accelerator (see
+        :class:`pwconv.hw.board.BoardTop`).
     """
 
     name: str
@@ -48,6 +55,8 @@ class Board:
     dsp_cell: str
     synth_opts: str
     why: str
+    pnr_opts: str = ""
+    register_streams: bool = False
 
     def with_options(self, **changes):
         """This board with some of its own fields (clock, synthesis options...) changed."""
@@ -147,6 +156,8 @@ ULX3S = Board(
     baud=BOARD_LINKS["ulx3s"].baud,
     dsp_cell="MULT18X18D",
     synth_opts="",
+    pnr_opts="--router router2",
+    register_streams=True,
     why=(
         "The LFE5U-85F has 156 MULT18X18D, 208 DP16KD and 83,640 LUT4s. Yosys puts each PE's "
         "8x8 product on one MULT18X18D (no 9x9 mode in this flow) and each parallel "

@@ -153,7 +153,8 @@ def build_bitstream(board, *, build_dir=None, report_dir=None, seed=1, check_tim
             top, name=name,
             synth_opts=board.synth_opts,
             script_after_read=SCRIPT_AFTER_READ,
-            nextpnr_opts=f"--report {name}.report.json --timing-allow-fail --seed {seed}")
+            nextpnr_opts=(f"--report {name}.report.json --timing-allow-fail --seed {seed} "
+                          f"{board.pnr_opts}").strip())
     elaborated = time.monotonic()
     say(f"{board.name}: elaborated in {elaborated - start:.1f} s; running Yosys, nextpnr and "
         f"the packer in {_relative(build_dir)}")

@@ -32,7 +32,8 @@ class BoardToplevel(Elaboratable):
         self._board = board
         self._work_dir = work_dir
         self._pll_tool = pll_tool
-        self.core = BoardTop(board.config, clk_freq=board.clk_freq, baud=board.baud)
+        self.core = BoardTop(board.config, clk_freq=board.clk_freq, baud=board.baud,
+                             register_streams=board.register_streams)
 
     @property
     def board(self):

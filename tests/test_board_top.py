@@ -19,6 +19,16 @@ def test_init():
     rtlil.convert(top)
 
 
+def test_register_streams():
+    """The ECP5 build's option: a StreamRegister on each of the four link streams (and none
+    without it)."""
+    names = ("pixels", "results", "weights", "params")
+    for on in (False, True):
+        top = BoardTop(CFG, clk_freq=12_000_000, baud=3_000_000, register_streams=on)
+        text = rtlil.convert(top)
+        assert [f"module \\top.{name}\n" in text for name in names] == [on] * 4
+
+
 @pytest.mark.parametrize("name", sorted(BOARD_LINKS))
 def test_board_links(name):
     """Each board's baud rate divides its clock exactly (no baud error at all)."""

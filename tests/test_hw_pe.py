@@ -123,7 +123,7 @@ def test_fabric_product_is_exact():
     m = Module()
     x, w = Signal(signed(8)), Signal(signed(8))
     p = Signal(signed(16))
-    m.d.comb += p.eq(fabric_product(x, w))
+    m.d.comb += p.eq(fabric_product(m, x, w))
 
     async def bench(ctx):
         for a in range(-128, 128):

@@ -19,6 +19,11 @@ CFG = ArrayConfig(rows=4, cols=4, max_channels=64, max_filters=64, weight_depth=
 #: requantizer with a 4-step fabric multiply), at small limits.
 SERIAL = ArrayConfig(rows=4, cols=4, max_channels=64, max_filters=64, weight_depth=64,
                      mac_style="ice40_dual8x8", requantizer="serial", requant_steps=4)
+#: The ULX3S's mapping: one requantizer lane per column with its multiply in fabric, some PEs
+#: multiplying with fabric adders, three rounding modes, one weight bank, at small limits.
+FABRIC = ArrayConfig(rows=4, cols=4, max_channels=64, max_filters=64, weight_depth=64,
+                     requant_multiply="fabric", lut_macs=6, weight_banks=1,
+                     roundings=("double", "ruy", "float"))
 
 #: C and F around the array size: 1, rows - 1, rows, rows + 1 and 3 * rows + 5.
 SIZES = (1, CFG.rows - 1, CFG.rows, CFG.rows + 1, 3 * CFG.rows + 5)
@@ -165,6 +170,14 @@ def test_sim_serial_requantizer_matches_golden(simulator):
     _check_back_to_back(SERIAL, 5000, [(3, 9, 5, "none", 0.0, 0.0), (64, 8, 3, "relu", 0.3, 0.7),
                                        (17, 5, 4, "raw", 0.7, 0.3), (5, 17, 3, "relu6", 0.0, 0.9)],
                         simulator, "serial requantizer")
+
+
+def test_sim_fabric_mapping_matches_golden(simulator):
+    """The ULX3S's mapping (fabric requantizer multiplies, LUT MACs), back to back in one
+    simulation, against golden: every activation and raw mode, under idles and stalls."""
+    _check_back_to_back(FABRIC, 6000, [(3, 9, 5, "none", 0.0, 0.0), (64, 8, 3, "relu", 0.3, 0.7),
+                                       (17, 5, 4, "raw", 0.7, 0.3), (5, 17, 3, "relu6", 0.0, 0.9)],
+                        simulator, "fabric mapping")
 
 
 def test_sim_extremes_do_not_overflow(simulator):
