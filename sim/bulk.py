@@ -44,6 +44,12 @@ def _parameters(cfg: ArrayConfig):
     }
 
 
+def _defines(cfg: ArrayConfig):
+    """Preprocessor defines of the bench: ``PWCONV_ONE_BANK`` for a single-bank top (no commit
+    port; see sim/bulk_tb.v)."""
+    return {"PWCONV_ONE_BANK": 1} if cfg.weight_banks == 1 else {}
+
+
 def _artifact(simulator, toplevel, build_dir):
     """The file a finished build leaves: its absence means the build must be redone."""
     if toplevel == "pwconv_bulk_main":
@@ -87,6 +93,7 @@ def _build(cfg, simulator, toplevel, build_root, log=None):
                         "-j", "2", "--x-assign", "fast", "--x-initial", "fast",
                         "-CFLAGS", "-fcoroutines"]
                 args += [f"-G{k}={v}" for k, v in _parameters(cfg).items()]
+                args += [f"-D{name}" for name in _defines(cfg)]
                 args += [str(verilog), str(BENCH)]
                 with open(log_file, "w") as f:
                     done = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT)
@@ -98,7 +105,8 @@ def _build(cfg, simulator, toplevel, build_root, log=None):
                     get_runner(simulator).build(
                         sources=[verilog, BENCH], hdl_toplevel=toplevel, build_dir=build_dir,
                         build_args=build_args,
-                        parameters=_parameters(cfg), always=False, timescale=TIMESCALE,
+                        parameters=_parameters(cfg), defines=_defines(cfg), always=False,
+                        timescale=TIMESCALE,
                         log_file=log_file)
                 except (RuntimeError, SystemExit) as error:
                     raise RuntimeError(f"{simulator} build failed ({error}); "

@@ -79,8 +79,12 @@ module pwconv_bulk #(
     reg  [31:0]      c_payload;
     reg  [LAYER_W-1:0] layer;
 
+    // The single-bank top has no commit port. A preprocessor switch, not a generate branch,
+    // since the simulator checks the pins of every generate branch's instances, taken or
+    // not (PINNOTFOUND); bulk.py defines PWCONV_ONE_BANK for BANKS=1 builds.
+`ifndef PWCONV_ONE_BANK
     generate
-        if (BANKS == 2) begin : banked
+        if (1) begin : banked
             pwconv_top dut (
                 .clk(clk), .rst(rst), .layer(layer), .idle(),
                 .i__payload(i_payload), .i__valid(i_valid), .i__ready(i_ready),
@@ -90,7 +94,11 @@ module pwconv_bulk #(
                 .params__payload(p_payload), .params__valid(p_valid), .params__ready(p_ready),
                 .commit__payload(c_payload), .commit__valid(c_valid), .commit__ready(c_ready)
             );
-        end else begin : single
+        end
+    endgenerate
+`else
+    generate
+        if (1) begin : single
             pwconv_top dut (
                 .clk(clk), .rst(rst), .layer(layer), .idle(),
                 .i__payload(i_payload), .i__valid(i_valid), .i__ready(i_ready),
@@ -102,6 +110,7 @@ module pwconv_bulk #(
             assign c_ready = 1'b1;
         end
     endgenerate
+`endif
 
     function [31:0] xorshift(input [31:0] s);
         reg [31:0] t;

@@ -123,7 +123,7 @@ ICEBREAKER = Board(
         "of it below (16 bits per cycle would need about 420 more LUTs than are left). The "
         "6 Mbaud link is slower than either: at 40 cycles per byte a pixel's F result bytes "
         "take 40 F cycles to leave, more than its max(ceil(C / 4), 16) x ceil(F / 4) cycles of "
-        "compute for every C up to the 512 this build takes. Logic is the limit (97%): "
+        "compute for every C up to the 512 this build takes. Logic is the limit (98%): "
         "Yosys's own LUT multiplier for a digit takes about 2.5x the LUTs of explicit rows, "
         "and the link reads each result vector in place instead of copying it (about 220 "
         "cells); with one row per bit, the 8-bit digit needed 5223 cells, with a copy 5443. "
@@ -159,22 +159,29 @@ ULX3S = Board(
     pnr_opts="--router router2",
     register_streams=True,
     why=(
-        "The LFE5U-85F has 156 MULT18X18D, 208 DP16KD and 83,640 LUT4s. Yosys puts each PE's "
-        "8x8 product on one MULT18X18D (no 9x9 mode in this flow) and each parallel "
-        "requantizer column's 32 x 32 multiply on 4, so rows x cols + 4 x cols DSPs: 32x4 "
-        "uses 128 + 16 = 144. Each PE is pipelined (`ArrayConfig.mac_latency`: weight read, "
-        "multiplier inputs and output registered) so no array path is more than one memory "
-        "read, one multiply or one adder, and each array row's weights are one 32-bit-wide "
-        "memory (one address bus per row instead of one per PE, for the router: 8x8 with "
-        "per-PE memories and unregistered MACs did not converge in nextpnr). The PLL "
-        "(EHXPLLL, configured by ecppll) makes 60 MHz from the 25 MHz oscillator, where "
-        "1 Mbaud is exact (divisor 60): the requantizer lane's 32 x 32 multiply (4 "
-        "MULT18X18D and their partial-product adder in one stage, `hw/requant_lane.py`) is "
-        "the critical path, 13.0 ns (76.8 MHz) on a 2x2 build; the array's own paths are "
-        "shorter. 32 rows keep MobileNetV2's C >= 32 layers at full "
-        "rate (C = 16 and 24 at 50% and 75%). Weight depth 1024: a row's 4 bytes x 1024 are "
-        "two DP16KD; one bank, since the link loads while the accelerator is idle."),
+        "The LFE5U-85F has 156 MULT18X18D, 208 DP16KD and 83,640 LUT4s. Every MULT18X18D is "
+        "an array MAC: Yosys puts each PE's 8x8 product on one, and the 36 PEs beyond the 156 "
+        "(`lut_macs`, the last six rows) build theirs from fabric adders (eight shifted "
+        "partial products in a three-level tree), so 32x6 = 192 MACs. The requantizer is off "
+        "the DSPs: one lane per column at a result vector per cycle (full rate for every "
+        "MobileNetV2 layer), each lane's 32 x 32 multiply in fabric "
+        "(`requant_multiply=\"fabric\"`: 16 radix-4 rows and a four-level registered adder "
+        "tree); three rounding modes (double, ruy, float: the TFLite reference, ruy and "
+        "XNNPACK / ONNX Runtime; single, TFLite's compile-time option, costs about 500 LUTs "
+        "per lane and is left out). Each PE is pipelined (`ArrayConfig.mac_latency`: weight "
+        "read, multiplier inputs and output registered), each array row's weights are one "
+        "48-bit-wide memory (three DP16KD, one address bus per row: the router's friend), "
+        "and every lane stage is one carry chain or one shifter: the parameter read, the "
+        "operand shift's amount and float's exponent are computed a stage ahead, the "
+        "rounding shift's masks are registered beside its amount. The link's four streams "
+        "pass a register each (`register_streams`), so no block RAM output runs on through "
+        "the other side's logic. The PLL (EHXPLLL, configured by ecppll) makes 100 MHz from "
+        "the 25 MHz oscillator, where 2 Mbaud is exact (divisor 50); nextpnr routes with "
+        "router2. 32 rows keep MobileNetV2's C >= 32 layers at full rate (C = 16 and 24 at "
+        "50% and 75%) and 6 columns divide most of its F. Weight depth 1024, one bank: the "
+        "link loads while the accelerator is idle."),
 )
+
 
 #: Every supported board by name.
 BOARDS = {b.name: b for b in (ICEBREAKER, ULX3S)}

