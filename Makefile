@@ -76,7 +76,8 @@ bench-icebreaker: setup
 publish-bench-icebreaker: setup
 	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out reports/icebreaker_bench
 
-# >= 1,000,000 input beats per mapping (8x8 parallel, iCEBreaker) under random and bursty
+# >= 1,000,000 input beats per mapping (8x8 one bank, 8x8 two banks driving commit, iCEBreaker)
+# under random and bursty
 # idles and stalls, every result against golden and the output stream rule checked each cycle
 # (a short version runs in make test: tests/test_soak.py).
 soak: setup
