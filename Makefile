@@ -77,8 +77,8 @@ publish-bench-icebreaker: setup
 	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out reports/icebreaker_bench
 
 # >= 1,000,000 input beats per mapping (8x8 one bank, 8x8 two banks driving commit, iCEBreaker)
-# under random and bursty
-# idles and stalls, every result against golden and the output stream rule checked each cycle
+# under random and bursty idles and stalls, every result against golden and the output stream
+# rule checked each cycle
 # (a short version runs in make test: tests/test_soak.py).
 soak: setup
 	$(BIN)/python -m pwconv.sim.soak --beats 1000000 --out build/soak.json
