@@ -116,11 +116,8 @@ def _inject(kind, rng, transport, device):
         frame[-rng.randrange(1, 3)] ^= 1 << rng.randrange(8)
         transport.write(bytes(frame))
     elif kind in ("bit_flips", "dropped_bytes", "inserted_bytes"):
-        noisy = NoisyTransport(transport, rng, kind, budget=2)
-        noisy_device = BoardDevice.__new__(BoardDevice)
-        noisy_device.__dict__.update(device.__dict__)
-        noisy_device.transport = noisy
-        return noisy_device
+        # The same device (its tags go on) on a noisy line, for the next layer only.
+        device.transport = NoisyTransport(transport, rng, kind, budget=2)
     elif kind == "reset_mid_frame":
         frame = _frame(rng)
         transport.write(bytes(frame[:rng.randrange(1, len(frame))]))
