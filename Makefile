@@ -9,7 +9,7 @@ export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
 .PHONY: setup test test-all demo model-demo verilog bench publish-bench bench-icebreaker \
-  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes soak formal clean
+  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes soak formal faults clean
 
 setup: $(BIN)/pwconv iverilog fst-libs
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -82,6 +82,15 @@ publish-bench-icebreaker: setup
 # (a short version runs in make test: tests/test_soak.py).
 soak: setup
 	$(BIN)/python -m pwconv.sim.soak --beats 1000000 --out build/soak.json
+
+# The board-sim fault suite: FAULT_ROUNDS rounds of every link fault (garbage, truncated and
+# corrupted frames, line noise, resets mid-frame and mid-RESULT, host restarts), each followed
+# by a layer that must be bit-exact; prints the fault table, writes build/faults.json.
+FAULT_ROUNDS ?= 20
+faults: setup
+	@mkdir -p build
+	PWCONV_FAULT_ROUNDS=$(FAULT_ROUNDS) PWCONV_FAULT_REPORT=build/faults.json \
+	  $(BIN)/python -m pytest -q -s tests/test_board_faults.py
 
 # Every SymbiYosys proof of the stream contract on 2x2 configurations, and every mutation that
 # must break one (a fast subset runs in make test: tests/test_formal.py).
