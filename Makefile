@@ -9,7 +9,7 @@ export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
 .PHONY: setup test test-all demo model-demo verilog bench publish-bench bench-icebreaker \
-  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes soak formal clean
+  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes soak formal faults clean
 
 setup: $(BIN)/pwconv iverilog fst-libs
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -76,11 +76,21 @@ bench-icebreaker: setup
 publish-bench-icebreaker: setup
 	$(BIN)/pwconv bench $(ICEBREAKER_MAPPING) --max-pixels 196 --out reports/icebreaker_bench
 
-# >= 1,000,000 input beats per mapping (8x8 parallel, iCEBreaker) under random and bursty
-# idles and stalls, every result against golden and the output stream rule checked each cycle
+# >= 1,000,000 input beats per mapping (8x8 one bank, 8x8 two banks driving commit, iCEBreaker)
+# under random and bursty idles and stalls, every result against golden and the output stream
+# rule checked each cycle
 # (a short version runs in make test: tests/test_soak.py).
 soak: setup
 	$(BIN)/python -m pwconv.sim.soak --beats 1000000 --out build/soak.json
+
+# The board-sim fault suite: FAULT_ROUNDS rounds of every link fault (garbage, truncated and
+# corrupted frames, line noise, resets mid-frame and mid-RESULT, host restarts), each followed
+# by a layer that must be bit-exact; prints the fault table, writes build/faults.json.
+FAULT_ROUNDS ?= 20
+faults: setup
+	@mkdir -p build
+	PWCONV_FAULT_ROUNDS=$(FAULT_ROUNDS) PWCONV_FAULT_REPORT=build/faults.json \
+	  $(BIN)/python -m pytest -q -s tests/test_board_faults.py
 
 # Every SymbiYosys proof of the stream contract on 2x2 configurations, and every mutation that
 # must break one (a fast subset runs in make test: tests/test_formal.py).

@@ -164,7 +164,13 @@ def read_frame(transport, timeout, *, max_skip=4096):
             left = deadline - link_clock(transport)
             if left <= 0:
                 break
-            data += transport.read(n - len(data), left)
+            chunk = transport.read(n - len(data), left)
+            if not chunk:
+                # Nothing within the time left: the deadline has passed. (Looping on the clock
+                # alone spun forever when a wait too short for the link's clock to tick
+                # returned at once, e.g. 7e-18 s on the simulator's picosecond clock.)
+                break
+            data += chunk
         return bytes(data)
 
     skipped = 0

@@ -4,6 +4,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import math
 import shutil
 import socket
 import struct
@@ -236,7 +237,9 @@ class BoardSimulation:
     def read(self, n, timeout):
         """Up to ``n`` bytes from ``uart_tx``, waiting at most ``timeout`` simulated seconds
         after the last queued byte went out; fewer only on timeout. Updates :attr:`now`."""
-        self._send(b"R", READ_REQUEST.pack(n, max(0, round(timeout * 1e12))))
+        # At least one picosecond for any positive timeout: a wait of 0 returns at once.
+        wait = max(0, math.ceil(timeout * 1e12)) if timeout > 0 else 0
+        self._send(b"R", READ_REQUEST.pack(n, wait))
         return self._data()
 
     def reset(self, cycles=4):

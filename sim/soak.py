@@ -15,20 +15,27 @@ from pwconv.config import ArrayConfig
 from pwconv.hw import layouts
 from .runner import config_hash, export_once, file_lock, repo_path, toolchain_env
 
-__all__ = ["MAPPINGS", "PATTERNS", "soak", "main"]
+__all__ = ["MAPPINGS", "PATTERNS", "PASS_PIXELS", "soak", "main"]
 
 BENCH = Path(__file__).with_name("soak_tb.v")
 
-#: The mappings soaked: the default 8x8 parallel array, and the iCEBreaker's (4x4, dual 8x8
-#: multipliers, serial requantizer with 4 steps), each with a layer that gives 8 (16) beats
-#: per pixel and 2 column tiles. One weight bank: the bench loads while the array is idle
-#: (the double-buffered top's commit stream is not driven by sim/soak_tb.v yet).
+#: The mappings soaked: the 8x8 parallel array with one weight bank (the bench loads while the
+#: array is idle), the default 8x8 top with two banks (passes of :data:`PASS_PIXELS` pixels,
+#: each loaded, into the free bank, and committed while earlier passes compute, alternating
+#: between two programs), and the iCEBreaker's (4x4, dual 8x8 multipliers, serial requantizer
+#: with 4 steps, one bank), each with a layer that gives 8 (16) beats per pixel and 2 column
+#: tiles.
 MAPPINGS = {
     "8x8-parallel": (ArrayConfig(weight_banks=1), 64, 16),
+    "8x8-banked": (ArrayConfig(weight_banks=2), 64, 16),
     "icebreaker": (ArrayConfig(rows=4, cols=4, max_channels=512, max_filters=256,
                                weight_depth=256, mac_style="ice40_dual8x8",
                                requantizer="serial", requant_steps=4, weight_banks=1), 64, 8),
 }
+
+#: Pixels per pass with two weight banks: short passes (128 beats on 8x8), so that the pass
+#: queue switches banks, and loads wait for a free one, every few hundred cycles.
+PASS_PIXELS = 16
 
 #: Idle/stall patterns: per-cycle probabilities (of 65536) of an input idle and an output
 #: stall, and of a burst starting (input held idle / output stalled for 1..burst_max cycles).
@@ -44,7 +51,7 @@ def _build(cfg, build_root):
     build_dir = root / "obj_soak"
     params = {"PIX_W": layouts.pixel_beat(cfg).size, "RES_W": layouts.result_vector(cfg).size,
               "WGT_W": layouts.weight_word(cfg).size, "PRM_W": layouts.param_word(cfg).size,
-              "LAYER_W": layouts.runtime_config(cfg).size}
+              "LAYER_W": layouts.runtime_config(cfg).size, "BANKED": int(cfg.weight_banks == 2)}
     stamp = build_dir / "pwconv.stamp"
     stamp_text = json.dumps({"v": verilog.read_text(), "tb": BENCH.read_text(),
                              "params": params}, sort_keys=True)
@@ -57,6 +64,8 @@ def _build(cfg, build_root):
                 "pwconv_soak", "-Mdir", str(build_dir), "-o", "soak", "-j", "2",
                 "--x-assign", "fast", "--x-initial", "fast", "-CFLAGS", "-fcoroutines"]
         args += [f"-G{k}={v}" for k, v in params.items()]
+        if params["BANKED"]:
+            args.append("-DPWCONV_BANKED")
         args += [str(verilog), str(BENCH)]
         with toolchain_env(False), open(log, "w") as f:
             done = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT)
@@ -72,7 +81,7 @@ def soak(mapping, pattern, beats, *, seed=1, build_root="build/soak"):
     cycles, stall fraction (cycles the output was offered but stalled), idle fraction,
     hold_errors (stream-rule violations), extra vectors, wrong vectors (against golden), wall
     seconds."""
-    from pwconv.host.layer import golden_output, random_layer
+    from pwconv.host.layer import Layer, golden_output, random_layer
     from pwconv import golden
     from pwconv.host.program import compile_layer, pack_pixels, unpack_results
 
@@ -80,19 +89,27 @@ def soak(mapping, pattern, beats, *, seed=1, build_root="build/soak"):
     program_beats = -(-channels // cfg.rows)
     pixels = -(-beats // program_beats)
     x, layer = random_layer((pixels, channels), filters, seed=seed, relu=True)
+    banked = cfg.weight_banks == 2
+    # Two banks: odd passes run a second program (channels reversed, so other weights).
+    layers = [layer, Layer(np.flip(layer.w, axis=0), layer.bias, layer.quant)][:1 + banked]
     q = layer.quant
-    folded = golden.fold_input_zero_point(layer.w, layer.bias, q.input_zero_point)
-    program = compile_layer(cfg, layer.w, folded, q.output_multiplier, q.output_shift,
-                            output_zero_point=q.output_zero_point,
-                            activation_min=q.activation_min, activation_max=q.activation_max)
+    programs = []
+    for one in layers:
+        folded = golden.fold_input_zero_point(one.w, one.bias, q.input_zero_point)
+        programs.append(compile_layer(
+            cfg, one.w, folded, q.output_multiplier, q.output_shift,
+            output_zero_point=q.output_zero_point, activation_min=q.activation_min,
+            activation_max=q.activation_max))
+    program = programs[0]
     words = pack_pixels(cfg, x)
     expected_vectors = pixels * program.tiles
     build_dir = _build(cfg, build_root)
     p = PATTERNS[pattern]
     with tempfile.TemporaryDirectory(dir=build_dir.parent) as run:
         run = Path(run)
-        for name, items in (("weights", program.weight_words), ("params", program.param_words),
-                            ("pixels", words)):
+        weights = [w for one in programs for w in one.weight_words]
+        params = [w for one in programs for w in one.param_words]
+        for name, items in (("weights", weights), ("params", params), ("pixels", words)):
             (run / f"{name}.hex").write_text("\n".join(f"{int(w):x}" for w in items) + "\n")
         plusargs = [
             f"+LAYER={program.layer_word:x}", f"+WEIGHTS={run / 'weights.hex'}",
@@ -103,6 +120,7 @@ def soak(mapping, pattern, beats, *, seed=1, build_root="build/soak"):
             f"+STALL={int(p['stall'] * 65536)}", f"+BURST={int(p['burst'] * 65536)}",
             f"+BURST_MAX={p['burst_max']}", f"+SEED={seed}",
             f"+TIMEOUT={200 * len(words) * max(1, cfg.tile_interval)}",
+            f"+PASS_BEATS={PASS_PIXELS * program_beats}",
         ]
         start = time.perf_counter()
         done = subprocess.run([str(build_dir / "soak"), *plusargs], capture_output=True,
@@ -117,6 +135,9 @@ def soak(mapping, pattern, beats, *, seed=1, build_root="build/soak"):
     if len(got) == expected_vectors:
         y = unpack_results(cfg, got, pixels, filters)
         want = golden_output(x, layer)
+        if banked:
+            odd = (np.arange(pixels) // PASS_PIXELS) % 2 == 1
+            want[odd] = golden_output(x[odd], layers[1])
         wrong = int(np.count_nonzero(np.any(y != want, axis=1)))
     return {"mapping": mapping, "pattern": pattern, "beats": fields["beats"],
             "vectors": fields["vectors"], "cycles": fields["cycles"],

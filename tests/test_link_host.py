@@ -266,3 +266,35 @@ def test_trickling_device_fails_within_a_reply_deadline():
     with pytest.raises(LinkError):
         BoardDevice(transport)
     assert transport.now < 5.0
+
+
+class PicosecondTransport:
+    """A quiet line whose clock only moves in whole picoseconds, as the board simulator's does:
+    a wait shorter than half a picosecond returns at once, with nothing and no time passed."""
+
+    baud = 3_000_000
+    latency = 0.002
+
+    def __init__(self):
+        self.now_ps = 0
+        self.reads = 0
+
+    def clock(self):
+        return self.now_ps * 1e-12
+
+    def read(self, n, timeout):
+        self.reads += 1
+        if self.reads > 1000:
+            raise AssertionError("read_frame kept polling a line that has timed out")
+        self.now_ps += round(timeout * 1e12)
+        return b""
+
+
+def test_read_frame_deadline_below_the_clock_tick():
+    """A deadline 7e-18 s away (what float rounding of a simulated clock leaves) ends the wait:
+    the fault suite's dropped-bytes round hung here, re-reading with a zero wait forever."""
+    transport = PicosecondTransport()
+    transport.now_ps = 61_109_750_000
+    with pytest.raises(LinkTimeout, match=r"^No reply from the device within "):
+        read_frame(transport, 6.938893903907228e-18)
+    assert transport.reads == 1
