@@ -209,7 +209,7 @@ class SystolicArray(wiring.Component):
         if external:
             for group in multiplier_groups(cfg):
                 name = "_".join(f"{r}_{c}" for r, c in group)
-                m.submodules[f"mul_{name}"] = mul = DualMul8x8()
+                m.submodules[f"mul_{name}"] = mul = DualMul8x8(latency=cfg.mac_latency)
                 m.submodules[f"weights_{name}"] = weights = memory.Memory(
                     shape=data.ArrayLayout(signed(8), len(group)), depth=cfg.weight_memory_depth,
                     init=[])

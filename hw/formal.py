@@ -40,7 +40,7 @@ FORMAL_CONFIGS = {
 #: The first step at which the output storage (queue, and the serial top's gather register)
 #: can hold every result the credits allow, measured by the ``queue_fills`` cover: every
 #: bounded proof goes deeper than this (a shallower bound proves nothing about a full queue).
-QUEUE_FULL_STEP = {"parallel": 46, "serial": 51, "banked": 47}
+QUEUE_FULL_STEP = {"parallel": 48, "serial": 51, "banked": 49}
 
 #: Most pixel beats one commit of the ``banked`` harness declares (keeps the pass queue's
 #: 32-bit beat counters small for the solver; any whole number of pixels up to it).

@@ -1,11 +1,11 @@
 """Two signed int8 x int8 products on one iCE40 SB_MAC16, in its 2 x 8x8 mode."""
 
-from amaranth.hdl import Cat, Const, Instance, Module, signed
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.vendor import SiliconBluePlatform
 
-__all__ = ["DualMul8x8", "SB_MAC16_DUAL8X8_PARAMS"]
+__all__ = ["DualMul8x8", "SB_MAC16_DUAL8X8_PARAMS", "SB_MAC16_REGISTERED"]
 
 #: SB_MAC16 parameters of two independent, unregistered, signed 8x8 multipliers.
 #:
@@ -41,6 +41,14 @@ SB_MAC16_DUAL8X8_PARAMS = {
 }
 
 
+#: The parameters that register the cell's inputs (A, B) and its two 8x8 products (``rF``,
+#: ``rG`` in Yosys's model): latency 2, and every path into and out of the cell starts or ends
+#: at a register inside it (nextpnr-ice40 has no delay model through SB_MAC16, so only then is
+#: its timing report complete).
+SB_MAC16_REGISTERED = {"A_REG": Const(1, 1), "B_REG": Const(1, 1),
+                       "TOP_8x8_MULT_REG": Const(1, 1), "BOT_8x8_MULT_REG": Const(1, 1)}
+
+
 class DualMul8x8(wiring.Component):
     """Two independent signed int8 x int8 multipliers sharing one iCE40 SB_MAC16.
 
@@ -56,6 +64,9 @@ class DualMul8x8(wiring.Component):
     primitive : bool or None
         ``True``: always instantiate SB_MAC16; ``False``: always the Amaranth model; ``None``
         (default): SB_MAC16 exactly when elaborated for an iCE40 (``SiliconBluePlatform``).
+    latency : int
+        0: combinational; 2: the operands and the products registered inside the cell
+        (:data:`SB_MAC16_REGISTERED`; the model has the same two registers).
 
     Members
     -------
@@ -64,7 +75,8 @@ class DualMul8x8(wiring.Component):
     p0, p1 : Out(signed(16))
         ``a0 * b0`` and ``a1 * b1``, exact.
 
-    Timing: combinational (latency 0); the user registers the products, or a sum of them.
+    Timing: ``p0``, ``p1`` are the products of the operands of ``latency`` cycles before (0:
+    combinational, the user registers the products or a sum of them).
     """
 
     a0: In(signed(8))
@@ -74,16 +86,24 @@ class DualMul8x8(wiring.Component):
     p0: Out(signed(16))
     p1: Out(signed(16))
 
-    def __init__(self, *, primitive=None):
+    def __init__(self, *, primitive=None, latency=0):
         if primitive not in (None, True, False):
             self._MustUse__silence = True
             raise TypeError(f"primitive must be None, True or False, not {primitive!r}")
+        if latency not in (0, 2):
+            self._MustUse__silence = True
+            raise ValueError(f"Latency must be 0 or 2, not {latency!r}")
         self._primitive = primitive
+        self._latency = latency
         super().__init__()
 
     @property
     def primitive(self):
         return self._primitive
+
+    @property
+    def latency(self):
+        return self._latency
 
     @staticmethod
     def uses_primitive(platform, primitive=None):
@@ -95,18 +115,27 @@ class DualMul8x8(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if not self.uses_primitive(platform, self._primitive):
-            m.d.comb += [
-                self.p0.eq(self.a0 * self.b0),
-                self.p1.eq(self.a1 * self.b1),
-            ]
+            if self._latency == 0:
+                m.d.comb += [self.p0.eq(self.a0 * self.b0), self.p1.eq(self.a1 * self.b1)]
+                return m
+            operands = [Signal(signed(8), name=n, reset_less=True)
+                        for n in ("a0_reg", "b0_reg", "a1_reg", "b1_reg")]
+            products = [Signal(signed(16), name=n, reset_less=True) for n in ("p0_reg", "p1_reg")]
+            a0, b0, a1, b1 = operands
+            m.d.sync += [a0.eq(self.a0), b0.eq(self.b0), a1.eq(self.a1), b1.eq(self.b1),
+                         products[0].eq(a0 * b0), products[1].eq(a1 * b1)]
+            m.d.comb += [self.p0.eq(products[0]), self.p1.eq(products[1])]
             return m
 
         zero16 = Const(0, 16)
         out = Cat(self.p0, self.p1)
+        params = dict(SB_MAC16_DUAL8X8_PARAMS)
+        if self._latency:
+            params.update(SB_MAC16_REGISTERED)
         m.submodules.mac = Instance(
             "SB_MAC16",
-            **{f"p_{name}": value for name, value in SB_MAC16_DUAL8X8_PARAMS.items()},
-            i_CLK=Const(0, 1), i_CE=Const(1, 1),
+            **{f"p_{name}": value for name, value in params.items()},
+            i_CLK=ClockSignal("sync") if self._latency else Const(0, 1), i_CE=Const(1, 1),
             i_A=Cat(self.a0, self.a1), i_B=Cat(self.b0, self.b1), i_C=zero16, i_D=zero16,
             i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
             i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,

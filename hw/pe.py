@@ -92,7 +92,8 @@ class ProcessingElement(wiring.Component):
         Only without ``weight_memory`` and ``external_product``: the weight for this cycle's
         ``x_in`` (``w[addr]`` of an outside memory).
     product : In(signed(16))
-        Only with ``external_product``: ``x_in * weight``, combinationally, in the same cycle.
+        Only with ``external_product``: ``x_in * weight`` of ``mac_latency`` cycles before
+        (an outside multiplier with that many registers).
     """
 
     def __init__(self, *, depth, psum_in_shape, psum_out_shape, external_product=False,
@@ -100,10 +101,8 @@ class ProcessingElement(wiring.Component):
         if not isinstance(depth, int) or depth < 1:
             raise rejected(self, ValueError(
                 f"Weight depth must be a positive integer, not {depth!r}"))
-        if mac_latency not in (0, 2) or (mac_latency and external_product):
-            raise rejected(self, ValueError(
-                f"MAC latency must be 0, or 2 for a PE that multiplies itself, not "
-                f"{mac_latency!r}"))
+        if mac_latency not in (0, 2):
+            raise rejected(self, ValueError(f"MAC latency must be 0 or 2, not {mac_latency!r}"))
         if fabric_multiplier and mac_latency != 2:
             raise rejected(self, ValueError("A fabric multiplier needs mac_latency=2"))
         self._mac_latency = mac_latency

@@ -631,16 +631,6 @@ class RequantLane(wiring.Component):
                     m.d.comb += amount_next.eq(float_amount)
                 with m.Else():
                     m.d.sync += [sat_h.eq(0), neg_h.eq(0), zero_h.eq(0)]
-        # The second rounding's masks are thermometer codes of its amount: with the compare
-        # form they are registered here, beside the amount, so the next stage is the shift and
-        # the comparisons alone.
-        masks = None
-        if self._divide == "compare":
-            masks = tuple(reg(unsigned(h_width), f"{name}_h")
-                          for name in ("mask", "below", "half"))
-            with m.If(valid_p):
-                m.d.sync += [register.eq(value) for register, value in
-                             zip(masks, _shift_masks(m, amount_next, h_width, "next"))]
         with m.If(valid_p):
             m.d.sync += amount_h.eq(amount_next)
         in_flight.append(valid_h)
@@ -655,8 +645,7 @@ class RequantLane(wiring.Component):
         if has_float:
             tie_rules.append(is_float & high.bit_select(amount_h, 1))
         m.d.comb += tie.eq(Cat(*tie_rules).any())
-        quotient, round_up = _round_shift(m, self._divide, high, amount_h, tie, "rdbpot",
-                                          masks=masks)
+        quotient, round_up = _round_shift(m, self._divide, high, amount_h, tie, "rdbpot")
         scaled, up_s = reg(signed(32), "scaled"), reg(1, "up_s")
         valid_s = Signal()
         neg_s = reg(1, "neg_s")

