@@ -38,7 +38,7 @@ fst-libs:
 	  echo "installing liblz4-dev and zlib1g-dev for Verilator's FST waveforms (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq liblz4-dev zlib1g-dev; }
 
-# Every test but the full-size ULX3S place and route (about 11 minutes): `make test-all` adds it.
+# Every test but the full-size ULX3S place and route (about an hour): `make test-all` adds it.
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 

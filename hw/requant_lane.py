@@ -14,9 +14,9 @@ INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
 #: How the lane's rounding right shift is built (bit-exact either way): ``"compare"``
-#: (TFLite's mask-and-compare; with Yosys about 270 LUT4 on ECP5, 370 on iCE40 for the double
-#: mode) or ``"add"`` (a rounding bias added before the shift; about 290 LUT4 on iCE40 but 630
-#: on ECP5).
+#: (TFLite's mask-and-compare, done as the round bit and a sticky OR of the bits shifted out,
+#: no carry chain; the fast one, for ECP5) or ``"add"`` (a rounding bias added before the
+#: shift; the smaller one on iCE40). `make lane-cost` measures both boards' lanes.
 DIVIDE_FORMS = ("compare", "add")
 
 
@@ -99,28 +99,32 @@ def _shift_masks(m, amount, width, name):
     return mask, below, half
 
 
-def _round_shift(m, form, value, amount, tie, name, masks=None):
+def _round_shift(m, form, value, amount, tie, name):
     """``value >> amount`` (arithmetic) rounded to nearest, as ``(quotient, round_up)``: the
     result is ``quotient + round_up``, added by the caller in the next pipeline stage.
 
     A tie rounds up when ``tie`` is 1: pass 1 for ties toward +infinity, ``value >= 0`` for
     ties away from zero, the quotient's lowest bit (``value[amount]``) for ties to even. The
-    identity for ``amount == 0``. ``form`` is one of :data:`DIVIDE_FORMS`. The masks
-    (:func:`_shift_masks` of ``amount``) are computed here unless ``masks`` brings them
-    (registered by the caller), so each form has one carry chain.
+    identity for ``amount == 0``. ``form`` is one of :data:`DIVIDE_FORMS`. The masks are
+    thermometer codes of ``amount`` (:func:`_shift_masks`, logic only); the add form has one
+    carry chain, the compare form none.
     """
     width = len(value)
-    mask, below, half = masks if masks is not None else _shift_masks(m, amount, width, name)
+    mask, below, half = _shift_masks(m, amount, width, name)
     quotient = Signal(signed(width), name=f"{name}_q")
     round_up = Signal(name=f"{name}_up")
     if form == "compare":
-        # Round up when the bits shifted out exceed half, or equal it and `tie`: both
-        # comparisons run beside the shift, so a tie rule that needs the quotient's lowest bit
-        # (ties to even) only picks between them.
-        remainder = Signal(unsigned(width), name=f"{name}_rem")
-        m.d.comb += remainder.eq(value.as_unsigned() & mask)
+        # Round up when the bits shifted out exceed half, or equal it and `tie`. The bits
+        # shifted out exceed half exactly when their top bit (the one under `half`) is set and
+        # so is one below it (under `below`), and reach half when that top bit is set: two
+        # AND-OR reductions beside the shift, no comparator's carry chain, so a tie rule that
+        # needs the quotient's lowest bit (ties to even) only picks between them.
+        bits = value.as_unsigned()
+        round_bit = Signal(name=f"{name}_round")
+        sticky = Signal(name=f"{name}_sticky")
+        m.d.comb += [round_bit.eq((bits & half).any()), sticky.eq((bits & below).any())]
         m.d.comb += [quotient.eq(value >> amount),
-                     round_up.eq(Mux(tie, remainder > below, remainder > half))]
+                     round_up.eq(round_bit & (tie | sticky))]
     else:
         # (value + half - 1 + tie) >> amount: one adder, then the shift.
         total = Signal(signed(width + 1), name=f"{name}_sum", attrs={"keep": 1})
@@ -202,7 +206,8 @@ class RequantLane(wiring.Component):
         The requantized value (int8-valued unless raw), ``latency`` cycles after ``valid``
         (:meth:`latency_of`); no handshake.
     busy : Out(1)
-        Some input is inside the pipeline.
+        Some input is inside the pipeline (from its ``valid`` cycle on; it may stay high one
+        cycle after the last result).
     """
 
     def __init__(self, *, sum_shape, steps=1, roundings=("double",), divide="compare",
@@ -690,6 +695,11 @@ class RequantLane(wiring.Component):
         m.d.comb += [
             self.result.eq(out),
             self.result_valid.eq(valid_o),
-            self.busy.eq(Cat(*in_flight).any()),
         ]
+        # busy: the input, or anything in flight last cycle (every pipeline valid is a delayed
+        # copy of one in in_flight, so this covers them all, one cycle longer at the end): a
+        # register after the OR tree instead of the whole tree in the caller's idle logic.
+        in_flight_before = Signal()
+        m.d.sync += in_flight_before.eq(Cat(*in_flight).any())
+        m.d.comb += self.busy.eq(self.valid | in_flight_before)
         return m

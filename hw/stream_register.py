@@ -1,4 +1,4 @@
-"""A register slice for a stream: its payload leaves a flip-flop, at full throughput."""
+"""A register slice for a stream: payload, valid and ready all leave flip-flops (a skid buffer)."""
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
@@ -8,8 +8,11 @@ __all__ = ["StreamRegister"]
 
 
 class StreamRegister(wiring.Component):
-    """One registered stage of an :mod:`amaranth.lib.stream`: whatever drives ``i`` (a block
-    RAM's slow output, say) then ends at a register instead of in the consumer's logic.
+    """One registered stage of an :mod:`amaranth.lib.stream` in both directions: whatever
+    drives ``i`` (a block RAM's slow output, say) ends at a register instead of in the
+    consumer's logic, and the consumer's ``o.ready`` ends at a register instead of running back
+    into the producer's. A skid buffer: the output register, and a second one that catches the
+    payload taken in the cycle the output stalls (``i.ready`` was promised a cycle earlier).
 
     Parameters
     ----------
@@ -19,12 +22,11 @@ class StreamRegister(wiring.Component):
     Members
     -------
     i : In(stream.Signature(shape))
-        Taken whenever the register is empty or is being emptied this cycle (``i.ready`` is
-        ``~o.valid | o.ready``: combinational from ``o.ready``, the one path left unregistered).
+        ``i.ready`` is a register: high while the skid register is empty.
     o : Out(stream.Signature(shape))
-        The taken payload, one cycle later; ``o.valid`` and ``o.payload`` are registers and hold
-        while ``o.ready`` is low. Throughput one payload per cycle; nothing is dropped,
-        duplicated or reordered.
+        ``o.valid`` and ``o.payload`` are registers and hold while ``o.ready`` is low. A payload
+        taken on ``i`` leaves one cycle later at the earliest; throughput one payload per cycle;
+        nothing is dropped, duplicated or reordered.
     """
 
     def __init__(self, shape):
@@ -32,15 +34,23 @@ class StreamRegister(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        payload = Signal.like(self.o.payload, reset_less=True)
-        full = Signal()
+        main = Signal.like(self.o.payload, reset_less=True)
+        main_valid = Signal()
+        skid = Signal.like(self.o.payload, reset_less=True)
+        skid_valid = Signal()
         m.d.comb += [
-            self.i.ready.eq(~full | self.o.ready),
-            self.o.valid.eq(full),
-            self.o.payload.eq(payload),
+            self.i.ready.eq(~skid_valid),
+            self.o.valid.eq(main_valid),
+            self.o.payload.eq(main),
         ]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [payload.eq(self.i.payload), full.eq(1)]
-        with m.Elif(self.o.ready):
-            m.d.sync += full.eq(0)
+        take = self.i.valid & ~skid_valid
+        with m.If(~main_valid | self.o.ready):          # the output register is free
+            with m.If(skid_valid):
+                m.d.sync += [main.eq(skid), main_valid.eq(1), skid_valid.eq(0)]
+            with m.Elif(take):
+                m.d.sync += [main.eq(self.i.payload), main_valid.eq(1)]
+            with m.Else():
+                m.d.sync += main_valid.eq(0)
+        with m.Elif(take):                              # stalled: the taken payload skids
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
         return m

@@ -1,5 +1,5 @@
 """StreamRegister in Amaranth's simulator: random valid and ready, every payload once, in order,
-held while stalled, one per cycle when never stalled."""
+held while stalled, one per cycle when never stalled, and i.ready a register."""
 
 import numpy as np
 import pytest
@@ -57,3 +57,24 @@ def test_full_throughput():
     sent, got, cycles = _run(200, 0.0, 0.0, seed=1)
     assert got == sent
     assert cycles <= 200 + 2
+
+
+def test_ready_is_registered():
+    """i.ready does not follow o.ready in the same cycle (no path from the consumer back)."""
+    dut = StreamRegister(8)
+
+    async def bench(ctx):
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.i.payload, 1)
+        ctx.set(dut.o.ready, 0)
+        await ctx.tick().repeat(3)           # output full, skid full: not ready
+        assert not ctx.get(dut.i.ready)
+        ctx.set(dut.o.ready, 1)              # the consumer frees a slot...
+        assert not ctx.get(dut.i.ready)      # ...which the producer sees next cycle only
+        await ctx.tick()
+        assert ctx.get(dut.i.ready)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
