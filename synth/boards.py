@@ -139,7 +139,9 @@ ICEBREAKER = Board(
         "two more cycles of latency, no more cells, since an iCE40 logic cell's flip-flop "
         "comes free with its LUT), the array's busy flag is an OR registered beside the "
         "pipeline instead of a sum, and the accelerator's idle is registered before the link's "
-        "STATUS reply. The longest path left is the link controller's result-length check. "
+        "STATUS reply. The SB_MAC16 cells register their operands and products themselves "
+        "(A_REG, B_REG, the 8x8 MULT_REGs: the PEs' two pipeline stages, no logic cells), so "
+        "nextpnr times every path into and out of them. "
         "An 8x1 array with a per-column "
         "requantizer on 4 SB_MAC16 (an earlier default) gave 8 MACs at 19 MHz Fmax."),
 )
