@@ -416,10 +416,18 @@ class RequantLane(wiring.Component):
         m.d.comb += load.eq(load_valid)
         valid_op = Signal()
         m.d.sync += valid_op.eq(load_valid)
+        # SRDHM's one saturating case, INT32_MIN * INT32_MIN. Only the fixed-point operands
+        # can be it (a raw input multiplies by 1; float's are below 2^25), so it is compared
+        # on them: not after float's significand rounding and the operand muxes (that chain
+        # was the lane's longest path).
+        fixed_a = fixed_operand if has_float else a_next
+        saturate_next = (fixed_a == INT32_MIN) & (src_mult == INT32_MIN) & ~raw
+        if has_float:
+            saturate_next &= ~is_float
         with m.If(load):
             m.d.sync += [
                 a_op.eq(a_next), b_op.eq(b_next), right_op.eq(src_right), left_op.eq(src_left),
-                saturate_op.eq((a_next == INT32_MIN) & (b_next == INT32_MIN)),
+                saturate_op.eq(saturate_next),
             ]
         if steps > 1:
             with m.Else():

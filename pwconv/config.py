@@ -201,11 +201,13 @@ class ArrayConfig:
     def mac_latency(self):
         """Pipeline registers of a PE between its ``x`` input and the product it adds: 2, the
         weight memory's output and the product registered, so each path is one memory read,
-        one multiply or one adder and the registers pack into an ECP5 MULT18X18D; with
-        ``ice40_dual8x8`` they are the SB_MAC16's own input and 8x8 product registers (no
-        logic cells, and every path into and out of the cell is timed). Every PE has the same
-        depth, so the systolic skew is unchanged and only :attr:`array_latency` grows."""
-        return 2
+        one multiply or one adder; with ``ice40_dual8x8`` they are the SB_MAC16's own input
+        and 8x8 product registers (no logic cells, and every path into and out of the cell is
+        timed). 3 with ``lut_macs``: a fabric multiplier's adder tree is cut by a register
+        after its first level (in one cycle it was the longest path of the ULX3S build, 76.6
+        MHz), and the DSP PEs register their product twice to keep in step. Every PE has the
+        same depth, so the systolic skew is unchanged and only :attr:`array_latency` grows."""
+        return 3 if self.lut_macs else 2
 
     @property
     def array_latency(self):

@@ -37,8 +37,12 @@ class Board:
     why : str
         Why this array size and clock, for the reports.
     pnr_opts : str
-        Extra nextpnr options. (router2 was tried for the ULX3S: no faster to converge on the
-        full design and far worse timing, 83 MHz instead of 104 on the 2x2 build.)
+        Extra nextpnr options. The ULX3S uses nextpnr's analytic ``static`` placer: on the
+        full 32x6 build it placed in 8 minutes instead of HeAP's 13 to 16, with less wire, and
+        router1 then finished in 11 minutes instead of more than 25 (76.6 MHz vs 61 MHz on the
+        same netlist before the LUT MACs were cut in two). router2 was tried too: no faster to
+        converge on the full design and far worse timing, 83 MHz instead of 104 on the 2x2
+        build.
     register_streams : bool
         Build the board top with a register on each stream between the link and the
         accelerator (see
@@ -158,6 +162,7 @@ ULX3S = Board(
     baud=BOARD_LINKS["ulx3s"].baud,
     dsp_cell="MULT18X18D",
     synth_opts="",
+    pnr_opts="--placer static",
     register_streams=True,
     why=(
         "The LFE5U-85F has 156 MULT18X18D, 208 DP16KD and 83,640 LUT4s. Every MULT18X18D is "

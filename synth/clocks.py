@@ -65,8 +65,13 @@ def ice40_pll_params(f_in, f_out, *, work_dir, tool):
 
 def pll_domain(platform, board: Board, *, work_dir, tool):
     """A module driving the ``sync`` domain (defined by the caller) at ``board.clk_freq`` from
-    the board oscillator with a PLL, held in reset until the PLL locks; also constrains the
-    new clock for nextpnr."""
+    the board oscillator with a PLL, held in reset until the PLL locks.
+
+    No constraint is added for the PLL's output: nextpnr derives it from the oscillator pin's
+    (amaranth-boards constrains ``default_clk``) and the PLL's dividers, and reports the clock
+    at ``board.clk_freq`` ("Max frequency for clock 'clk': ... at 24.00 MHz"). A constraint on
+    ``clk_out`` would name a net that no longer exists after synthesis (it becomes the domain's
+    clock net), which nextpnr only warns about and ignores."""
     m = Module()
     clk_pin = platform.request(platform.default_clk, dir="-")
     clk_out = Signal()
@@ -80,7 +85,6 @@ def pll_domain(platform, board: Board, *, work_dir, tool):
             i_RESETB=Const(1), i_BYPASS=Const(0))
         m.d.comb += ClockSignal("sync").eq(clk_out)
         m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
-        platform.add_clock_constraint(clk_out, board.clk_freq)
         return m
     if board.family != "ecp5":
         raise ValueError(f"No PLL support for the {board.family} family; build {board.name} "
@@ -100,5 +104,4 @@ def pll_domain(platform, board: Board, *, work_dir, tool):
     m.submodules.pll = pll
     m.d.comb += ClockSignal("sync").eq(clk_out)
     m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
-    platform.add_clock_constraint(clk_out, board.clk_freq)
     return m

@@ -197,6 +197,11 @@ def _board_record(board):
 def _finish(board, build_dir, report_dir, name, packed, times, seed, check_timing, say):
     report = make_report(board, build_dir=build_dir, name=name, times=times, seed=seed,
                          bitstream=_relative(build_dir / f"{name}{packed}"))
+    timed_at = report["timed_at_mhz"]
+    if timed_at is not None and abs(timed_at - report["clock_mhz"]) > 0.01:
+        # nextpnr derives the PLL output's constraint from the oscillator's (see .clocks).
+        raise BuildError(f"{board.name}: nextpnr timed the clock at {timed_at:g} MHz, not the "
+                         f"{report['clock_mhz']:g} MHz it was built for; see {name}.tim")
     report["report_files"] = [str(_relative(path)) for path in write_report(report, report_dir)]
     say(f"{board.name}: {report['summary']} ({times['total_s']:.0f} s)")
     if check_timing and not report["timing_met"]:

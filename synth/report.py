@@ -136,6 +136,7 @@ def make_report(board, *, build_dir, name, times, seed, bitstream):
         "macs": cfg.macs,
         "mac_style": cfg.mac_style,
         "clock_mhz": round(clock_mhz, 3),
+        "timed_at_mhz": clocks[clock_name].get("constraint"),
         "fmax_mhz": round(fmax, 2),
         "timing_met": fmax >= clock_mhz,
         "slack_ns": round(1e3 / clock_mhz - 1e3 / fmax, 2),

@@ -70,23 +70,32 @@ def test_sim_mac_matches_products():
 
 
 def test_init_wrong_mac_latency():
-    with pytest.raises(ValueError, match=r"^MAC latency must be 0 or 2, not 1$"):
+    with pytest.raises(ValueError, match=r"^MAC latency must be 0, 2 or 3, not 1$"):
         ProcessingElement(depth=4, psum_in_shape=None, psum_out_shape=signed(16),
                           mac_latency=1)
 
 
-def test_sim_pipelined_mac_matches_products():
-    """``mac_latency=2``: a stream of (addr, x, psum) one per cycle, psum two cycles after its
-    x; every psum_out is psum + x * w[addr], one cycle after psum, and x_out one after x."""
+def test_init_fabric_multiplier_needs_latency_3():
+    with pytest.raises(ValueError, match=r"^A fabric multiplier needs mac_latency=3$"):
+        ProcessingElement(depth=4, psum_in_shape=None, psum_out_shape=signed(16),
+                          mac_latency=2, fabric_multiplier=True)
+
+
+@pytest.mark.parametrize("mac_latency, fabric", [(2, False), (3, False), (3, True)])
+def test_sim_pipelined_mac_matches_products(mac_latency, fabric):
+    """A stream of (addr, x, psum) one per cycle, psum ``mac_latency`` cycles after its x;
+    every psum_out is psum + x * w[addr], one cycle after psum, and x_out one after x (a DSP
+    product with 2 or 3 registers, a fabric one cut by its register)."""
     dut = ProcessingElement(depth=8, psum_in_shape=signed(20), psum_out_shape=signed(21),
-                            mac_latency=2)
-    rng = random.Random(2)
+                            mac_latency=mac_latency, fabric_multiplier=fabric)
+    rng = random.Random(2 + mac_latency + fabric)
     weights = [rng.randint(-128, 127) for _ in range(8)]
     weights[0], weights[1] = -128, 127
     cases = [(0, -128, 5), (1, -128, -(1 << 19))] + [
         (rng.randrange(8), rng.randint(-128, 127), rng.randint(-(1 << 19), (1 << 19) - 1))
         for _ in range(60)]
-    stream = cases + [(0, 0, 0)] * 4
+    stream = cases + [(0, 0, 0)] * 5
+    lat = mac_latency
 
     async def bench(ctx):
         for addr, w in enumerate(weights):
@@ -96,14 +105,14 @@ def test_sim_pipelined_mac_matches_products():
             await ctx.tick()
         ctx.set(dut.w_en, 0)
         for t in range(len(stream) + 1):
-            # Cycle t: address of case t, x of case t-1, psum of case t-3.
+            # Cycle t: address of case t, x of case t-1, psum of case t-1-lat.
             ctx.set(dut.addr_in, stream[t][0] if t < len(stream) else 0)
             if t >= 1:
                 ctx.set(dut.x_in, stream[t - 1][1])
-            if t >= 3:
-                ctx.set(dut.psum_in, stream[t - 3][2])
-            if t >= 4:
-                addr, x, psum = stream[t - 4]
+            if t >= 1 + lat:
+                ctx.set(dut.psum_in, stream[t - 1 - lat][2])
+            if t >= 2 + lat:
+                addr, x, psum = stream[t - 2 - lat]
                 assert ctx.get(dut.psum_out) == psum + x * weights[addr], t
             if t >= 2:
                 assert ctx.get(dut.x_out) == stream[t - 2][1]
@@ -115,22 +124,34 @@ def test_sim_pipelined_mac_matches_products():
     sim.run()
 
 
-def test_fabric_product_is_exact():
+@pytest.mark.parametrize("registered", [False, True])
+def test_fabric_product_is_exact(registered):
     """All 65536 int8 pairs through :func:`fabric_product` (the LUT multiplier) in Amaranth's
-    simulator, against Python's product."""
+    simulator, against Python's product; registered, each product one cycle after its
+    operands while the next pair goes in."""
     from pwconv.hw.pe import fabric_product
     m = Module()
     x, w = Signal(signed(8)), Signal(signed(8))
     p = Signal(signed(16))
-    m.d.comb += p.eq(fabric_product(m, x, w))
+    m.d.comb += p.eq(fabric_product(m, x, w, registered=registered))
 
     async def bench(ctx):
+        previous = None
         for a in range(-128, 128):
-            ctx.set(x, a)
             for b in range(-128, 128):
+                ctx.set(x, a)
                 ctx.set(w, b)
-                assert ctx.get(p) == a * b, (a, b)
+                if not registered:
+                    assert ctx.get(p) == a * b, (a, b)
+                    continue
+                # The inputs are already the next pair's: the product is the last pair's.
+                if previous is not None:
+                    assert ctx.get(p) == previous[0] * previous[1], previous
+                previous = (a, b)
+                await ctx.tick()
 
     sim = Simulator(m)
+    if registered:
+        sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
