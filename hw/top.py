@@ -81,10 +81,12 @@ class PointwiseConv(wiring.Component):
     o : Out(stream.Signature(result_vector))
         Result vectors, ``cols`` int32 lanes each (int8-valued unless ``layer.raw``).
     weights : In(stream.Signature(weight_word))
-        Weight writes; accepted only while ``idle``. Address ``tile*beats + beat``, row ``r``,
-        lane ``c`` holds ``w[beat*rows + r, tile*cols + c]``.
+        Weight writes; accepted only while ``idle`` (with one bank: from the cycle after one
+        that was idle and took no pixel beat, and while a weight or parameter word is offered
+        then, no pixel beat is taken). Address ``tile*beats + beat``, row ``r``, lane ``c``
+        holds ``w[beat*rows + r, tile*cols + c]``.
     params : In(stream.Signature(param_word))
-        Per-channel bias, multiplier and shift of one column tile; accepted only while ``idle``.
+        Per-channel bias, multiplier and shift of one column tile; accepted as ``weights``.
     layer : In(runtime_config)
         Layer settings (beats, tiles, output zero point, activation range, raw mode); change
         them only while ``idle``.
@@ -134,7 +136,13 @@ class PointwiseConv(wiring.Component):
         m = Module()
         m.submodules.sequencer = sequencer = PixelSequencer(cfg)
         m.submodules.array = array = SystolicArray(cfg)
-        wiring.connect(m, wiring.flipped(self.i), sequencer.i)
+        # Pixel beats go to the sequencer unless a one-bank load is going in (below).
+        pixels_held = Signal()
+        m.d.comb += [
+            sequencer.i.payload.eq(self.i.payload),
+            sequencer.i.valid.eq(self.i.valid & ~pixels_held),
+            self.i.ready.eq(sequencer.i.ready & ~pixels_held),
+        ]
         m.d.comb += [
             array.beat.eq(sequencer.beat),
             array.beat_valid.eq(sequencer.beat_valid),
@@ -174,13 +182,23 @@ class PointwiseConv(wiring.Component):
             m.d.comb += self.idle.eq(~inside & ~passes.busy)
         else:
             # Loads only while nothing is in flight, so no beat ever sees a half-written layer;
-            # every pixel runs with the current layer settings, in bank 0.
+            # every pixel runs with the current layer settings, in bank 0. The gate is a
+            # register, since it fans out across the chip (every weight memory's write enable,
+            # the load streams' registers; combinational, from the pipeline's valid bits, it was
+            # the ULX3S build's longest path): open in the cycle after one with nothing inside
+            # and no pixel beat taken. While it is open and a load is offered, no pixel beat is
+            # taken, so it stays right; the load always moves (weights at once, parameters a
+            # column per cycle), so the pixels wait for it, never for ever.
+            load_open = Signal()
+            pixel_taken = self.i.valid & self.i.ready
+            m.d.sync += load_open.eq(~inside & ~pixel_taken)
             m.d.comb += [
+                pixels_held.eq(load_open & (self.weights.valid | self.params.valid)),
                 sequencer.context.valid.eq(1),
                 sequencer.context.payload.layer.eq(self.layer),
                 self.idle.eq(~inside),
             ]
-            load_ok, load_bank = ~inside, 0
+            load_ok, load_bank = load_open, 0
         m.d.comb += [
             self.weights.ready.eq(load_ok),
             array.weight.eq(self.weights.payload),

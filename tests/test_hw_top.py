@@ -183,3 +183,58 @@ def test_load_bound_passes_cost_their_loads():
     compute = CFG.beats(32) * CFG.tiles(12)
     assert load > compute + top_latency(CFG)
     assert sum(span for _, _, span in out) <= 5 * (load + 2) + compute + top_latency(CFG) + 4
+
+
+@pytest.mark.parametrize("cfg", [ONE_BANK, FABRIC, SERIAL.single_bank()],
+                         ids=["parallel", "fabric", "serial"])
+def test_one_bank_loads_never_meet_pixels(cfg):
+    """One bank, pixels, weights and params offered at random in the same cycles: a weight or
+    parameter word is taken only in a cycle that is idle and follows an idle cycle that took no
+    pixel beat, and no pixel beat is taken in a cycle that takes a load; every offered word
+    and pixel is eventually taken (no deadlock) and every pixel's results come out."""
+    from amaranth.sim import Simulator
+    program, words, _ = _pass(cfg, cfg.rows + 1, cfg.cols + 1, 1, seed=9)
+    dut = PointwiseConv(cfg)
+    rng = np.random.default_rng(5)
+    pixels, loads = 40, 60
+    seen = {"pixels": 0, "loads": 0, "results": 0, "load_cycles_after_pixel": 0}
+
+    async def bench(ctx):
+        ctx.set(dut.layer.as_value(), program.layer_word)
+        ctx.set(dut.o.ready, 1)
+        beats_left = pixels * program.beats
+        loads_left = loads
+        previous_idle, previous_pixel = False, True
+        for _ in range(20000):
+            offer_pixel = beats_left > 0 and rng.random() < 0.7
+            offer_weight = loads_left > 0 and rng.random() < 0.3
+            offer_param = loads_left > 0 and not offer_weight and rng.random() < 0.3
+            ctx.set(dut.i.valid, offer_pixel)
+            ctx.set(dut.i.payload.as_value(), words[beats_left % len(words)])
+            ctx.set(dut.weights.valid, offer_weight)
+            ctx.set(dut.weights.payload.as_value(), program.weight_words[0])
+            ctx.set(dut.params.valid, offer_param)
+            ctx.set(dut.params.payload.as_value(), program.param_words[0])
+            idle = ctx.get(dut.idle)
+            took_pixel = offer_pixel and ctx.get(dut.i.ready)
+            took_load = ((offer_weight and ctx.get(dut.weights.ready))
+                         or (offer_param and ctx.get(dut.params.ready)))
+            if took_load:
+                assert idle and previous_idle and not previous_pixel
+                assert not took_pixel
+                loads_left -= 1
+                seen["loads"] += 1
+            beats_left -= took_pixel
+            seen["pixels"] += took_pixel
+            seen["results"] += ctx.get(dut.o.valid)
+            previous_idle, previous_pixel = idle, took_pixel
+            await ctx.tick()
+            if not beats_left and not loads_left and seen["results"] == pixels * program.tiles:
+                break
+        assert (beats_left, loads_left) == (0, 0), "a stream was never taken"
+        assert seen["results"] == pixels * program.tiles
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
