@@ -180,9 +180,11 @@ ULX3S = Board(
         "48-bit-wide memory (three DP16KD, one address bus per row instead of one per PE), "
         "and every lane stage is one carry chain or one shifter: the parameter read, the "
         "operand shift's amount and float's exponent are computed a stage ahead, the "
-        "rounding shift's masks are registered beside its amount. The link's four streams "
+        "rounding shift's tie test is its round bit and a sticky OR (no comparator), SRDHM's "
+        "saturation is compared on the fixed-point operands. The link's four streams "
         "pass a register each (`register_streams`), so no block RAM output runs on through "
-        "the other side's logic. The PLL (EHXPLLL, configured by ecppll) makes 100 MHz from "
+        "the other side's logic, and the one-bank load gate is a register (from the pipeline's "
+        "valid bits to the parameter stream's register it was the longest path, 77 MHz). The PLL (EHXPLLL, configured by ecppll) makes 100 MHz from "
         "the 25 MHz oscillator, where 2 Mbaud is exact (divisor 50). 32 rows keep MobileNetV2's C >= 32 layers at full rate (C = 16 and 24 at "
         "50% and 75%) and 6 columns divide most of its F. Weight depth 1024, one bank: the "
         "link loads while the accelerator is idle."),
