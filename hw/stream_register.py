@@ -1,6 +1,6 @@
 """A register slice for a stream: payload, valid and ready all leave flip-flops (a skid buffer)."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,14 +43,21 @@ class StreamRegister(wiring.Component):
             self.o.valid.eq(main_valid),
             self.o.payload.eq(main),
         ]
+        # The payload registers' enables never depend on ``i.valid``: a wide register's enable
+        # fans out to every one of its flip-flops, and from the producer's valid logic across
+        # the chip that was the ULX3S build's longest path (71.9 MHz). The skid register copies
+        # ``i.payload`` whenever it is empty (an enable from its own valid bit); the output
+        # register loads whenever it is free (from ``o.ready`` and its valid bit), from the skid
+        # register if that holds a payload. Copies of a payload nobody offered are harmless:
+        # only the valid bits, small, follow the handshake.
         take = self.i.valid & ~skid_valid
-        with m.If(~main_valid | self.o.ready):          # the output register is free
-            with m.If(skid_valid):
-                m.d.sync += [main.eq(skid), main_valid.eq(1), skid_valid.eq(0)]
-            with m.Elif(take):
-                m.d.sync += [main.eq(self.i.payload), main_valid.eq(1)]
-            with m.Else():
-                m.d.sync += main_valid.eq(0)
+        free = ~main_valid | self.o.ready               # the output register is free
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(self.i.payload)
+        with m.If(free):
+            m.d.sync += main.eq(Mux(skid_valid, skid, self.i.payload))
+        with m.If(free):
+            m.d.sync += [main_valid.eq(skid_valid | take), skid_valid.eq(0)]
         with m.Elif(take):                              # stalled: the taken payload skids
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
         return m

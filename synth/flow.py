@@ -188,10 +188,12 @@ def build_bitstream(board, *, build_dir=None, report_dir=None, seed=1, check_tim
 
 
 def _board_record(board):
-    """What identifies a build: the board's fields, its configuration as a dict."""
+    """What identifies a build: the board's fields, its configuration as a dict, as it reads
+    back from the build's JSON stamp (tuples such as ``roundings`` as lists, or a stamp would
+    never match its own board)."""
     record = dataclasses.asdict(board)
     record.pop("why")
-    return record
+    return json.loads(json.dumps(record))
 
 
 def _finish(board, build_dir, report_dir, name, packed, times, seed, check_timing, say):
