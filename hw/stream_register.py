@@ -55,9 +55,8 @@ class StreamRegister(wiring.Component):
         with m.If(~skid_valid):
             m.d.sync += skid.eq(self.i.payload)
         with m.If(free):
-            m.d.sync += main.eq(Mux(skid_valid, skid, self.i.payload))
-        with m.If(free):
-            m.d.sync += [main_valid.eq(skid_valid | take), skid_valid.eq(0)]
+            m.d.sync += [main.eq(Mux(skid_valid, skid, self.i.payload)),
+                         main_valid.eq(skid_valid | take), skid_valid.eq(0)]
         with m.Elif(take):                              # stalled: the taken payload skids
             m.d.sync += skid_valid.eq(1)
         return m
