@@ -324,6 +324,13 @@ class RequantLane(wiring.Component):
         is_float, is_single = mode_is("float"), mode_is("single")
         raw = Signal()
         m.d.sync += raw.eq(self.raw)
+        # The output settings too: the last two stages read them, so registered copies next to
+        # those stages replace routes from the layer's registers (far away, shared by every
+        # lane) with local ones.
+        zero_point, act_min, act_max = (reg(signed(8), name) for name in
+                                        ("zero_point", "act_min", "act_max"))
+        m.d.sync += [zero_point.eq(self.output_zero_point), act_min.eq(self.activation_min),
+                     act_max.eq(self.activation_max)]
 
         # Stage 1: add the bias (int32 wrap), split the shift (both zero in raw mode).
         acc1, mult1 = reg(signed(32), "acc1"), reg(signed(32), "mult1")
@@ -692,7 +699,7 @@ class RequantLane(wiring.Component):
         valid_b = Signal()
         m.d.sync += valid_b.eq(valid_s)
         # One adder: (q or ~q) + (zp, or 0 when raw) + carry (raw makes neg_s 0).
-        zp = Mux(raw, 0, self.output_zero_point)
+        zp = Mux(raw, 0, zero_point)
         if has_float:
             sum_b = Mux(neg_s, ~scaled, scaled) + zp + (up_s ^ neg_s)
         else:
@@ -706,10 +713,10 @@ class RequantLane(wiring.Component):
         m.d.sync += valid_o.eq(valid_b)
         with m.If(raw):
             m.d.sync += out.eq(biased)
-        with m.Elif(biased < self.activation_min):
-            m.d.sync += out.eq(self.activation_min)
-        with m.Elif(biased > self.activation_max):
-            m.d.sync += out.eq(self.activation_max)
+        with m.Elif(biased < act_min):
+            m.d.sync += out.eq(act_min)
+        with m.Elif(biased > act_max):
+            m.d.sync += out.eq(act_max)
         with m.Else():
             m.d.sync += out.eq(biased)
         in_flight.append(valid_o)
