@@ -166,15 +166,31 @@ class LinkController(wiring.Component):
         weight_word = top(layouts.weight_word(cfg), wire.weight_bytes)
         param_word = top(layouts.param_word(cfg), wire.param_bytes)
         beat_word = top(layouts.pixel_beat(cfg), wire.beat_bytes)
-        with m.Switch(cmd):
-            with m.Case(Command.SET_LAYER):
-                m.d.comb += word_len.eq(wire.layer_bytes)
-            with m.Case(Command.LOAD_WEIGHTS):
-                m.d.comb += word_len.eq(wire.weight_bytes)
-            with m.Case(Command.LOAD_PARAMS):
-                m.d.comb += word_len.eq(wire.param_bytes)
-            with m.Default():
-                m.d.comb += word_len.eq(wire.beat_bytes)
+
+        # The command decoded once, when it is latched: a flag per command that has a word
+        # pass, and its word length, registered beside `cmd` (an 8-bit compare in front of
+        # every decision of the passes was the longest path of the ULX3S 2x2 build).
+        is_set_layer, is_load_weights, is_load_params, is_run = (
+            Signal(name=name) for name in ("is_set_layer", "is_load_weights", "is_load_params",
+                                           "is_run"))
+
+        def latch_cmd(value):
+            m.d.sync += [
+                cmd.eq(value),
+                is_set_layer.eq(value == Command.SET_LAYER),
+                is_load_weights.eq(value == Command.LOAD_WEIGHTS),
+                is_load_params.eq(value == Command.LOAD_PARAMS),
+                is_run.eq(value == Command.RUN),
+            ]
+            with m.Switch(value):
+                with m.Case(Command.SET_LAYER):
+                    m.d.sync += word_len.eq(wire.layer_bytes)
+                with m.Case(Command.LOAD_WEIGHTS):
+                    m.d.sync += word_len.eq(wire.weight_bytes)
+                with m.Case(Command.LOAD_PARAMS):
+                    m.d.sync += word_len.eq(wire.param_bytes)
+                with m.Default():
+                    m.d.sync += word_len.eq(wire.beat_bytes)
         m.d.comb += [
             self.weights.payload.eq(weight_word),
             self.params.payload.eq(param_word),
@@ -264,13 +280,15 @@ class LinkController(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += receiver.refusal.ready.eq(1)
                 with m.If(receiver.refusal.valid):
-                    m.d.sync += [cmd.eq(refusal.cmd), tag.eq(refusal.tag)]
+                    latch_cmd(refusal.cmd)
+                    m.d.sync += tag.eq(refusal.tag)
                     nack(refusal.error, refusal.cmd)
                 with m.Else():
                     m.d.comb += receiver.frame.ready.eq(1)
                 with m.If(~receiver.refusal.valid & receiver.frame.valid):
+                    latch_cmd(request.cmd)
                     m.d.sync += [
-                        cmd.eq(request.cmd), tag.eq(request.tag), length.eq(request.length),
+                        tag.eq(request.tag), length.eq(request.length),
                         pos.eq(0), applying.eq(0), in_word.eq(0), words.eq(0), beat.eq(0),
                         result_len.eq(0), too_many.eq(0), bad_addr.eq(0), executing.eq(1),
                     ]
@@ -308,46 +326,43 @@ class LinkController(wiring.Component):
                     m.next = "READ"
 
             with m.State("WORD"):
-                with m.If(cmd == Command.SET_LAYER):
+                with m.If(is_set_layer):
                     m.next = "LAYER_CHECK"
                 with m.Elif(~applying):
                     m.d.sync += words.eq(words + 1)
-                    with m.Switch(cmd):
-                        with m.Case(Command.LOAD_WEIGHTS):
-                            with m.If((weight_word.addr >= cfg.weight_depth)
-                                      | (weight_word.row >= cfg.rows)):
-                                m.d.sync += bad_addr.eq(1)
-                        with m.Case(Command.LOAD_PARAMS):
-                            with m.If(param_word.addr >= cfg.max_tiles):
-                                m.d.sync += bad_addr.eq(1)
-                        with m.Case(Command.RUN):
-                            with m.If(beat + 1 == layer.beats):
-                                m.d.sync += beat.eq(0)
-                                with m.If(next_len > MAX_LENGTH):
-                                    m.d.sync += too_many.eq(1)
-                                with m.Elif(~too_many):
-                                    m.d.sync += result_len.eq(next_len)
-                            with m.Else():
-                                m.d.sync += beat.eq(beat + 1)
+                    with m.If(is_load_weights):
+                        with m.If((weight_word.addr >= cfg.weight_depth)
+                                  | (weight_word.row >= cfg.rows)):
+                            m.d.sync += bad_addr.eq(1)
+                    with m.If(is_load_params):
+                        with m.If(param_word.addr >= cfg.max_tiles):
+                            m.d.sync += bad_addr.eq(1)
+                    with m.If(is_run):
+                        with m.If(beat + 1 == layer.beats):
+                            m.d.sync += beat.eq(0)
+                            with m.If(next_len > MAX_LENGTH):
+                                m.d.sync += too_many.eq(1)
+                            with m.Elif(~too_many):
+                                m.d.sync += result_len.eq(next_len)
+                        with m.Else():
+                            m.d.sync += beat.eq(beat + 1)
                     m.next = "READ"
-                with m.Else():
-                    with m.Switch(cmd):
-                        with m.Case(Command.LOAD_WEIGHTS):
-                            m.d.comb += self.weights.valid.eq(1)
-                            with m.If(self.weights.ready):
-                                m.next = "READ"
-                        with m.Case(Command.LOAD_PARAMS):
-                            m.d.comb += self.params.valid.eq(1)
-                            with m.If(self.params.ready):
-                                m.next = "READ"
-                        with m.Case(Command.RUN):
-                            m.d.comb += self.pixels.valid.eq(1)
-                            with m.If(self.pixels.ready):
-                                m.next = "READ"
+                with m.Elif(is_load_weights):
+                    m.d.comb += self.weights.valid.eq(1)
+                    with m.If(self.weights.ready):
+                        m.next = "READ"
+                with m.Elif(is_load_params):
+                    m.d.comb += self.params.valid.eq(1)
+                    with m.If(self.params.ready):
+                        m.next = "READ"
+                with m.Elif(is_run):
+                    m.d.comb += self.pixels.valid.eq(1)
+                    with m.If(self.pixels.ready):
+                        m.next = "READ"
 
             with m.State("END_PASS"):
                 with m.If(~applying):
-                    with m.If((in_word != 0) | ((cmd == Command.RUN) & (beat != 0))):
+                    with m.If((in_word != 0) | (is_run & (beat != 0))):
                         nack(Error.BAD_LENGTH)
                     with m.Elif(bad_addr):
                         nack(Error.BAD_ADDRESS)
@@ -355,11 +370,11 @@ class LinkController(wiring.Component):
                         nack(Error.TOO_MANY)
                     with m.Else():
                         m.d.sync += [applying.eq(1), pos.eq(0)]
-                        with m.If(cmd == Command.RUN):
+                        with m.If(is_run):
                             m.next = "RESULT_HEADER"
                         with m.Else():
                             m.next = "READ"
-                with m.Elif(cmd == Command.RUN):
+                with m.Elif(is_run):
                     m.next = "WAIT_TX"
                 with m.Else():
                     m.d.sync += small.eq(words)
