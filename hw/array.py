@@ -36,14 +36,14 @@ def column_sum_layout(cfg: ArrayConfig):
 def multiplier_groups(cfg: ArrayConfig):
     """The PEs that share one multiplier primitive, as tuples of ``(row, col)``.
 
-    ``"infer"``: one PE per group. ``"ice40_dual8x8"``: PEs ``(r, c)`` and ``(r, c + 1)`` share
+    ``"infer"`` and ``"ecp5_mult18"``: one PE per group. ``"ice40_dual8x8"``: PEs ``(r, c)`` and ``(r, c + 1)`` share
     one SB_MAC16 (even ``c``); with an odd ``cols`` the last column pairs ``(r, cols - 1)`` with
     ``(r + 1, cols - 1)``; if ``rows`` is odd too, PE ``(rows - 1, cols - 1)`` is alone on its
     cell. So ``ceil(rows * cols / 2)`` cells in all. Products are independent, so any pairing
     would be exact; these pairings put the second PE exactly one step later along the systolic
     skew than the first, which lets the pair share one weight memory (its read delayed a cycle).
     """
-    if cfg.mac_style == "infer":
+    if cfg.mac_style != "ice40_dual8x8":
         return [((r, c),) for r in range(cfg.rows) for c in range(cfg.cols)]
     groups = [((r, c), (r, c + 1)) for r in range(cfg.rows) for c in range(0, cfg.cols - 1, 2)]
     if cfg.cols % 2:
@@ -157,7 +157,7 @@ class SystolicArray(wiring.Component):
             return self.weight.data[(r % cfg.load_width) * cfg.cols + c]
 
         # The grid. PE (r, c) sees the weight address at cycle t + r + c and x at t + r + c + 1.
-        external = cfg.mac_style != "infer"
+        external = cfg.mac_style == "ice40_dual8x8"
         pes = [[None] * cfg.cols for _ in range(cfg.rows)]
         for r in range(cfg.rows):
             for c in range(cfg.cols):

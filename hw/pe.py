@@ -4,21 +4,25 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .ecp5_mac import RegisteredMul8x8
 from .params import rejected
 
 __all__ = ["ProcessingElement", "fabric_product"]
 
 
-def fabric_product(m, x, w, name="fabric", registered=False):
+def fabric_product(m, x, w, name="fabric", registered_levels=0):
     """``x * w`` for signed 8-bit ``x`` and ``w``, as a sum of shifted partial products (the
     top bit of ``w`` weighs -128), so that synthesis builds it from adders in fabric instead of
     mapping a ``*`` to a DSP. The eight terms are summed as a balanced tree of three adder
     levels, each sum its own named signal (kept, so that Yosys does not merge them into one
-    long chain): three carry chains deep, not seven. With ``registered``, the four first-level
-    sums are registered (``m.d.sync``): the product comes one cycle after ``x`` and ``w``, and
-    neither half is longer than two carry chains (the whole tree in one cycle was the critical
-    path of the ULX3S build, 13 ns with its routing). Otherwise combinational. Exact for all
-    65536 pairs (tested). Returns a signed 16-bit signal."""
+    long chain): three carry chains deep, not seven. The first ``registered_levels`` levels'
+    sums (0, 1 or 2) are registered (``m.d.sync``): the product comes that many cycles after
+    ``x`` and ``w``. With 1, neither half is longer than two carry chains (the whole tree in
+    one cycle was the critical path of the ULX3S build, 13 ns with its routing); with 2, no
+    stage is longer than one. Exact for all 65536 pairs (tested). Returns a signed 16-bit
+    signal."""
+    if registered_levels not in (0, 1, 2):
+        raise ValueError(f"Registered levels must be 0, 1 or 2, not {registered_levels!r}")
     terms = [Mux(w[i], x.as_signed() << i, 0) for i in range(7)]
     terms.append(Mux(w[7], -(x.as_signed() << 7), 0))
     level = 0
@@ -28,7 +32,7 @@ def fabric_product(m, x, w, name="fabric", registered=False):
         for index in range(0, len(terms), 2):
             total = Signal(signed(17), name=f"{name}_l{level}_{index // 2}",
                            attrs={"keep": 1})
-            domain = m.d.sync if registered and level == 1 else m.d.comb
+            domain = m.d.sync if level <= registered_levels else m.d.comb
             domain += total.eq(terms[index] + terms[index + 1])
             sums.append(total)
         terms = sums
@@ -54,15 +58,19 @@ class ProcessingElement(wiring.Component):
     psum_out_shape : ShapeLike
         Shape of the partial sum passed down; must hold ``psum_in + x * w`` exactly.
     mac_latency : int
-        Cycles from ``x_in`` to the product that is added (0, 2 or 3): with 2 or 3 (only a PE
-        that multiplies itself), the weight read and the product are each registered, so the
-        longest path is one multiply or one adder, and ``psum_in`` must come ``mac_latency``
-        cycles after ``x_in``; the array's skew is unchanged since every PE has the same depth.
-        3 adds a register inside a fabric multiplier (after the first level of its adder
-        tree) or after a DSP's product (:attr:`pwconv.config.ArrayConfig.mac_latency`).
+        Cycles from ``x_in`` to the product that is added (0, 2, 3 or 4): with 2 to 4 (only a
+        PE that multiplies itself), the weight read and the product are each registered, so
+        the longest path is one multiply or one adder, and ``psum_in`` must come
+        ``mac_latency`` cycles after ``x_in``; the array's skew is unchanged since every PE has
+        the same depth. 3 adds a register inside a fabric multiplier (after the first level of
+        its adder tree) or after a DSP's product. 4 multiplies on a
+        :class:`~.ecp5_mac.RegisteredMul8x8` (an ECP5 MULT18X18D with its own operand and
+        product registers, fed from the PE's registers and read into one beside the adder),
+        or in fabric with the first two adder levels registered
+        (:attr:`pwconv.config.ArrayConfig.mac_latency`).
     fabric_multiplier : bool
         Build the product from adders (:func:`fabric_product`) instead of ``*`` (which
-        synthesis maps to a DSP); needs ``mac_latency`` 3.
+        synthesis maps to a DSP); needs ``mac_latency`` 3 or 4.
     external_product : bool
         ``False`` (default): the PE multiplies ``x_in * w[addr]`` itself. ``True``: the product
         comes from outside (a multiplier shared with another PE, e.g. one half of an iCE40
@@ -107,14 +115,15 @@ class ProcessingElement(wiring.Component):
         if not isinstance(depth, int) or depth < 1:
             raise rejected(self, ValueError(
                 f"Weight depth must be a positive integer, not {depth!r}"))
-        if mac_latency not in (0, 2, 3):
+        if mac_latency not in (0, 2, 3, 4):
             raise rejected(self, ValueError(
-                f"MAC latency must be 0, 2 or 3, not {mac_latency!r}"))
-        if fabric_multiplier and mac_latency != 3:
-            raise rejected(self, ValueError("A fabric multiplier needs mac_latency=3"))
-        if external_product and mac_latency == 3:
+                f"MAC latency must be 0, 2, 3 or 4, not {mac_latency!r}"))
+        if fabric_multiplier and mac_latency not in (3, 4):
+            raise rejected(self, ValueError("A fabric multiplier needs mac_latency 3 or 4"))
+        if external_product and mac_latency not in (0, 2):
             raise rejected(self, ValueError(
-                "An outside product has mac_latency 0 or 2 (its cell's registers), not 3"))
+                f"An outside product has mac_latency 0 or 2 (its cell's registers), "
+                f"not {mac_latency}"))
         self._mac_latency = mac_latency
         self._fabric = bool(fabric_multiplier)
         self._depth = depth
@@ -193,11 +202,19 @@ class ProcessingElement(wiring.Component):
             # weight memory's output register), then its output: one multiply per stage. With
             # mac_latency 3 a fabric multiply is cut in two by its own register, and a DSP's
             # product is registered twice (the first register next to the DSP, the second
-            # beside the adder: the route between them is a path of its own).
+            # beside the adder: the route between them is a path of its own). With 4 a fabric
+            # multiply is cut in three, and a DSP multiplies between its own registers (on
+            # ECP5, where Yosys leaves them out of an inferred MULT18X18D), so the routes into
+            # and out of the cell are register to register.
             w_reg = Signal(signed(8), reset_less=True)
             product = Signal(signed(16), reset_less=True)
             if self._fabric:
-                multiply = fabric_product(m, x_reg, w_reg, registered=True)
+                multiply = fabric_product(m, x_reg, w_reg,
+                                          registered_levels=self._mac_latency - 2)
+            elif self._mac_latency == 4:
+                m.submodules.multiplier = multiplier = RegisteredMul8x8()
+                m.d.comb += [multiplier.a.eq(x_reg), multiplier.b.eq(w_reg)]
+                multiply = multiplier.p
             elif self._mac_latency == 3:
                 multiply = Signal(signed(16), reset_less=True)
                 m.d.sync += multiply.eq(x_reg * w_reg)

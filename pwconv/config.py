@@ -17,8 +17,11 @@ PRODUCT_MAX = 128 * 128
 
 #: How the array's multipliers are built: ``"infer"`` lets synthesis map each PE's ``x * w``
 #: (one 16x16 DSP per PE on iCE40); ``"ice40_dual8x8"`` computes two PEs' products on one iCE40
-#: SB_MAC16 in its 2 x 8x8 mode (an equivalent Amaranth model elsewhere).
-MAC_STYLES = ("infer", "ice40_dual8x8")
+#: SB_MAC16 in its 2 x 8x8 mode; ``"ecp5_mult18"`` computes each PE's product on one ECP5
+#: MULT18X18D between the cell's own operand and product registers, which Yosys does not use
+#: when it infers the cell (:class:`pwconv.hw.ecp5_mac.RegisteredMul8x8`). Both primitives
+#: have an equivalent Amaranth model elsewhere.
+MAC_STYLES = ("infer", "ice40_dual8x8", "ecp5_mult18")
 
 #: How the output channels are requantized: ``"parallel"``, one pipelined requantizer per array
 #: column (a 32 x 32 multiply each: 4 DSPs on iCE40 and ECP5), a result vector every cycle;
@@ -98,7 +101,7 @@ class ArrayConfig:
         Weight words the load port takes per cycle, 1..rows: a weight word is one array row's
         ``cols`` weights at one address, so a transfer writes ``load_width`` consecutive rows.
     lut_macs : int
-        With ``mac_style="infer"``: how many PEs (the last ones, row by row) build their 8x8
+        With ``mac_style`` ``"infer"`` or ``"ecp5_mult18"``: how many PEs (the last ones, row by row) build their 8x8
         product from fabric adders instead of leaving it to synthesis (which puts every ``*``
         on a DSP): for an FPGA with fewer DSPs than PEs. 0..rows*cols; same arithmetic and
         timing.
@@ -148,8 +151,9 @@ class ArrayConfig:
             raise ValueError(f"weight_banks must be 1 or 2, not {self.weight_banks}")
         _check_int("load_width", self.load_width, 1, self.rows)
         _check_int("lut_macs", self.lut_macs, 0, self.rows * self.cols)
-        if self.lut_macs and self.mac_style != "infer":
-            raise ValueError(f"lut_macs needs mac_style 'infer', not {self.mac_style!r}")
+        if self.lut_macs and self.mac_style == "ice40_dual8x8":
+            raise ValueError(f"lut_macs needs mac_style 'infer' or 'ecp5_mult18', not "
+                             f"{self.mac_style!r}")
         if self.requant_multiply not in REQUANT_MULTIPLIES:
             raise ValueError(f"requant_multiply must be 'dsp' or 'fabric', not "
                              f"{self.requant_multiply!r}")
@@ -205,8 +209,15 @@ class ArrayConfig:
         and 8x8 product registers (no logic cells, and every path into and out of the cell is
         timed). 3 with ``lut_macs``: a fabric multiplier's adder tree is cut by a register
         after its first level (in one cycle it was the longest path of the ULX3S build, 76.6
-        MHz), and the DSP PEs register their product twice to keep in step. Every PE has the
+        MHz), and the DSP PEs register their product twice to keep in step. 4 with
+        ``ecp5_mult18``: the PE's operand registers feed the MULT18X18D's own operand
+        registers and its product register feeds one beside the adder, so every route into
+        and out of the cell is register to register (a route into the inferred, unregistered
+        cell and its 3.9 ns multiply were the ULX3S build's longest path, 87.0 MHz), and a
+        fabric multiplier's tree is cut after each of its first two levels. Every PE has the
         same depth, so the systolic skew is unchanged and only :attr:`array_latency` grows."""
+        if self.mac_style == "ecp5_mult18":
+            return 4
         return 3 if self.lut_macs else 2
 
     @property

@@ -71,7 +71,7 @@ class Board:
         one of them, a new array shape keeps the default's DSP budget: its PEs beyond the DSPs
         the default gives the array build their products in fabric."""
         cfg = self.config
-        if "lut_macs" not in changes and cfg.mac_style == "infer" and (
+        if "lut_macs" not in changes and cfg.mac_style != "ice40_dual8x8" and (
                 "rows" in changes or "cols" in changes):
             dsp_macs = cfg.macs - cfg.lut_macs
             macs = changes.get("rows", cfg.rows) * changes.get("cols", cfg.cols)
@@ -155,8 +155,8 @@ ULX3S = Board(
     family="ecp5",
     platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
     config=ArrayConfig(rows=32, cols=6, max_channels=2048, max_filters=2048, weight_depth=1024,
-                       weight_banks=1, lut_macs=36, requant_multiply="fabric",
-                       roundings=("double", "ruy", "float")),
+                       weight_banks=1, lut_macs=36, mac_style="ecp5_mult18",
+                       requant_multiply="fabric", roundings=("double", "ruy", "float")),
     clk_freq=BOARD_LINKS["ulx3s"].clk_freq,
     osc_freq=25_000_000,
     baud=BOARD_LINKS["ulx3s"].baud,
@@ -166,17 +166,21 @@ ULX3S = Board(
     register_streams=True,
     why=(
         "The LFE5U-85F has 156 MULT18X18D, 208 DP16KD and 83,640 LUT4s. Every MULT18X18D is "
-        "an array MAC: Yosys puts each PE's 8x8 product on one, and the 36 PEs beyond the 156 "
-        "(`lut_macs`, the last six rows) build theirs from fabric adders (eight shifted "
-        "partial products in a three-level tree, registered after its first level: in one "
-        "cycle it was the critical path, 76.6 MHz), so 32x6 = 192 MACs. The requantizer is off "
+        "an array MAC: each PE's 8x8 product is on one, instantiated with the cell's own operand "
+        "and product registers (`mac_style=\"ecp5_mult18\"`; Yosys infers the cell but leaves "
+        "its registers unused, and a route into it plus its 3.9 ns multiply was the critical "
+        "path, 87.0 MHz), and the 36 PEs beyond the 156 (`lut_macs`, the last six rows) build "
+        "theirs from fabric adders (eight shifted partial products in a three-level tree, "
+        "registered after its first two levels: in one cycle it was the critical path, 76.6 "
+        "MHz), so 32x6 = 192 MACs. The requantizer is off "
         "the DSPs: one lane per column at a result vector per cycle (full rate for every "
         "MobileNetV2 layer), each lane's 32 x 32 multiply in fabric "
         "(`requant_multiply=\"fabric\"`: 16 radix-4 rows and a four-level registered adder "
         "tree); three rounding modes (double, ruy, float: the TFLite reference, ruy and "
         "XNNPACK / ONNX Runtime; single, TFLite's compile-time option, costs about 500 LUTs "
-        "per lane and is left out). Each PE is pipelined (`ArrayConfig.mac_latency`: weight "
-        "read, multiplier inputs and output registered), each array row's weights are one "
+        "per lane and is left out). Each PE is pipelined (`ArrayConfig.mac_latency`, 4: weight "
+        "read, multiplier inputs and output registered, and the product again beside the "
+        "adder), each array row's weights are one "
         "48-bit-wide memory (three DP16KD, one address bus per row instead of one per PE), "
         "and every lane stage is one carry chain or one shifter: the parameter read, the "
         "operand shift's amount and float's exponent are computed a stage ahead, the "

@@ -96,16 +96,20 @@ def test_latency():
     assert when == [1 + latency]    # beat entered before tick 1, sums sampled after tick 1+L
 
 
-@pytest.mark.parametrize("lut_macs", [5, 12])
-def test_fabric_multipliers_match_golden(lut_macs):
-    """Some (or all) PEs with fabric multipliers (``lut_macs``): same sums; every PE one
-    pipeline stage deeper (the fabric multiply cut by a register), so one cycle more."""
+@pytest.mark.parametrize("mac_style, lut_macs, deeper", [
+    ("infer", 5, 1), ("infer", 12, 1), ("ecp5_mult18", 0, 2), ("ecp5_mult18", 5, 2),
+    ("ecp5_mult18", 12, 2)])
+def test_fabric_multipliers_match_golden(mac_style, lut_macs, deeper):
+    """Some (or all) PEs with fabric multipliers (``lut_macs``), the others on inferred DSPs
+    or on the ECP5 cell's model with its own registers: same sums; every PE ``deeper``
+    pipeline stages deeper (the fabric multiply cut by one register, or by two beside the
+    registered cell), so that many cycles more."""
     cfg = ArrayConfig(rows=4, cols=3, max_channels=32, max_filters=32, weight_depth=64,
-                      lut_macs=lut_macs)
-    rng = np.random.default_rng(lut_macs)
+                      mac_style=mac_style, lut_macs=lut_macs)
+    rng = np.random.default_rng(lut_macs + len(mac_style))
     x = rng.integers(-128, 128, size=(5, 17), dtype=np.int8)
     w = rng.integers(-128, 128, size=(17, 7), dtype=np.int8)
     x[0, :], w[:, 0] = -128, -128
     got, _, latency = _run(cfg, x, w, rng.choice([0, 0, 1], size=60).tolist())
     np.testing.assert_array_equal(got, golden.conv1x1_acc(x, w, np.zeros(7, np.int32), 0))
-    assert latency == cfg.array_latency == ArrayConfig(rows=4, cols=3).array_latency + 1
+    assert latency == cfg.array_latency == ArrayConfig(rows=4, cols=3).array_latency + deeper

@@ -70,22 +70,24 @@ def test_sim_mac_matches_products():
 
 
 def test_init_wrong_mac_latency():
-    with pytest.raises(ValueError, match=r"^MAC latency must be 0, 2 or 3, not 1$"):
+    with pytest.raises(ValueError, match=r"^MAC latency must be 0, 2, 3 or 4, not 1$"):
         ProcessingElement(depth=4, psum_in_shape=None, psum_out_shape=signed(16),
                           mac_latency=1)
 
 
-def test_init_fabric_multiplier_needs_latency_3():
-    with pytest.raises(ValueError, match=r"^A fabric multiplier needs mac_latency=3$"):
+def test_init_fabric_multiplier_needs_latency_3_or_4():
+    with pytest.raises(ValueError, match=r"^A fabric multiplier needs mac_latency 3 or 4$"):
         ProcessingElement(depth=4, psum_in_shape=None, psum_out_shape=signed(16),
                           mac_latency=2, fabric_multiplier=True)
 
 
-@pytest.mark.parametrize("mac_latency, fabric", [(2, False), (3, False), (3, True)])
+@pytest.mark.parametrize("mac_latency, fabric",
+                         [(2, False), (3, False), (3, True), (4, False), (4, True)])
 def test_sim_pipelined_mac_matches_products(mac_latency, fabric):
     """A stream of (addr, x, psum) one per cycle, psum ``mac_latency`` cycles after its x;
     every psum_out is psum + x * w[addr], one cycle after psum, and x_out one after x (a DSP
-    product with 2 or 3 registers, a fabric one cut by its register)."""
+    product with 2 or 3 registers or on a registered multiplier cell, a fabric one cut by one
+    or two registers)."""
     dut = ProcessingElement(depth=8, psum_in_shape=signed(20), psum_out_shape=signed(21),
                             mac_latency=mac_latency, fabric_multiplier=fabric)
     rng = random.Random(2 + mac_latency + fabric)
@@ -124,34 +126,44 @@ def test_sim_pipelined_mac_matches_products(mac_latency, fabric):
     sim.run()
 
 
-@pytest.mark.parametrize("registered", [False, True])
-def test_fabric_product_is_exact(registered):
+@pytest.mark.parametrize("registered_levels", [0, 1, 2])
+def test_fabric_product_is_exact(registered_levels):
     """All 65536 int8 pairs through :func:`fabric_product` (the LUT multiplier) in Amaranth's
-    simulator, against Python's product; registered, each product one cycle after its
-    operands while the next pair goes in."""
+    simulator, against Python's product; with registered levels, each product that many
+    cycles after its operands while the next pairs go in."""
     from pwconv.hw.pe import fabric_product
     m = Module()
     x, w = Signal(signed(8)), Signal(signed(8))
     p = Signal(signed(16))
-    m.d.comb += p.eq(fabric_product(m, x, w, registered=registered))
+    m.d.comb += p.eq(fabric_product(m, x, w, registered_levels=registered_levels))
 
     async def bench(ctx):
-        previous = None
+        history = []
         for a in range(-128, 128):
             for b in range(-128, 128):
                 ctx.set(x, a)
                 ctx.set(w, b)
-                if not registered:
+                if not registered_levels:
                     assert ctx.get(p) == a * b, (a, b)
                     continue
-                # The inputs are already the next pair's: the product is the last pair's.
-                if previous is not None:
-                    assert ctx.get(p) == previous[0] * previous[1], previous
-                previous = (a, b)
+                # The inputs are already the next pair's: the product is that of the pair
+                # `registered_levels` cycles back.
+                if len(history) >= registered_levels:
+                    pair = history[-registered_levels]
+                    assert ctx.get(p) == pair[0] * pair[1], pair
+                history.append((a, b))
                 await ctx.tick()
 
     sim = Simulator(m)
-    if registered:
+    if registered_levels:
         sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_fabric_product_rejects_three_registered_levels():
+    from pwconv.hw.pe import fabric_product
+    m = Module()
+    with pytest.raises(ValueError, match=r"^Registered levels must be 0, 1 or 2, not 3$"):
+        fabric_product(m, Signal(signed(8)), Signal(signed(8)), registered_levels=3)
+    Fragment.get(m, None)       # the module is used (no UnusedElaboratable warning)
