@@ -440,34 +440,53 @@ class LinkController(wiring.Component):
         # Reply payloads. Result bytes are read from the accelerator's output in place (no copy):
         # a vector is taken once its last byte is sent, its int8 lanes' low bytes, or in raw
         # mode all 4 bytes of every lane, little-endian.
+        #
+        # The byte offered to the sender is a register: the source's byte at the sender's index
+        # (and the result byte) of the cycle before. It is offered once it has settled: the
+        # source had a byte last cycle and no byte was taken then (the index, the result byte
+        # and the vector change only when one is), so it is never a stale one; at most one
+        # byte every two cycles, far more than a UART takes. Combinational, the byte select
+        # over the result vector ran on through the sender into the UART's shift register and
+        # the CRC, the ULX3S build's longest path (76.2 MHz, 10.7 ns of it routing).
         vector = self.results.payload.as_value()
         result_byte = Signal(range(4 * cfg.cols))
         last_byte = Signal()
         m.d.comb += last_byte.eq(result_byte == Mux(layer.raw, 4 * cfg.cols, cfg.cols) - 1)
+        source_byte = Signal(8)
+        source_valid = Signal()
         with m.Switch(source):
             with m.Case(_SRC_SMALL):
-                m.d.comb += [sender.payload.valid.eq(1),
-                             sender.payload.payload.eq(small.word_select(sender.index[:1], 8))]
+                m.d.comb += [source_valid.eq(1),
+                             source_byte.eq(small.word_select(sender.index[:1], 8))]
             with m.Case(_SRC_IDENTITY):
                 index = sender.index[:ceil_log2(IDENTITY_BYTES)]
-                m.d.comb += [sender.payload.valid.eq(1),
-                             sender.payload.payload.eq(identity.word_select(index, 8))]
+                m.d.comb += [source_valid.eq(1),
+                             source_byte.eq(identity.word_select(index, 8))]
             with m.Case(_SRC_STATUS):
                 index = sender.index[:ceil_log2(STATUS_BYTES)]
-                m.d.comb += [sender.payload.valid.eq(1),
-                             sender.payload.payload.eq(status.word_select(index, 8))]
+                m.d.comb += [source_valid.eq(1),
+                             source_byte.eq(status.word_select(index, 8))]
             with m.Case(_SRC_RESULT):
                 m.d.comb += [
-                    sender.payload.valid.eq(self.results.valid),
-                    sender.payload.payload.eq(Mux(layer.raw, vector.word_select(result_byte, 8),
-                                                  vector.word_select(result_byte, 32)[:8])),
+                    source_valid.eq(self.results.valid),
+                    source_byte.eq(Mux(layer.raw, vector.word_select(result_byte, 8),
+                                       vector.word_select(result_byte, 32)[:8])),
                 ]
-                with m.If(sender.payload.valid & sender.payload.ready):
-                    with m.If(last_byte):
-                        m.d.comb += self.results.ready.eq(1)
-                        m.d.sync += result_byte.eq(0)
-                    with m.Else():
-                        m.d.sync += result_byte.eq(result_byte + 1)
+        offered = Signal(8)
+        settled = Signal()
+        taken = Signal()
+        m.d.comb += [
+            taken.eq(sender.payload.valid & sender.payload.ready),
+            sender.payload.valid.eq(source_valid & settled),
+            sender.payload.payload.eq(offered),
+        ]
+        m.d.sync += [offered.eq(source_byte), settled.eq(source_valid & ~taken)]
+        with m.If(taken & (source == _SRC_RESULT)):
+            with m.If(last_byte):
+                m.d.comb += self.results.ready.eq(1)
+                m.d.sync += result_byte.eq(0)
+            with m.Else():
+                m.d.sync += result_byte.eq(result_byte + 1)
 
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | receiver.active)
         return m
