@@ -221,6 +221,18 @@ class LinkController(wiring.Component):
         next_len = Signal.like(result_len)
         m.d.comb += next_len.eq(result_len + pixel_bytes)
 
+        # SET_LAYER checks of the assembled word, registered: the word is whole in the WORD
+        # state, so in LAYER_CHECK (the cycle after) these are its flags, and the compares are
+        # not in front of the NACK's register enables.
+        bad_shape = Signal()
+        bad_rounding = Signal()
+        m.d.sync += [
+            bad_shape.eq((layer_word.beats == 0) | (layer_word.beats > cfg.max_beats)
+                         | (layer_word.tiles == 0) | (layer_word.tiles > cfg.max_tiles)),
+            bad_rounding.eq(~Cat(*(layer_word.rounding == ROUNDINGS.index(r)
+                                   for r in cfg.roundings)).any()),
+        ]
+
         # SET_LAYER size check: beats * tiles <= weight_depth by repeated addition.
         tiles_done = Signal(range(cfg.max_tiles + 1))
         product = Signal(range(cfg.weight_depth + cfg.max_beats + 1))
@@ -393,11 +405,9 @@ class LinkController(wiring.Component):
                     m.next = "READ"
 
             with m.State("LAYER_CHECK"):
-                with m.If((layer_word.beats == 0) | (layer_word.beats > cfg.max_beats)
-                          | (layer_word.tiles == 0) | (layer_word.tiles > cfg.max_tiles)):
+                with m.If(bad_shape):
                     nack(Error.BAD_LAYER)
-                with m.Elif(~Cat(*(layer_word.rounding == ROUNDINGS.index(r)
-                                   for r in cfg.roundings)).any()):
+                with m.Elif(bad_rounding):
                     nack(Error.BAD_ROUNDING)
                 with m.Else():
                     m.d.sync += [tiles_done.eq(0), product.eq(0), lanes.eq(0)]
