@@ -6,6 +6,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.vendor import LatticePlatform
 
+from .params import check_primitive
+
 __all__ = ["RegisteredMul8x8", "MULT18X18D_REGISTERED_PARAMS"]
 
 #: MULT18X18D parameters of a signed multiplier whose A and B operands and whose product are
@@ -72,13 +74,8 @@ class RegisteredMul8x8(wiring.Component):
     b: In(signed(8))
     p: Out(signed(16))
 
-    #: Cycles from ``a``, ``b`` to their product on ``p``.
-    LATENCY = 2
-
     def __init__(self, *, primitive=None):
-        if not any(primitive is choice for choice in (None, True, False)):
-            self._MustUse__silence = True
-            raise TypeError(f"primitive must be None, True or False, not {primitive!r}")
+        check_primitive(self, primitive)
         self._primitive = primitive
         super().__init__()
 

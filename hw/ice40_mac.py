@@ -5,6 +5,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.vendor import SiliconBluePlatform
 
+from .params import check_primitive
+
 __all__ = ["DualMul8x8", "SB_MAC16_DUAL8X8_PARAMS", "SB_MAC16_REGISTERED"]
 
 #: SB_MAC16 parameters of two independent, unregistered, signed 8x8 multipliers.
@@ -87,9 +89,7 @@ class DualMul8x8(wiring.Component):
     p1: Out(signed(16))
 
     def __init__(self, *, primitive=None, latency=0):
-        if primitive not in (None, True, False):
-            self._MustUse__silence = True
-            raise TypeError(f"primitive must be None, True or False, not {primitive!r}")
+        check_primitive(self, primitive)
         if latency not in (0, 2):
             self._MustUse__silence = True
             raise ValueError(f"Latency must be 0 or 2, not {latency!r}")
