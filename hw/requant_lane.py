@@ -301,6 +301,16 @@ class RequantLane(wiring.Component):
         def reg(shape, name):
             return Signal(shape, name=name, reset_less=True)
 
+        def own(name, shape=1, reset_less=False):
+            """A control register of this lane's own. Every lane's copy has the same input
+            (the layer's settings, the shared valid), and Yosys merges identical registers
+            (opt_merge): one register then fans out to every lane across the die (at 89.8 MHz
+            the ULX3S build's longest path ran from lane2's merged ``is_float`` into lane5's
+            shift mask, 6.4 ns of it routing). ``keep`` keeps the copies apart: the board
+            flow marks the flip-flops that drive ``keep`` wires (``synth.flow``,
+            ``SCRIPT_AFTER_READ``), and opt_merge leaves two kept cells alone."""
+            return Signal(shape, name=name, reset_less=reset_less, attrs={"keep": 1})
+
         # The layer's mode, one flag per included mode (constants when the lane has one), and
         # raw: registered, since they fan out to every stage (the settings are stable while
         # busy, so from an input's cycle on; stage 1, in that cycle, reads raw directly).
@@ -314,7 +324,7 @@ class RequantLane(wiring.Component):
                 decoded = ~Cat(*(self.rounding == i for i in others)).any()
             else:
                 decoded = self.rounding == ROUNDINGS.index(mode)
-            is_mode[mode] = Signal(name=f"is_{mode}")
+            is_mode[mode] = own(f"is_{mode}")
             m.d.sync += is_mode[mode].eq(decoded)
 
         def mode_is(*names):
@@ -322,12 +332,12 @@ class RequantLane(wiring.Component):
             return Cat(*flags).any() if flags else Const(0)
 
         is_float, is_single = mode_is("float"), mode_is("single")
-        raw = Signal()
+        raw = own("raw")
         m.d.sync += raw.eq(self.raw)
         # The output settings too: the last two stages read them, so registered copies next to
         # those stages replace routes from the layer's registers (far away, shared by every
         # lane) with local ones.
-        zero_point, act_min, act_max = (reg(signed(8), name) for name in
+        zero_point, act_min, act_max = (own(name, signed(8), reset_less=True) for name in
                                         ("zero_point", "act_min", "act_max"))
         m.d.sync += [zero_point.eq(self.output_zero_point), act_min.eq(self.activation_min),
                      act_max.eq(self.activation_max)]
@@ -335,7 +345,7 @@ class RequantLane(wiring.Component):
         # Stage 1: add the bias (int32 wrap), split the shift (both zero in raw mode).
         acc1, mult1 = reg(signed(32), "acc1"), reg(signed(32), "mult1")
         left1, right1 = reg(unsigned(5), "left1"), reg(unsigned(5), "right1")
-        valid1 = Signal()
+        valid1 = own("valid1")
         m.d.sync += [
             valid1.eq(self.valid),
             acc1.eq(_wrap32(self.sum + self.bias)),
@@ -359,7 +369,7 @@ class RequantLane(wiring.Component):
             # up once, a 1 entering below: no subtractor after the count).
             ones_run = Cat(Const(1, 1), (~acc1)[:31])
             lz_source = Mux(acc1[31], ones_run, acc1.as_unsigned())
-            valid2 = Signal()
+            valid2 = own("valid2")
             # The operand shift's amount is chosen here too, so the next stage is the shifter
             # alone.
             leading = _leading_zeros(m, lz_source, 32)
@@ -396,7 +406,7 @@ class RequantLane(wiring.Component):
         load = Signal()
         if has_float:
             # One more stage: float32(acc)'s significand, rounded to 24 bits, ties to even.
-            norm3, valid3 = reg(unsigned(32), "norm3"), Signal()
+            norm3, valid3 = reg(unsigned(32), "norm3"), own("valid3")
             mult3, left3, right3 = reg(signed(32), "mult3"), reg(unsigned(5), "left3"), \
                 reg(unsigned(5), "right3")
             lz3, neg3, zero3 = reg(unsigned(6), "lz3"), reg(1, "neg3"), reg(1, "zero3")
@@ -433,7 +443,7 @@ class RequantLane(wiring.Component):
             a_next, b_next = shifted, Mux(raw, 1, mult1)
             load_valid, src_mult, src_left, src_right = valid2, mult1, left1, right1
         m.d.comb += load.eq(load_valid)
-        valid_op = Signal()
+        valid_op = own("valid_op")
         m.d.sync += valid_op.eq(load_valid)
         # SRDHM's one saturating case, INT32_MIN * INT32_MIN. Only the fixed-point operands
         # can be it (a raw input multiplies by 1; float's are below 2^25), so it is compared
@@ -508,7 +518,7 @@ class RequantLane(wiring.Component):
             b_lo, b_hi = b_op[:16], b_op[16:].as_signed()
             p_ll, p_lh = reg(unsigned(32), "p_ll"), reg(signed(33), "p_lh")
             p_hl, p_hh = reg(signed(33), "p_hl"), reg(signed(32), "p_hh")
-            valid_m1, valid_m2 = Signal(), Signal()
+            valid_m1, valid_m2 = own("valid_m1"), own("valid_m2")
             m.d.sync += [
                 valid_m1.eq(valid_op),
                 p_ll.eq(a_lo * b_lo), p_lh.eq(a_lo * b_hi), p_hl.eq(a_hi * b_lo),
@@ -529,7 +539,7 @@ class RequantLane(wiring.Component):
             # -2a or -a) summed by a binary tree of adders, one level per pipeline stage.
             a_f, b_f = reg(signed(32), "a_f"), reg(signed(32), "b_f")
             a_x3, a_neg = reg(signed(34), "a_x3"), reg(signed(34), "a_neg")
-            valid_f = Signal()
+            valid_f = own("valid_f")
             m.d.sync += [valid_f.eq(valid_op), a_f.eq(a_op), b_f.eq(b_op),
                          a_x3.eq(a_op + (a_op << 1)), a_neg.eq(-a_op)]
             sideband = delay_sideband("f")
@@ -540,7 +550,7 @@ class RequantLane(wiring.Component):
                 terms = _sum_pairs(m, terms, f"mul_l{len(valids)}", 64)
                 if len(terms) > 1:      # a level before the product: the sideband moves on
                     sideband = delay_sideband(f"l{len(valids)}")
-                    stage_valid = Signal(name=f"valid_l{len(valids)}")
+                    stage_valid = own(f"valid_l{len(valids)}")
                     m.d.sync += stage_valid.eq(valids[-1])
                     valids.append(stage_valid)
             last_step = valids[-1]      # the product's inputs: it is registered next
@@ -559,7 +569,7 @@ class RequantLane(wiring.Component):
             first_step = valid_op
             step_line = [first_step]
             for index in range(1, steps + levels):
-                stage = Signal(name=f"step{index}")
+                stage = own(f"step{index}")
                 m.d.sync += stage.eq(step_line[-1])
                 step_line.append(stage)
             last_step = step_line[steps - 1]     # b_op holds the top digit
@@ -593,7 +603,7 @@ class RequantLane(wiring.Component):
             last_step = step_line[-1]
 
         # The product is complete the cycle after last_step; its operands' sideband beside it.
-        valid_p = Signal()
+        valid_p = own("valid_p")
         m.d.sync += valid_p.eq(last_step)
         side_p = {}
         if steps == 1:
@@ -616,7 +626,7 @@ class RequantLane(wiring.Component):
         mask_h = reg(unsigned(h_width), "mask_h")  # 2^amount_h - 1, registered with it
         amount_next = Signal(unsigned(6))      # the amount_h this input gets
         m.d.comb += amount_next.eq(amount_h)
-        valid_h = Signal()
+        valid_h = own("valid_h")
         m.d.sync += valid_h.eq(valid_p)
         # double and ruy: floor((P + 2^30) / 2^31) = (P >> 31) + P[30], 33 bits.
         srdhm = Signal(signed(33))
@@ -681,7 +691,7 @@ class RequantLane(wiring.Component):
         m.d.comb += tie.eq(Cat(*tie_rules).any())
         quotient, round_up = _round_shift(m, self._divide, high, amount_h, mask_h, tie, "rdbpot")
         scaled, up_s = reg(signed(32), "scaled"), reg(1, "up_s")
-        valid_s = Signal()
+        valid_s = own("valid_s")
         neg_s = reg(1, "neg_s")
         m.d.sync += [valid_s.eq(valid_h), neg_s.eq(neg_h),
                      scaled.eq(_wrap32(quotient)), up_s.eq(round_up)]
@@ -696,7 +706,7 @@ class RequantLane(wiring.Component):
         # (an int32 add, wrapping as compiled C does; float's magnitude is subtracted for a
         # negative acc: zp - (q + up) = zp + ~q + (1 - up)), or the raw accumulator.
         biased = reg(signed(32), "biased")
-        valid_b = Signal()
+        valid_b = own("valid_b")
         m.d.sync += valid_b.eq(valid_s)
         # One adder: (q or ~q) + (zp, or 0 when raw) + carry (raw makes neg_s 0).
         zp = Mux(raw, 0, zero_point)
@@ -709,7 +719,7 @@ class RequantLane(wiring.Component):
 
         # Activation clamp (raw values pass).
         out = reg(signed(32), "out")
-        valid_o = Signal()
+        valid_o = own("valid_o")
         m.d.sync += valid_o.eq(valid_b)
         with m.If(raw):
             m.d.sync += out.eq(biased)
@@ -728,7 +738,7 @@ class RequantLane(wiring.Component):
         # busy: the input, or anything in flight last cycle (every pipeline valid is a delayed
         # copy of one in in_flight, so this covers them all, one cycle longer at the end): a
         # register after the OR tree instead of the whole tree in the caller's idle logic.
-        in_flight_before = Signal()
+        in_flight_before = own("in_flight_before")
         m.d.sync += in_flight_before.eq(Cat(*in_flight).any())
         m.d.comb += self.busy.eq(self.valid | in_flight_before)
         return m

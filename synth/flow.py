@@ -32,7 +32,13 @@ PLL_TOOLS = {"ice40": "yowasp-icepll", "ecp5": "yowasp-ecppll"}
 
 #: Yosys 0.70's synth_ice40 asserts (``count_id(wire->name) == 0``) on an Amaranth design
 #: with >= 2 array columns unless processes and port buses are split first.
-SCRIPT_AFTER_READ = "proc; splitnets -ports"
+#: Then the flip-flops driving a wire with the ``keep`` attribute (``Signal(attrs={"keep": 1})``)
+#: get ``keep`` themselves: Yosys keeps such wires, but its opt_merge still merges identical
+#: flip-flops behind them, and it leaves two cells alone only when both carry ``keep``
+#: (passes/opt/opt_merge.cc). That is how a requantizer lane keeps its own copies of the
+#: layer's settings and of the valid line (``hw/requant_lane.py``, ``own``).
+KEEP_REGISTERS = "setattr -set keep 1 a:keep w:* %i %ci1:+[Q] t:$*dff* %i"
+SCRIPT_AFTER_READ = f"proc; splitnets -ports; {KEEP_REGISTERS}"
 
 
 class BuildError(RuntimeError):
