@@ -8,7 +8,7 @@ from pwconv.config import REQUANT_MULTIPLIES as MULTIPLIES, REQUANT_STEPS, ROUND
 from .layouts import SHIFT_SHAPE
 from .params import rejected
 
-__all__ = ["RequantLane", "INT32_MIN", "INT32_MAX", "DIVIDE_FORMS"]
+__all__ = ["RequantLane", "INT32_MIN", "INT32_MAX", "DIVIDE_FORMS", "OWN_REGISTER"]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -18,6 +18,10 @@ INT32_MAX = (1 << 31) - 1
 #: no carry chain; the fast one, for ECP5) or ``"add"`` (a rounding bias added before the
 #: shift; the smaller one on iCE40). `make lane-cost` measures both boards' lanes.
 DIVIDE_FORMS = ("compare", "add")
+
+#: The attribute of a wire whose flip-flops Yosys must not merge with identical ones
+#: elsewhere (each lane's copy of a shared setting); ``synth.flow.KEEP_REGISTERS`` reads it.
+OWN_REGISTER = "pwconv_own"
 
 
 def _wrap32(value):
@@ -306,10 +310,12 @@ class RequantLane(wiring.Component):
             (the layer's settings, the shared valid), and Yosys merges identical registers
             (opt_merge): one register then fans out to every lane across the die (at 89.8 MHz
             the ULX3S build's longest path ran from lane2's merged ``is_float`` into lane5's
-            shift mask, 6.4 ns of it routing). ``keep`` keeps the copies apart: the board
-            flow marks the flip-flops that drive ``keep`` wires (``synth.flow``,
-            ``SCRIPT_AFTER_READ``), and opt_merge leaves two kept cells alone."""
-            return Signal(shape, name=name, reset_less=reset_less, attrs={"keep": 1})
+            shift mask, 6.4 ns of it routing). The ``pwconv_own`` attribute keeps the copies
+            apart: the board flow gives the flip-flops behind such wires ``keep``
+            (``synth.flow.KEEP_REGISTERS``), and opt_merge leaves two kept cells alone;
+            ``keep`` on the wire keeps its name in the netlist and timing reports."""
+            return Signal(shape, name=name, reset_less=reset_less,
+                          attrs={"keep": 1, OWN_REGISTER: 1})
 
         # The layer's mode, one flag per included mode (constants when the lane has one), and
         # raw: registered, since they fan out to every stage (the settings are stable while

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..hw.requant_lane import OWN_REGISTER
 from .boards import Board, board as board_named
 from .report import make_report, write_report
 
@@ -32,13 +33,14 @@ PLL_TOOLS = {"ice40": "yowasp-icepll", "ecp5": "yowasp-ecppll"}
 
 #: Yosys 0.70's synth_ice40 asserts (``count_id(wire->name) == 0``) on an Amaranth design
 #: with >= 2 array columns unless processes and port buses are split first.
-#: Then the flip-flops driving a wire with the ``keep`` attribute (``Signal(attrs={"keep": 1})``)
-#: get ``keep`` themselves: Yosys keeps such wires, but its opt_merge still merges identical
-#: flip-flops behind them, and it leaves two cells alone only when both carry ``keep``
-#: (passes/opt/opt_merge.cc). That is how a requantizer lane keeps its own copies of the
-#: layer's settings and of the valid line (``hw/requant_lane.py``, ``own``).
-KEEP_REGISTERS = "setattr -set keep 1 a:keep w:* %i %ci1:+[Q] t:$*dff* %i"
-SCRIPT_AFTER_READ = f"proc; splitnets -ports; {KEEP_REGISTERS}"
+#: Then the flip-flops driving a wire with the ``pwconv_own`` attribute
+#: (``hw.requant_lane.OWN_REGISTER``) get ``keep``: Yosys's opt_merge merges identical
+#: flip-flops, and leaves two cells alone only when both carry ``keep``
+#: (passes/opt/opt_merge.cc; ``keep`` on the wire alone does not stop it). That is how each
+#: requantizer lane keeps its own copies of the layer's settings and of the valid line. It runs
+#: before splitnets, which drops the attribute from the bits of the wires it splits.
+KEEP_REGISTERS = f"setattr -set keep 1 a:{OWN_REGISTER} w:* %i %ci1:+[Q] t:$*dff* %i"
+SCRIPT_AFTER_READ = f"proc; {KEEP_REGISTERS}; splitnets -ports"
 
 
 class BuildError(RuntimeError):

@@ -2,7 +2,7 @@
 
 The lanes' mode flags, raw flag, output settings and valid line all have the same inputs, so
 Yosys's opt_merge folds them into one register per name for every lane; the board flow's
-``KEEP_REGISTERS`` step (with the lanes' ``keep`` wires) keeps one per lane. The second case
+``KEEP_REGISTERS`` step (for the lanes' ``pwconv_own`` wires) keeps one per lane. The second case
 runs the flow's script without that step, and shows the merge it prevents still happens: if
 Yosys ever stops merging, the step can go.
 """
@@ -54,7 +54,7 @@ def _lane_registers(workdir, script):
 
 @pytest.mark.parametrize("keep", [True, False], ids=["flow", "without_keep_step"])
 def test_each_lane_has_its_own_registers(tmp_path, keep):
-    script = SCRIPT_AFTER_READ if keep else SCRIPT_AFTER_READ.replace(f"; {KEEP_REGISTERS}", "")
+    script = SCRIPT_AFTER_READ if keep else SCRIPT_AFTER_READ.replace(f" {KEEP_REGISTERS};", "")
     assert (KEEP_REGISTERS in script) is keep
     for name, lanes in _lane_registers(tmp_path, script).items():
         distinct = len(set(lanes))
