@@ -10,7 +10,7 @@ the ONNX model with `onnx.helper`.
 import flatbuffers
 import numpy as np
 
-__all__ = ["conv1x1_tflite", "run_tflite", "conv1x1_onnx", "run_onnx",
+__all__ = ["conv1x1_tflite", "run_tflite", "conv1x1_onnx", "run_onnx", "onnxruntime_session",
            "RUNTIMES", "random_scales", "random_runtime_layer", "run_runtime", "compare_runtimes"]
 
 #: The runtimes compared, and the interpreter resolver of the TFLite ones.
@@ -184,13 +184,44 @@ def conv1x1_onnx(w, bias, input_scale, weight_scales, output_scale, input_zero_p
     return model.SerializeToString()
 
 
+def onnxruntime_session(model, *, optimized_path=None):
+    """An ONNX Runtime CPU session of ``model`` (bytes) that computes exact integer
+    arithmetic on every CPU (one thread; ``optimized_path``: where to write the graph ONNX
+    Runtime optimized).
+
+    On x86-64 CPUs without VNNI (SSE4.1, AVX2, AVX-512 without VNNI), ONNX Runtime's default
+    U8S8 kernels (QLinearConv with uint8 activations, the fused QDQ Conv, MatMulInteger) sum
+    pairs of u8 x s8 products in 16 bits with saturation (VPMADDUBSW): a large pair sum is
+    clipped, and the result is not the integer convolution. ``session.x64quantprecision=1``
+    (kOrtSessionOptionsAvx2PrecisionMode in onnxruntime_session_options_config_keys.h) makes
+    it rewrite the s8 weights to u8 and use the exact U8U8 kernels. On VNNI and ARM CPUs it
+    changes nothing. pwconv computes the exact integer sum, so that is what it is compared
+    with. On an AVX2 machine it matters: a uint8 QLinearConv gave outputs up to 12 steps off
+    with the default options. The rewrite leaves a QLinearConv with int8 activations without
+    a kernel (int8 x uint8: NOT_IMPLEMENTED), so such a model gets the default options. Its
+    S8S8 kernel does not take the saturating path.
+    """
+    import onnxruntime as ort
+    from onnxruntime.capi.onnxruntime_pybind11_state import NotImplemented as OrtNotImplemented
+
+    for precise in (True, False):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        if precise:
+            options.add_session_config_entry("session.x64quantprecision", "1")
+        if optimized_path is not None:
+            options.optimized_model_filepath = str(optimized_path)
+        try:
+            return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except OrtNotImplemented:
+            if not precise:
+                raise
+
+
 def run_onnx(model, x):
     """Run a one-input ONNX ``model`` (bytes) on ``x`` with ONNX Runtime's CPU provider."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(model)
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from ..layer import Layer
+from ..runtimes import onnxruntime_session
 from .base import Model, ModelError, OpStats, make_quantization
 
 __all__ = ["ONNXModel"]
@@ -108,18 +109,14 @@ class ONNXModel(Model):
         if importlib.util.find_spec("onnxruntime") is None:
             return set()
         import onnx
-        import onnxruntime as ort
         convs = {n.output[0]: g.y for g in self.groups if g.op == "Conv (QDQ)"
                  for n in g.nodes if n.op_type == "Conv"}
         if not convs:
             return set()
         with tempfile.TemporaryDirectory() as tmp:
-            options = ort.SessionOptions()
-            options.log_severity_level = 3
-            options.optimized_model_filepath = f"{tmp}/optimized.onnx"
-            ort.InferenceSession(self.model.SerializeToString(), options,
-                                 providers=["CPUExecutionProvider"])
-            optimized = onnx.load(options.optimized_model_filepath)
+            onnxruntime_session(self.model.SerializeToString(),
+                                optimized_path=f"{tmp}/optimized.onnx")
+            optimized = onnx.load(f"{tmp}/optimized.onnx")
         return {convs[n.output[0]] for n in optimized.graph.node
                 if n.op_type == "Conv" and n.output[0] in convs}
 
@@ -357,13 +354,8 @@ class ONNXModel(Model):
                        ).astype(zp.dtype)
 
     def _session(self, key, model_bytes):
-        import onnxruntime as ort
         if key not in self._sessions:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            options.log_severity_level = 3
-            self._sessions[key] = ort.InferenceSession(model_bytes, options,
-                                                       providers=["CPUExecutionProvider"])
+            self._sessions[key] = onnxruntime_session(model_bytes)
         return self._sessions[key]
 
     def _run_ops(self, x, offload, run, rounding):
