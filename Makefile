@@ -39,11 +39,16 @@ fst-libs:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq liblz4-dev zlib1g-dev; }
 
 # Every test but the full-size ULX3S place and route (about an hour): `make test-all` adds it.
+# Two pytest-xdist workers, one test file per worker at a time, the board builds started first
+# (tests/conftest.py); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q --durations=10 \
+  $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-all: setup
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 demo: setup
 	$(BIN)/pwconv demo --backend verilator

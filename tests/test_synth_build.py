@@ -22,6 +22,9 @@ BUILDS = {
 PARAMS = [pytest.param("icebreaker"), pytest.param("ulx3s-2x2"),
           pytest.param("ulx3s", marks=pytest.mark.slow)]
 
+#: Minutes per build: started first under `make test`'s two workers (tests/conftest.py).
+pytestmark = pytest.mark.long
+
 _reports = {}
 
 
