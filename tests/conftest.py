@@ -20,5 +20,4 @@ import pytest
 
 
 def pytest_collection_modifyitems(config, items):
-    long_first = sorted(items, key=lambda item: item.get_closest_marker("long") is None)
-    items[:] = long_first
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)   # stable

@@ -21,6 +21,6 @@ def test_long_tests_go_first_and_the_rest_keep_their_order():
     assert [item.name for item in items] == ["build1", "build2", "a1", "a2", "b1"]
 
 
-def test_the_board_builds_are_marked_long(request):
+def test_the_board_builds_are_marked_long():
     from test_synth_build import pytestmark
     assert pytestmark.name == "long"

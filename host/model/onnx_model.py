@@ -114,9 +114,9 @@ class ONNXModel(Model):
         if not convs:
             return set()
         with tempfile.TemporaryDirectory() as tmp:
-            onnxruntime_session(self.model.SerializeToString(),
-                                optimized_path=f"{tmp}/optimized.onnx")
-            optimized = onnx.load(f"{tmp}/optimized.onnx")
+            optimized_path = f"{tmp}/optimized.onnx"
+            onnxruntime_session(self.model.SerializeToString(), optimized_path=optimized_path)
+            optimized = onnx.load(optimized_path)
         return {convs[n.output[0]] for n in optimized.graph.node
                 if n.op_type == "Conv" and n.output[0] in convs}
 
