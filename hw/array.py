@@ -124,26 +124,30 @@ class SystolicArray(wiring.Component):
         cfg = self._cfg
         m = Module()
 
-        # Control travels beside the data: control[d] is the beat that entered d cycles ago.
+        # Control travels beside the data: valid[d] and control[d] are the beat that entered d
+        # cycles ago. Only the valid bits are reset; the rest is read only where its valid bit
+        # is set, so it is reset_less (the reset net's fanout stays small).
         control_layout = data.StructLayout({
-            "valid": 1, "first": 1, "last": 1, "tile": self.beat.tile.shape()})
+            "first": 1, "last": 1, "tile": self.beat.tile.shape()})
+        valid = [self.beat_valid]
         control = [Signal(control_layout, name="control_d0")]
         m.d.comb += [
-            control[0].valid.eq(self.beat_valid),
             control[0].first.eq(self.beat.first),
             control[0].last.eq(self.beat.last),
             control[0].tile.eq(self.beat.tile),
         ]
         for d in range(1, self.latency + 1):
-            stage = Signal(control_layout, name=f"control_d{d}")
-            m.d.sync += stage.eq(control[d - 1])
+            stage_valid = Signal(name=f"valid_d{d}")
+            stage = Signal(control_layout, name=f"control_d{d}", reset_less=True)
+            m.d.sync += [stage_valid.eq(valid[d - 1]), stage.eq(control[d - 1])]
+            valid.append(stage_valid)
             control.append(stage)
         # busy: any stage valid. The stages after the first are last cycle's stages but the
         # last, so their OR is registered: one gate after the incoming beat_valid, no OR tree
         # (a long path into the sequencer and the link otherwise).
         later_busy = Signal()
-        m.d.sync += later_busy.eq(Cat(*(stage.valid for stage in control[:-1])).any())
-        m.d.comb += self.busy.eq(control[0].valid | later_busy)
+        m.d.sync += later_busy.eq(Cat(*valid[:-1]).any())
+        m.d.comb += self.busy.eq(valid[0] | later_busy)
 
         # Weight writes: row r takes lane group r % load_width of transfers to its row group.
         write_addr = Signal(_addr(cfg.weight_memory_depth))
@@ -235,17 +239,18 @@ class SystolicArray(wiring.Component):
         deskew = cfg.requantizer == "parallel"
         for c in range(cfg.cols):
             acc = Signal(cfg.acc_shape, name=f"acc{c}", reset_less=True)
-            ctl = control[cfg.rows + c + 1 + cfg.mac_latency]
-            with m.If(ctl.valid):
-                m.d.sync += acc.eq(Mux(ctl.first, 0, acc) + pes[cfg.rows - 1][c].psum_out)
-            done = control[cfg.rows + c + 2 + cfg.mac_latency]
-            m.d.comb += self.column_done[c].eq(done.valid & done.last)
+            arrive = cfg.rows + c + 1 + cfg.mac_latency
+            with m.If(valid[arrive]):
+                m.d.sync += acc.eq(Mux(control[arrive].first, 0, acc)
+                                   + pes[cfg.rows - 1][c].psum_out)
+            done = arrive + 1
+            m.d.comb += self.column_done[c].eq(valid[done] & control[done].last)
             if deskew:
                 acc = delayed(m, acc, cfg.cols - 1 - c, name=f"acc{c}_deskew")
             m.d.comb += self.sums.acc[c].eq(acc)
         tile_stage = control[-1] if deskew else control[cfg.rows + 2 + cfg.mac_latency]
         m.d.comb += [
-            self.sums_valid.eq(control[-1].valid & control[-1].last),
+            self.sums_valid.eq(valid[-1] & control[-1].last),
             self.sums.tile.eq(tile_stage.tile),
         ]
         return m

@@ -155,7 +155,9 @@ class LinkController(wiring.Component):
 
         # Word assembly: bytes shift in at the top, so a word of n bytes is the top n bytes.
         width = max(wire.layer_bytes, wire.weight_bytes, wire.param_bytes, wire.beat_bytes)
-        asm = Signal(8 * width)
+        # reset_less: a word is read only after all its bytes have shifted in (432 flip-flops
+        # off the reset net on the ULX3S).
+        asm = Signal(8 * width, reset_less=True)
         # High exactly in the LATCH state, as a register of its own: its net enables every bit
         # of `asm` (452 on the ULX3S). Decoded from the state, it was one LUT with that fanout,
         # placed at the centre of those flip-flops, inside the state machine's loop: the
