@@ -87,7 +87,11 @@ class SystolicArray(wiring.Component):
         (``sums.tile`` is valid with ``column_done[0]``).
     weight : In(weight_word), weight_en : In(1), weight_bank : In(1)
         Weight write port: ``load_width`` rows of address ``weight.addr`` of bank
-        ``weight_bank`` per cycle. Write a bank only while no beat that reads it is inside.
+        ``weight_bank`` per cycle. With one memory per row (``infer``, ``ecp5_mult18``) a
+        write reaches row ``r`` ``r`` cycles after it entered, as a beat's reads do, so every
+        beat reads the weights written before it and none written after it, with no gap
+        between them. With ``ice40_dual8x8`` every row is written at once: write a bank only
+        while no beat that reads it is inside.
     busy : Out(1)
         Some beat is still inside the array.
 
@@ -190,18 +194,38 @@ class SystolicArray(wiring.Component):
         # apart along the skew, so the row's word is read at PE (r, 0)'s address and column c's
         # byte delayed c cycles. One address bus per row instead of one per PE: far fewer nets
         # for the router, and the same block RAMs (a row's bytes side by side).
+        #
+        # A write travels down the rows as the reads do: row r's memory takes it r cycles after
+        # it entered, when the reads of the beats that entered with it arrive there too. So each
+        # memory sees writes and reads in the order they entered (a beat after a write reads
+        # the new weight), and no write net spans the array: each stage drives one row's block
+        # RAMs and the next stage (on the ULX3S one address register drove all 96 otherwise).
         if not external:
+            write_layout = data.StructLayout({
+                "row": self.weight.row.shape(), "addr": write_addr.shape(),
+                "data": self.weight.data.shape()})
+            write_en = [self.weight_en]
+            write_word = [Signal(write_layout, name="weight_write_r0")]
+            m.d.comb += [write_word[0].row.eq(self.weight.row), write_word[0].addr.eq(write_addr),
+                         write_word[0].data.eq(self.weight.data)]
+            for r in range(1, cfg.rows):
+                en = Signal(name=f"weight_write_en_r{r}")
+                word = Signal(write_layout, name=f"weight_write_r{r}", reset_less=True)
+                m.d.sync += [en.eq(write_en[-1]), word.eq(write_word[-1])]
+                write_en.append(en)
+                write_word.append(word)
             for r in range(cfg.rows):
                 m.submodules[f"weights_row{r}"] = weights = memory.Memory(
                     shape=data.ArrayLayout(signed(8), cfg.cols), depth=cfg.weight_memory_depth,
                     init=[])
                 read = weights.read_port(domain="sync")
                 write = weights.write_port(granularity=1)
-                m.d.comb += [read.addr.eq(pes[r][0].addr_in), write.addr.eq(write_addr)]
+                word = write_word[r]
+                m.d.comb += [read.addr.eq(pes[r][0].addr_in), write.addr.eq(word.addr)]
                 for c in range(cfg.cols):
                     m.d.comb += [
-                        write.data[c].eq(write_lane(r, c)),
-                        write.en[c].eq(write_row(r)),
+                        write.data[c].eq(word.data[(r % cfg.load_width) * cfg.cols + c]),
+                        write.en[c].eq(write_en[r] & (word.row == r // cfg.load_width)),
                         pes[r][c].w_in.eq(delayed(m, read.data[c], c, name=f"weight_{r}_{c}")),
                     ]
 

@@ -113,3 +113,64 @@ def test_fabric_multipliers_match_golden(mac_style, lut_macs, deeper):
     got, _, latency = _run(cfg, x, w, rng.choice([0, 0, 1], size=60).tolist())
     np.testing.assert_array_equal(got, golden.conv1x1_acc(x, w, np.zeros(7, np.int32), 0))
     assert latency == cfg.array_latency == ArrayConfig(rows=4, cols=3).array_latency + deeper
+
+
+@pytest.mark.parametrize("mac_style", ["infer", "ice40_dual8x8"])
+def test_writes_and_beats_keep_their_order(mac_style):
+    """A layer's beats, then at once (the next cycle) the next layer's weights written over the
+    same addresses of the same bank, then at once its beats: every beat reads the weights
+    written before it and none written after it, in every row. (Writes that reached all rows
+    in one cycle would change the weights under the first layer's beats still in the skew.)
+    ``ice40_dual8x8`` writes every row at once and keeps the documented rule instead: a bank
+    is written only while no beat that reads it is inside, so it gets a gap."""
+    cfg = ArrayConfig(rows=4, cols=4, max_channels=16, max_filters=16, weight_depth=16,
+                      mac_style=mac_style)
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, size=(3, 8), dtype=np.int8)
+    layers = [rng.integers(-128, 128, size=(8, 4), dtype=np.int8) for _ in range(2)]
+    zeros = np.zeros(4, np.int32)
+    programs = [compile_layer(cfg, w, zeros, zeros, zeros, raw=True) for w in layers]
+    gap = 0 if mac_style == "infer" else cfg.array_latency
+    dut = SystolicArray(cfg)
+    out = []
+
+    async def bench(ctx):
+        def idle():
+            ctx.set(dut.weight_en, 0)
+            ctx.set(dut.beat_valid, 0)
+
+        async def tick():
+            _, _, valid, sums = await ctx.tick().sample(dut.sums_valid, dut.sums.acc)
+            if valid:
+                out.append([sums[c] for c in range(cfg.cols)])
+
+        for program in programs:
+            for _ in range(gap):
+                idle()
+                await tick()
+            for word in reversed(program.weight_words):     # the last row's first
+                ctx.set(dut.beat_valid, 0)
+                ctx.set(dut.weight.as_value(), word)
+                ctx.set(dut.weight_en, 1)
+                await tick()
+            ctx.set(dut.weight_en, 0)
+            for p in range(len(x)):
+                for b in range(program.beats):
+                    for r in range(cfg.rows):
+                        ctx.set(dut.beat.x[r], int(x[p, b * cfg.rows + r]))
+                    ctx.set(dut.beat.addr, b)
+                    ctx.set(dut.beat.tile, 0)
+                    ctx.set(dut.beat.first, b == 0)
+                    ctx.set(dut.beat.last, b == program.beats - 1)
+                    ctx.set(dut.beat_valid, 1)
+                    await tick()
+        idle()
+        for _ in range(dut.latency + 2):
+            await tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    want = [golden.conv1x1_acc(x, w, zeros, 0) for w in layers]
+    np.testing.assert_array_equal(np.array(out, np.int64), np.concatenate(want))
