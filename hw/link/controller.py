@@ -230,6 +230,12 @@ class LinkController(wiring.Component):
         bad_addr = Signal()
         next_len = Signal.like(result_len)
         m.d.comb += next_len.eq(result_len + pixel_bytes)
+        # The RUN check's decisions, registered every cycle: `beat`, `result_len` and the
+        # layer change only in states at least two cycles before the next WORD, so in WORD
+        # these are their flags, and no adder or compare is in front of the FSM.
+        beat_last = Signal()
+        next_over = Signal()
+        m.d.sync += [beat_last.eq(beat + 1 == layer.beats), next_over.eq(next_len > MAX_LENGTH)]
 
         # SET_LAYER checks of the assembled word, registered: the word is whole in the WORD
         # state, so in LAYER_CHECK (the cycle after) these are its flags, and the compares are
@@ -243,10 +249,17 @@ class LinkController(wiring.Component):
                                    for r in cfg.roundings)).any()),
         ]
 
-        # SET_LAYER size check: beats * tiles <= weight_depth by repeated addition.
+        # SET_LAYER size check: beats * tiles <= weight_depth by repeated addition. Its
+        # decisions are flags registered with each step (tiles_done == tiles, product >
+        # weight_depth, and whether the shape changed): compared in LAYER_SIZE, the word's
+        # fields ran through the compares into the FSM and every register a reply enables,
+        # the longest path of a full ULX3S build (86.5 MHz, 9.3 of its 11.6 ns routing).
         tiles_done = Signal(range(cfg.max_tiles + 1))
         product = Signal(range(cfg.weight_depth + cfg.max_beats + 1))
         lanes = Signal(range(cfg.max_tiles * cfg.cols + 1))
+        size_done = Signal()
+        size_over = Signal()
+        shape_changed = Signal()
 
         # Reply.
         reply_code = Signal(8)
@@ -361,9 +374,9 @@ class LinkController(wiring.Component):
                         with m.If(param_word.addr >= cfg.max_tiles):
                             m.d.sync += bad_addr.eq(1)
                     with m.If(is_run):
-                        with m.If(beat + 1 == layer.beats):
+                        with m.If(beat_last):
                             m.d.sync += beat.eq(0)
-                            with m.If(next_len > MAX_LENGTH):
+                            with m.If(next_over):
                                 m.d.sync += too_many.eq(1)
                             with m.Elif(~too_many):
                                 m.d.sync += result_len.eq(next_len)
@@ -421,19 +434,22 @@ class LinkController(wiring.Component):
                 with m.Elif(bad_rounding):
                     nack(Error.BAD_ROUNDING)
                 with m.Else():
-                    m.d.sync += [tiles_done.eq(0), product.eq(0), lanes.eq(0)]
+                    m.d.sync += [tiles_done.eq(0), product.eq(0), lanes.eq(0),
+                                 size_done.eq(layer_word.tiles == 0), size_over.eq(0),
+                                 shape_changed.eq(~layer_set
+                                                  | (layer_word.beats != layer.beats)
+                                                  | (layer_word.tiles != layer.tiles))]
                     m.next = "LAYER_SIZE"
 
             with m.State("LAYER_SIZE"):
-                with m.If(product > cfg.weight_depth):
+                with m.If(size_over):
                     nack(Error.BAD_LAYER)
-                with m.Elif(tiles_done == layer_word.tiles):
+                with m.Elif(size_done):
                     m.d.sync += [
                         layer.eq(layer_word), layer_set.eq(1),
                         pixel_bytes.eq(Mux(layer_word.raw, lanes << 2, lanes)),
                     ]
-                    with m.If(~layer_set | (layer_word.beats != layer.beats)
-                              | (layer_word.tiles != layer.tiles)):
+                    with m.If(shape_changed):
                         m.d.sync += [weights_valid.eq(0), params_valid.eq(0)]
                     reply(Reply.LAYER_SET, _SRC_SMALL)
                 with m.Else():
@@ -441,6 +457,8 @@ class LinkController(wiring.Component):
                         tiles_done.eq(tiles_done + 1),
                         product.eq(product + layer_word.beats),
                         lanes.eq(lanes + cfg.cols),
+                        size_done.eq(tiles_done + 1 == layer_word.tiles),
+                        size_over.eq(product + layer_word.beats > cfg.weight_depth),
                     ]
 
             with m.State("REPLY"):
@@ -462,17 +480,25 @@ class LinkController(wiring.Component):
         # a vector is taken once its last byte is sent, its int8 lanes' low bytes, or in raw
         # mode all 4 bytes of every lane, little-endian.
         #
-        # The byte offered to the sender is a register: the source's byte at the sender's index
-        # (and the result byte) of the cycle before. It is offered once it has settled: the
-        # source had a byte last cycle and no byte was taken then (the index, the result byte
-        # and the vector change only when one is), so it is never a stale one; at most one
-        # byte every two cycles (every three at a vector's end), far more than a UART takes. Combinational, the byte select
-        # over the result vector ran on through the sender into the UART's shift register and
-        # the CRC, the ULX3S build's longest path (76.2 MHz, 10.7 ns of it routing).
+        # The byte offered to the sender is a register, and a result byte is registered once
+        # more before it: `result_sel` is the vector's byte at `result_byte` of the cycle
+        # before, and `offered` the source's byte (for results, `result_sel`) of the cycle
+        # before that. It is offered once it has settled: the source had a byte in each of
+        # the last two cycles and no byte was taken nor a vector released in them (the
+        # index, the result byte and the vector change only then), so it is never a stale
+        # one; at most one byte every three cycles (every four at a vector's end), far more
+        # than a UART takes. With the byte select and the source select in one cycle, the
+        # select over the result vector (next to the accelerator's output) ran across the
+        # die to the register by the sender, the longest path of a full ULX3S build (82.0
+        # MHz, 10.3 of its 12.2 ns routing); combinational, it ran on through the sender into
+        # the UART's shift register and the CRC (76.2 MHz, 10.7 ns of it routing).
         vector = self.results.payload.as_value()
         result_byte = Signal(range(4 * cfg.cols))
         last_byte = Signal()
         m.d.comb += last_byte.eq(result_byte == Mux(layer.raw, 4 * cfg.cols, cfg.cols) - 1)
+        result_sel = Signal(8)
+        m.d.sync += result_sel.eq(Mux(layer.raw, vector.word_select(result_byte, 8),
+                                      vector.word_select(result_byte, 32)[:8]))
         source_byte = Signal(8)
         source_valid = Signal()
         with m.Switch(source):
@@ -488,16 +514,13 @@ class LinkController(wiring.Component):
                 m.d.comb += [source_valid.eq(1),
                              source_byte.eq(status.word_select(index, 8))]
             with m.Case(_SRC_RESULT):
-                m.d.comb += [
-                    source_valid.eq(self.results.valid),
-                    source_byte.eq(Mux(layer.raw, vector.word_select(result_byte, 8),
-                                       vector.word_select(result_byte, 32)[:8])),
-                ]
+                m.d.comb += [source_valid.eq(self.results.valid), source_byte.eq(result_sel)]
         # A vector is released (results.ready) in the cycle after its last byte was taken,
         # from a register: combinational, the UART's ready ran through the sender to the
         # results stream's register (65.5 MHz, 9 ns of routing). Nothing is offered in the
-        # releasing cycle, nor in the one after (the byte then was read from the old vector).
+        # releasing cycle, nor in the two after (the bytes then were read from the old vector).
         offered = Signal(8)
+        steady = Signal()       # last cycle: a byte, none taken, no vector released
         settled = Signal()
         taken = Signal()
         release = Signal()
@@ -507,8 +530,9 @@ class LinkController(wiring.Component):
             sender.payload.payload.eq(offered),
             self.results.ready.eq(release),
         ]
-        m.d.sync += [offered.eq(source_byte), settled.eq(source_valid & ~taken & ~release),
-                     release.eq(0)]
+        now_steady = source_valid & ~taken & ~release
+        m.d.sync += [offered.eq(source_byte), steady.eq(now_steady),
+                     settled.eq(now_steady & steady), release.eq(0)]
         with m.If(taken & (source == _SRC_RESULT)):
             with m.If(last_byte):
                 m.d.sync += [release.eq(1), result_byte.eq(0)]
