@@ -249,12 +249,13 @@ class LinkController(wiring.Component):
                                    for r in cfg.roundings)).any()),
         ]
 
-        # SET_LAYER size check: beats * tiles <= weight_depth by repeated addition. Its
-        # decisions are flags registered with each step (tiles_done == tiles, product >
-        # weight_depth, and whether the shape changed): compared in LAYER_SIZE, the word's
+        # SET_LAYER size check: beats * tiles <= weight_depth by repeated addition, `tiles_left`
+        # counting the additions down. Its decisions are flags registered with each step (no
+        # tiles left, product > weight_depth, and whether the shape changed): compared in
+        # LAYER_SIZE, the word's
         # fields ran through the compares into the FSM and every register a reply enables,
         # the longest path of a full ULX3S build (86.5 MHz, 9.3 of its 11.6 ns routing).
-        tiles_done = Signal(range(cfg.max_tiles + 1))
+        tiles_left = Signal(range(cfg.max_tiles + 1))
         product = Signal(range(cfg.weight_depth + cfg.max_beats + 1))
         lanes = Signal(range(cfg.max_tiles * cfg.cols + 1))
         size_done = Signal()
@@ -434,7 +435,7 @@ class LinkController(wiring.Component):
                 with m.Elif(bad_rounding):
                     nack(Error.BAD_ROUNDING)
                 with m.Else():
-                    m.d.sync += [tiles_done.eq(0), product.eq(0), lanes.eq(0),
+                    m.d.sync += [tiles_left.eq(layer_word.tiles), product.eq(0), lanes.eq(0),
                                  size_done.eq(layer_word.tiles == 0), size_over.eq(0),
                                  shape_changed.eq(~layer_set
                                                   | (layer_word.beats != layer.beats)
@@ -454,10 +455,10 @@ class LinkController(wiring.Component):
                     reply(Reply.LAYER_SET, _SRC_SMALL)
                 with m.Else():
                     m.d.sync += [
-                        tiles_done.eq(tiles_done + 1),
+                        tiles_left.eq(tiles_left - 1),
                         product.eq(product + layer_word.beats),
                         lanes.eq(lanes + cfg.cols),
-                        size_done.eq(tiles_done + 1 == layer_word.tiles),
+                        size_done.eq(tiles_left == 1),
                         size_over.eq(product + layer_word.beats > cfg.weight_depth),
                     ]
 
