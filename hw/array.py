@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from pwconv.config import ArrayConfig
 from .params import check_config
-from .delay import delayed
+from .delay import delay_line, delayed
 from .ice40_mac import DualMul8x8
 from .layouts import _addr, bank_address, pixel_beat, weight_word
 from .pe import ProcessingElement
@@ -133,19 +133,14 @@ class SystolicArray(wiring.Component):
         # is set, so it is reset_less (the reset net's fanout stays small).
         control_layout = data.StructLayout({
             "first": 1, "last": 1, "tile": self.beat.tile.shape()})
-        valid = [self.beat_valid]
-        control = [Signal(control_layout, name="control_d0")]
+        entering = Signal(control_layout, name="control_d0")
         m.d.comb += [
-            control[0].first.eq(self.beat.first),
-            control[0].last.eq(self.beat.last),
-            control[0].tile.eq(self.beat.tile),
+            entering.first.eq(self.beat.first),
+            entering.last.eq(self.beat.last),
+            entering.tile.eq(self.beat.tile),
         ]
-        for d in range(1, self.latency + 1):
-            stage_valid = Signal(name=f"valid_d{d}")
-            stage = Signal(control_layout, name=f"control_d{d}", reset_less=True)
-            m.d.sync += [stage_valid.eq(valid[d - 1]), stage.eq(control[d - 1])]
-            valid.append(stage_valid)
-            control.append(stage)
+        valid = delay_line(m, self.beat_valid, self.latency, name="valid", reset_less=False)
+        control = delay_line(m, entering, self.latency, name="control")
         # busy: any stage valid. The stages after the first are last cycle's stages but the
         # last, so their OR is registered: one gate after the incoming beat_valid, no OR tree
         # (a long path into the sequencer and the link otherwise).
@@ -158,11 +153,13 @@ class SystolicArray(wiring.Component):
         m.d.comb += write_addr.eq(bank_address(self.weight.addr, self.weight_bank,
                                                cfg.weight_depth))
 
-        def write_row(r):
-            return self.weight_en & (self.weight.row == r // cfg.load_width)
+        def write_row(r, en, word):
+            """Whether transfer ``word`` (valid with ``en``) writes PE row ``r``."""
+            return en & (word.row == r // cfg.load_width)
 
-        def write_lane(r, c):
-            return self.weight.data[(r % cfg.load_width) * cfg.cols + c]
+        def write_lane(r, c, word):
+            """The byte of transfer ``word`` for PE (``r``, ``c``)."""
+            return word.data[(r % cfg.load_width) * cfg.cols + c]
 
         # The grid. PE (r, c) sees the weight address at cycle t + r + c and x at t + r + c + 1.
         external = cfg.mac_style == "ice40_dual8x8"
@@ -204,16 +201,13 @@ class SystolicArray(wiring.Component):
             write_layout = data.StructLayout({
                 "row": self.weight.row.shape(), "addr": write_addr.shape(),
                 "data": self.weight.data.shape()})
-            write_en = [self.weight_en]
-            write_word = [Signal(write_layout, name="weight_write_r0")]
-            m.d.comb += [write_word[0].row.eq(self.weight.row), write_word[0].addr.eq(write_addr),
-                         write_word[0].data.eq(self.weight.data)]
-            for r in range(1, cfg.rows):
-                en = Signal(name=f"weight_write_en_r{r}")
-                word = Signal(write_layout, name=f"weight_write_r{r}", reset_less=True)
-                m.d.sync += [en.eq(write_en[-1]), word.eq(write_word[-1])]
-                write_en.append(en)
-                write_word.append(word)
+            entering_write = Signal(write_layout, name="weight_write_d0")
+            m.d.comb += [entering_write.row.eq(self.weight.row),
+                         entering_write.addr.eq(write_addr),
+                         entering_write.data.eq(self.weight.data)]
+            write_en = delay_line(m, self.weight_en, cfg.rows - 1, name="weight_write_en",
+                                  reset_less=False)
+            write_word = delay_line(m, entering_write, cfg.rows - 1, name="weight_write")
             for r in range(cfg.rows):
                 m.submodules[f"weights_row{r}"] = weights = memory.Memory(
                     shape=data.ArrayLayout(signed(8), cfg.cols), depth=cfg.weight_memory_depth,
@@ -224,8 +218,8 @@ class SystolicArray(wiring.Component):
                 m.d.comb += [read.addr.eq(pes[r][0].addr_in), write.addr.eq(word.addr)]
                 for c in range(cfg.cols):
                     m.d.comb += [
-                        write.data[c].eq(word.data[(r % cfg.load_width) * cfg.cols + c]),
-                        write.en[c].eq(write_en[r] & (word.row == r // cfg.load_width)),
+                        write.data[c].eq(write_lane(r, c, word)),
+                        write.en[c].eq(write_row(r, write_en[r], word)),
                         pes[r][c].w_in.eq(delayed(m, read.data[c], c, name=f"weight_{r}_{c}")),
                     ]
 
@@ -250,8 +244,8 @@ class SystolicArray(wiring.Component):
                 for k, ((r, c), (a, b, p)) in enumerate(zip(group, halves)):
                     pe = pes[r][c]
                     m.d.comb += [
-                        write.data[k].eq(write_lane(r, c)),
-                        write.en[k].eq(write_row(r)),
+                        write.data[k].eq(write_lane(r, c, self.weight)),
+                        write.en[k].eq(write_row(r, self.weight_en, self.weight)),
                         a.eq(pe.x_in),
                         b.eq(delayed(m, read.data[k], k, name=f"weight_{r}_{c}")),
                         pe.product.eq(p),

@@ -16,10 +16,10 @@ def fabric_product(m, x, w, name="fabric", registered_levels=0):
     mapping a ``*`` to a DSP. The eight terms are summed as a balanced tree of three adder
     levels, each sum its own named signal (kept, so that Yosys does not merge them into one
     long chain): three carry chains deep, not seven. The first ``registered_levels`` levels'
-    sums (0, 1 or 2) are registered (``m.d.sync``; reset_less, as datapath, so they stay off the
-    reset net): the product comes that many cycles after ``x`` and ``w``. With 1, neither half is longer than two carry chains (the whole tree in
-    one cycle was the critical path of the ULX3S build, 13 ns with its routing); with 2, no
-    stage is longer than one. Exact for all 65536 pairs (tested). Returns a signed 16-bit
+    sums (0, 1 or 2) are registered (``m.d.sync``; reset_less, as datapath, so they stay off
+    the reset net): the product comes that many cycles after ``x`` and ``w``. With 1, neither
+    half is longer than two carry chains (the whole tree in one cycle was the critical path of
+    the ULX3S build, 13 ns with its routing); with 2, no stage is longer than one. Exact for all 65536 pairs (tested). Returns a signed 16-bit
     signal."""
     if registered_levels not in (0, 1, 2):
         raise ValueError(f"Registered levels must be 0, 1 or 2, not {registered_levels!r}")

@@ -252,9 +252,9 @@ class LinkController(wiring.Component):
         # SET_LAYER size check: beats * tiles <= weight_depth by repeated addition, `tiles_left`
         # counting the additions down. Its decisions are flags registered with each step (no
         # tiles left, product > weight_depth, and whether the shape changed): compared in
-        # LAYER_SIZE, the word's
-        # fields ran through the compares into the FSM and every register a reply enables,
-        # the longest path of a full ULX3S build (86.5 MHz, 9.3 of its 11.6 ns routing).
+        # LAYER_SIZE, the word's fields ran through the compares into the FSM and every
+        # register a reply enables, the longest path of a full ULX3S build (86.5 MHz, 9.3 of
+        # its 11.6 ns routing).
         tiles_left = Signal(range(cfg.max_tiles + 1))
         product = Signal(range(cfg.weight_depth + cfg.max_beats + 1))
         lanes = Signal(range(cfg.max_tiles * cfg.cols + 1))
