@@ -1,6 +1,6 @@
 """Input sequencer: buffers each pixel's beats and replays them once per column tile."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -153,7 +153,26 @@ class PixelSequencer(wiring.Component):
         read_bank = Signal()
         tag = Signal(pixel_context(cfg))
         m.d.comb += tag.eq(Mux(read_bank, tags[1], tags[0]))
-        beats, tiles = tag.layer.beats, tag.layer.tiles
+        # The read pixel's last beat and last tile index (`beats - 1`, `tiles - 1`) are
+        # registers, written with its context: as a subtraction ahead of the compare, the
+        # carry chain ran on through `issue` into the weight address's enables (93.5 MHz, a
+        # full ULX3S build). With one weight bank the context's layer only changes while idle,
+        # so the registers follow it a cycle behind, before any beat of it is read.
+        tile_bits = Shape.cast(range(cfg.max_tiles)).width
+        last_beats = [Signal(beat_bits, name=f"bank{b}_last_beat") for b in (0, 1)]
+        last_tiles = [Signal(tile_bits, name=f"bank{b}_last_tile") for b in (0, 1)]
+        layer = self.context.payload.layer
+        if banked:
+            with m.If(accept & starting):
+                for b in (0, 1):
+                    with m.If(write_bank == b):
+                        m.d.sync += [last_beats[b].eq(layer.beats - 1),
+                                     last_tiles[b].eq(layer.tiles - 1)]
+        else:
+            m.d.sync += [last_beats[0].eq(layer.beats - 1), last_tiles[0].eq(layer.tiles - 1)]
+            last_beats[1], last_tiles[1] = last_beats[0], last_tiles[0]
+        last_beat = Mux(read_bank, last_beats[1], last_beats[0])
+        last_tile = Mux(read_bank, last_tiles[1], last_tiles[0])
         read_beat = Signal(beat_bits)
         read_tile = Signal(range(cfg.max_tiles))
         weight_addr = Signal(range(cfg.weight_depth))
@@ -194,7 +213,7 @@ class PixelSequencer(wiring.Component):
             with m.Elif(~paced):
                 m.d.sync += cooldown.eq(cooldown - 1)
         m.d.comb += [
-            is_last.eq(read_beat == beats - 1),
+            is_last.eq(read_beat == last_beat),
             issue.eq(available & ~hold & (~is_last | (self.credit & paced))),
             self.issue_last.eq(issue & is_last),
             read.addr.eq(Cat(read_beat, read_bank)),
@@ -203,7 +222,7 @@ class PixelSequencer(wiring.Component):
         ]
         with m.If(issue):
             with m.If(is_last):
-                with m.If(read_tile == tiles - 1):
+                with m.If(read_tile == last_tile):
                     m.d.comb += pixel_done.eq(1)
                     m.d.sync += [read_tile.eq(0), weight_addr.eq(0), read_bank.eq(~read_bank)]
                 with m.Else():

@@ -1,6 +1,6 @@
 """Command executor of the board link: checks a buffered frame whole, then applies it."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal
 from amaranth.utils import ceil_log2
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -481,25 +481,32 @@ class LinkController(wiring.Component):
         # a vector is taken once its last byte is sent, its int8 lanes' low bytes, or in raw
         # mode all 4 bytes of every lane, little-endian.
         #
-        # The byte offered to the sender is a register, and a result byte is registered once
-        # more before it: `result_sel` is the vector's byte at `result_byte` of the cycle
-        # before, and `offered` the source's byte (for results, `result_sel`) of the cycle
-        # before that. It is offered once it has settled: the source had a byte in each of
-        # the last two cycles and no byte was taken nor a vector released in them (the
-        # index, the result byte and the vector change only then), so it is never a stale
-        # one; at most one byte every three cycles (every four at a vector's end), far more
-        # than a UART takes. With the byte select and the source select in one cycle, the
-        # select over the result vector (next to the accelerator's output) ran across the
-        # die to the register by the sender, the longest path of a full ULX3S build (82.0
-        # MHz, 10.3 of its 12.2 ns routing); combinational, it ran on through the sender into
-        # the UART's shift register and the CRC (76.2 MHz, 10.7 ns of it routing).
+        # The byte offered to the sender is a register, and a result byte passes two more
+        # before it: `lane_bytes` holds each lane's byte at `part` (its low byte unless raw),
+        # `result_sel` the byte of lane `lane` among them, and `offered` the source's byte
+        # (for results, `result_sel`), each of the cycle before. It is offered once it has
+        # settled: the source had a byte in each of the last three cycles and no byte was
+        # taken nor a vector released in them (the index, the result bytes and the vector
+        # change only then), so it is never a stale one; at most one byte every four cycles
+        # (every five at a vector's end), far more than a UART takes. With the byte select and
+        # the source select in one cycle, the select over the result vector (next to the
+        # accelerator's output) ran across the die to the register by the sender, the
+        # longest path of a full ULX3S build (82.0 MHz, 10.3 of its 12.2 ns routing);
+        # combinational, it ran on through the sender into the UART's shift register and the
+        # CRC (76.2 MHz, 10.7 ns of it routing); with the whole vector's byte select in one
+        # cycle, the index register's route to it and six LUT levels were (98.7 MHz).
         vector = self.results.payload.as_value()
-        result_byte = Signal(range(4 * cfg.cols))
+        lane = Signal(range(cfg.cols))
+        part = Signal(2)
+        last_part = Signal()
         last_byte = Signal()
-        m.d.comb += last_byte.eq(result_byte == Mux(layer.raw, 4 * cfg.cols, cfg.cols) - 1)
+        m.d.comb += [last_part.eq(~layer.raw | (part == 3)),
+                     last_byte.eq(last_part & (lane == cfg.cols - 1))]
+        lane_bytes = Array(Signal(8, name=f"lane{c}_byte") for c in range(cfg.cols))
+        for c in range(cfg.cols):
+            m.d.sync += lane_bytes[c].eq(vector.word_select(c, 32).word_select(part, 8))
         result_sel = Signal(8)
-        m.d.sync += result_sel.eq(Mux(layer.raw, vector.word_select(result_byte, 8),
-                                      vector.word_select(result_byte, 32)[:8]))
+        m.d.sync += result_sel.eq(lane_bytes[lane])
         source_byte = Signal(8)
         source_valid = Signal()
         with m.Switch(source):
@@ -521,7 +528,7 @@ class LinkController(wiring.Component):
         # results stream's register (65.5 MHz, 9 ns of routing). Nothing is offered in the
         # releasing cycle, nor in the two after (the bytes then were read from the old vector).
         offered = Signal(8)
-        steady = Signal()       # last cycle: a byte, none taken, no vector released
+        steady = Signal(2)      # the last two cycles: a byte, none taken, no vector released
         settled = Signal()
         taken = Signal()
         release = Signal()
@@ -532,13 +539,17 @@ class LinkController(wiring.Component):
             self.results.ready.eq(release),
         ]
         now_steady = source_valid & ~taken & ~release
-        m.d.sync += [offered.eq(source_byte), steady.eq(now_steady),
-                     settled.eq(now_steady & steady), release.eq(0)]
+        m.d.sync += [offered.eq(source_byte), steady.eq(Cat(now_steady, steady[0])),
+                     settled.eq(now_steady & steady.all()), release.eq(0)]
         with m.If(taken & (source == _SRC_RESULT)):
-            with m.If(last_byte):
-                m.d.sync += [release.eq(1), result_byte.eq(0)]
+            with m.If(last_part):
+                m.d.sync += part.eq(0)
+                with m.If(last_byte):
+                    m.d.sync += [release.eq(1), lane.eq(0)]
+                with m.Else():
+                    m.d.sync += lane.eq(lane + 1)
             with m.Else():
-                m.d.sync += result_byte.eq(result_byte + 1)
+                m.d.sync += part.eq(part + 1)
 
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | receiver.active)
         return m
