@@ -488,7 +488,7 @@ class LinkController(wiring.Component):
         # settled: the source had a byte in each of the last three cycles and no byte was
         # taken nor a vector released in them (the index, the result bytes and the vector
         # change only then), so it is never a stale one; at most one byte every four cycles
-        # (every five at a vector's end), far more than a UART takes. With the byte select and
+        # (every six at a vector's end), far more than a UART takes. With the byte select and
         # the source select in one cycle, the select over the result vector (next to the
         # accelerator's output) ran across the die to the register by the sender, the
         # longest path of a full ULX3S build (82.0 MHz, 10.3 of its 12.2 ns routing);
@@ -507,6 +507,7 @@ class LinkController(wiring.Component):
             m.d.sync += lane_bytes[c].eq(vector.word_select(c, 32).word_select(part, 8))
         result_sel = Signal(8)
         m.d.sync += result_sel.eq(lane_bytes[lane])
+        vector_valid = Signal()     # results.valid, a cycle late
         source_byte = Signal(8)
         source_valid = Signal()
         with m.Switch(source):
@@ -522,15 +523,20 @@ class LinkController(wiring.Component):
                 m.d.comb += [source_valid.eq(1),
                              source_byte.eq(status.word_select(index, 8))]
             with m.Case(_SRC_RESULT):
-                m.d.comb += [source_valid.eq(self.results.valid), source_byte.eq(result_sel)]
-        # A vector is released (results.ready) in the cycle after its last byte was taken,
-        # from a register: combinational, the UART's ready ran through the sender to the
-        # results stream's register (65.5 MHz, 9 ns of routing). Nothing is offered in the
-        # releasing cycle, nor in the two after (the bytes then were read from the old vector).
+                m.d.comb += [source_valid.eq(vector_valid), source_byte.eq(result_sel)]
+        # A vector is released (results.ready) two cycles after its last byte was taken, from
+        # a register behind a register (`took_last`), and its valid is seen a cycle late
+        # (`vector_valid`): the results stream's register sits by the accelerator's output,
+        # the sender by the UART's pin, and neither handshake runs across the die through
+        # logic (combinational, the UART's ready ran through the sender to the results
+        # stream's register, 65.5 MHz, 9 ns of routing; through one register, 87.2 MHz).
+        # Nothing is offered from the take to the release nor in the three cycles after (the
+        # bytes then were read from the old vector).
         offered = Signal(8)
         steady = Signal(2)      # the last two cycles: a byte, none taken, no vector released
         settled = Signal()
         taken = Signal()
+        took_last = Signal()
         release = Signal()
         m.d.comb += [
             taken.eq(sender.payload.valid & sender.payload.ready),
@@ -538,14 +544,15 @@ class LinkController(wiring.Component):
             sender.payload.payload.eq(offered),
             self.results.ready.eq(release),
         ]
-        now_steady = source_valid & ~taken & ~release
+        now_steady = source_valid & ~taken & ~took_last & ~release
         m.d.sync += [offered.eq(source_byte), steady.eq(Cat(now_steady, steady[0])),
-                     settled.eq(now_steady & steady.all()), release.eq(0)]
+                     settled.eq(now_steady & steady.all()), took_last.eq(0), release.eq(took_last),
+                     vector_valid.eq(self.results.valid)]
         with m.If(taken & (source == _SRC_RESULT)):
             with m.If(last_part):
                 m.d.sync += part.eq(0)
                 with m.If(last_byte):
-                    m.d.sync += [release.eq(1), lane.eq(0)]
+                    m.d.sync += [took_last.eq(1), lane.eq(0)]
                 with m.Else():
                     m.d.sync += lane.eq(lane + 1)
             with m.Else():
