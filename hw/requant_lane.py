@@ -648,8 +648,11 @@ class RequantLane(wiring.Component):
         high = reg(signed(h_width), "high")
         amount_h = reg(unsigned(6), "amount_h")
         mask_h = reg(unsigned(h_width), "mask_h")  # 2^amount_h - 1, registered with it
-        amount_next = Signal(unsigned(6))      # the amount_h this input gets
-        m.d.comb += amount_next.eq(amount_h)
+        # The amount_h the input at this stage gets, and its mask: both registers load only
+        # with valid_p, so the decode does not wait for it (valid_p through a hold mux into
+        # the mask's decode was the longest path of a full ULX3S build, 97.2 MHz).
+        amount_next = Signal(unsigned(6))
+        m.d.comb += amount_next.eq(fixed_amount_p)
         valid_h = own("valid_h")
         m.d.sync += valid_h.eq(valid_p)
         # double and ruy: floor((P + 2^30) / 2^31) = (P >> 31) + P[30], 33 bits.
@@ -662,7 +665,6 @@ class RequantLane(wiring.Component):
             takes_float = own("takes_float")    # is_float & ~raw, settled from stage 2 on
             m.d.sync += takes_float.eq(is_float & ~raw)
         with m.If(valid_p):
-            m.d.comb += amount_next.eq(fixed_amount_p)
             with m.If(raw):
                 m.d.sync += high.eq(product[:h_width])
             with m.Elif(is_single):
@@ -696,9 +698,11 @@ class RequantLane(wiring.Component):
                         high.eq(significand),
                         sat_h.eq(float_saturate), neg_h.eq(neg_p), zero_h.eq(zero_p),
                     ]
-                    m.d.comb += amount_next.eq(float_amount)
                 with m.Else():
                     m.d.sync += [sat_h.eq(0), neg_h.eq(0), zero_h.eq(0)]
+        if has_float:
+            with m.If(takes_float):
+                m.d.comb += amount_next.eq(float_amount)
         mask_next = _shift_masks(m, amount_next, h_width, "rdbpot")
         with m.If(valid_p):
             m.d.sync += [amount_h.eq(amount_next), mask_h.eq(mask_next)]
