@@ -1,6 +1,6 @@
 """Input sequencer: buffers each pixel's beats and replays them once per column tile."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -116,6 +116,17 @@ class PixelSequencer(wiring.Component):
             tags = [Signal(pixel_context(cfg), name=f"bank{b}_context") for b in (0, 1)]
         else:
             tags = [self.context.payload, self.context.payload]
+        # Each bank's last beat and last tile index (`beats - 1`, `tiles - 1`), registers
+        # written with its context: as a subtraction ahead of the reader's compares, the carry
+        # chain ran on through `issue` into the weight address's enables (93.5 MHz, a full
+        # ULX3S build). With one bank they follow the context a cycle behind, before any beat
+        # of it is read.
+        layer = self.context.payload.layer
+        last_beats = [Signal(beat_bits, name=f"bank{b}_last_beat") for b in (0, 1)]
+        last_tiles = [Signal(range(cfg.max_tiles), name=f"bank{b}_last_tile") for b in (0, 1)]
+        if not banked:
+            m.d.sync += [last_beats[0].eq(layer.beats - 1), last_tiles[0].eq(layer.tiles - 1)]
+            last_beats[1], last_tiles[1] = last_beats[0], last_tiles[0]
 
         # Writer: fill bank `write_bank`, beat by beat.
         write_bank = Signal()
@@ -140,7 +151,9 @@ class PixelSequencer(wiring.Component):
             with m.If(accept & starting):
                 for b in (0, 1):
                     with m.If(write_bank == b):
-                        m.d.sync += tags[b].eq(self.context.payload)
+                        m.d.sync += [tags[b].eq(self.context.payload),
+                                     last_beats[b].eq(layer.beats - 1),
+                                     last_tiles[b].eq(layer.tiles - 1)]
         pixel_written = Signal()
         with m.If(accept):
             with m.If(write_beat == write_beats - 1):
@@ -153,24 +166,6 @@ class PixelSequencer(wiring.Component):
         read_bank = Signal()
         tag = Signal(pixel_context(cfg))
         m.d.comb += tag.eq(Mux(read_bank, tags[1], tags[0]))
-        # The read pixel's last beat and last tile index (`beats - 1`, `tiles - 1`) are
-        # registers, written with its context: as a subtraction ahead of the compare, the
-        # carry chain ran on through `issue` into the weight address's enables (93.5 MHz, a
-        # full ULX3S build). With one weight bank the context's layer only changes while idle,
-        # so the registers follow it a cycle behind, before any beat of it is read.
-        tile_bits = Shape.cast(range(cfg.max_tiles)).width
-        last_beats = [Signal(beat_bits, name=f"bank{b}_last_beat") for b in (0, 1)]
-        last_tiles = [Signal(tile_bits, name=f"bank{b}_last_tile") for b in (0, 1)]
-        layer = self.context.payload.layer
-        if banked:
-            with m.If(accept & starting):
-                for b in (0, 1):
-                    with m.If(write_bank == b):
-                        m.d.sync += [last_beats[b].eq(layer.beats - 1),
-                                     last_tiles[b].eq(layer.tiles - 1)]
-        else:
-            m.d.sync += [last_beats[0].eq(layer.beats - 1), last_tiles[0].eq(layer.tiles - 1)]
-            last_beats[1], last_tiles[1] = last_beats[0], last_tiles[0]
         last_beat = Mux(read_bank, last_beats[1], last_beats[0])
         last_tile = Mux(read_bank, last_tiles[1], last_tiles[0])
         read_beat = Signal(beat_bits)
