@@ -382,8 +382,15 @@ class StreamHarness(wiring.Component):
                 with m.If(_internal(elaborated["passes"], f"bank{b}_committed")):
                     m.d.comb += Assert(pass_.layer.as_value() == layer.as_value())
                 tag = pixel_context(cfg)(_internal(sequencer_module, f"bank{b}_context"))
+                last_beat = _internal(sequencer_module, f"bank{b}_last_beat")
+                last_tile = _internal(sequencer_module, f"bank{b}_last_tile")
                 with m.If(full[b] | ((write_bank == b) & (write_beat != 0))):
-                    m.d.comb += Assert(tag.layer.as_value() == layer.as_value())
+                    m.d.comb += [
+                        Assert(tag.layer.as_value() == layer.as_value()),
+                        # ... and the last beat and tile written with it.
+                        Assert(last_beat == (layer.beats - 1)[:len(last_beat)]),
+                        Assert(last_tile == (layer.tiles - 1)[:len(last_tile)]),
+                    ]
         read_full = Mux(read_bank, full[1], full[0])
         other_full = Mux(read_bank, full[0], full[1])
         pending = (Mux(full[0], layer.tiles, 0) + Mux(full[1], layer.tiles, 0)

@@ -487,8 +487,8 @@ class LinkController(wiring.Component):
         # (for results, `result_sel`), each of the cycle before. It is offered once it has
         # settled: the source had a byte in each of the last three cycles and no byte was
         # taken nor a vector released in them (the index, the result bytes and the vector
-        # change only then), so it is never a stale one; at most one byte every four cycles
-        # (every six at a vector's end), far more than a UART takes. With the byte select and
+        # change only then), so it is never a stale one; at most one byte every five cycles
+        # (every seven at a vector's end), far more than a UART takes. With the byte select and
         # the source select in one cycle, the select over the result vector (next to the
         # accelerator's output) ran across the die to the register by the sender, the
         # longest path of a full ULX3S build (82.0 MHz, 10.3 of its 12.2 ns routing);
@@ -524,18 +524,25 @@ class LinkController(wiring.Component):
                              source_byte.eq(status.word_select(index, 8))]
             with m.Case(_SRC_RESULT):
                 m.d.comb += [source_valid.eq(vector_valid), source_byte.eq(result_sel)]
-        # A vector is released (results.ready) two cycles after its last byte was taken, from
-        # a register behind a register (`took_last`), and its valid is seen a cycle late
-        # (`vector_valid`): the results stream's register sits by the accelerator's output,
-        # the sender by the UART's pin, and neither handshake runs across the die through
-        # logic (combinational, the UART's ready ran through the sender to the results
-        # stream's register, 65.5 MHz, 9 ns of routing; through one register, 87.2 MHz).
-        # Nothing is offered from the take to the release nor in the three cycles after (the
-        # bytes then were read from the old vector).
+        # A vector is released (results.ready) three cycles after its last byte was taken,
+        # from a register (`release`) behind two (`took_result`, `took_last`), and its valid
+        # is seen a cycle late (`vector_valid`): the results stream's register sits by the
+        # accelerator's output, the sender by the UART's pin, and neither handshake runs
+        # across the die through logic (combinational, the UART's ready ran through the
+        # sender to the results stream's register, 65.5 MHz, 9 ns of routing; through one
+        # register, 87.2 MHz).
+        # The take of a result byte is registered (`took_result`) by the sender before it moves
+        # `part` and `lane`, which sit by the vector: from the sender's state through the take
+        # into their enables was the longest path of a full ULX3S build (98.0 MHz, 4.2 ns of
+        # its route from the sender to the counters). Nothing is offered from the take to the
+        # release nor in the three cycles after (the bytes then were read from the old index
+        # or the old vector).
         offered = Signal(8)
         steady = Signal(2)      # the last two cycles: a byte, none taken, no vector released
         settled = Signal()
         taken = Signal()
+        took = Signal()         # a byte was taken in the cycle before
+        took_result = Signal()  # ... and it was a result byte
         took_last = Signal()
         release = Signal()
         m.d.comb += [
@@ -544,11 +551,13 @@ class LinkController(wiring.Component):
             sender.payload.payload.eq(offered),
             self.results.ready.eq(release),
         ]
-        now_steady = source_valid & ~taken & ~took_last & ~release
+        now_steady = source_valid & ~taken & ~took & ~took_last & ~release
         m.d.sync += [offered.eq(source_byte), steady.eq(Cat(now_steady, steady[0])),
-                     settled.eq(now_steady & steady.all()), took_last.eq(0), release.eq(took_last),
+                     settled.eq(now_steady & steady.all()),
+                     took.eq(taken), took_result.eq(taken & (source == _SRC_RESULT)),
+                     took_last.eq(0), release.eq(took_last),
                      vector_valid.eq(self.results.valid)]
-        with m.If(taken & (source == _SRC_RESULT)):
+        with m.If(took_result):
             with m.If(last_part):
                 m.d.sync += part.eq(0)
                 with m.If(last_byte):
