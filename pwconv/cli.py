@@ -415,7 +415,8 @@ def build_parser():
                    "with --publish)")
     p.add_argument("--publish", action="store_true",
                    help="write the committed reports/BOARD.{json,md} and reports/boards.md")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--seed", type=int, default=None,
+                   help="nextpnr placement seed (default: the board's, synth/boards.py)")
     p.add_argument("--report-only", action="store_true",
                    help="only remake the report from the last build in the build directory")
     p.add_argument("--rows", type=int, help="override the board's default array rows")

@@ -43,6 +43,11 @@ class Board:
         same netlist before the LUT MACs were cut in two). router2 was tried too: no faster to
         converge on the full design and far worse timing, 83 MHz instead of 104 on the 2x2
         build.
+    seed : int
+        nextpnr's placement seed (``pwconv bitstream --seed`` overrides it). On a design that
+        fills the die the seed moves Fmax by several MHz and place and route by tens of
+        minutes: the ULX3S netlist of this default gave 104.4 MHz in 20 minutes with seed 4
+        and 96.5 MHz in 58 minutes with seed 1 (docs/performance.md).
     register_streams : bool
         Build the board top with a register on each stream between the link and the
         accelerator (see
@@ -60,6 +65,7 @@ class Board:
     synth_opts: str
     why: str
     pnr_opts: str = ""
+    seed: int = 1
     register_streams: bool = False
 
     def with_options(self, **changes):
@@ -163,6 +169,7 @@ ULX3S = Board(
     dsp_cell="MULT18X18D",
     synth_opts="",
     pnr_opts="--placer static",
+    seed=4,
     register_streams=True,
     why=(
         "The LFE5U-85F has 156 MULT18X18D, 208 DP16KD and 83,640 LUT4s. Every MULT18X18D is "

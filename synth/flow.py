@@ -107,7 +107,7 @@ def _relative(path):
         return path
 
 
-def build_bitstream(board, *, build_dir=None, report_dir=None, seed=1, check_timing=True,
+def build_bitstream(board, *, build_dir=None, report_dir=None, seed=None, check_timing=True,
                     report_only=False, log=None):
     """Synthesize, place and route ``board`` (a :class:`Board` or its name); return the report.
 
@@ -118,7 +118,8 @@ def build_bitstream(board, *, build_dir=None, report_dir=None, seed=1, check_tim
     ``reports/``) as ``<board>.json`` and ``<board>.md``.
 
     With ``report_only``, nothing is built: the report is made again from the outputs of an
-    earlier build of the same board and configuration in ``build_dir``.
+    earlier build of the same board and configuration in ``build_dir``. ``seed`` is
+    nextpnr's placement seed, by default the board's (:attr:`Board.seed`).
 
     Raises
     ------
@@ -132,6 +133,8 @@ def build_bitstream(board, *, build_dir=None, report_dir=None, seed=1, check_tim
 
     if not isinstance(board, Board):
         board = board_named(board)
+    if seed is None:
+        seed = board.seed
     build_dir = Path(build_dir) if build_dir is not None else REPO / "build" / board.name
     report_dir = Path(report_dir) if report_dir is not None else build_dir / "report"
     build_dir.mkdir(parents=True, exist_ok=True)
