@@ -337,7 +337,10 @@ class StreamHarness(wiring.Component):
         - vectors promised == vectors stored (queue, gather register) + vectors in flight
           (bits of the delay line), counted in columns for the serial top;
         - (``no_extra``) the harness's beat count is the sequencer's, and results owed ==
-          vectors promised + the tiles of whole pixels in the sequencer not yet issued.
+          vectors promised + the tiles of whole pixels in the sequencer not yet issued;
+        - (``no_extra``, two weight banks) every committed pass and every pixel bank being
+          read or written carries the layer, and the bank's last beat and last tile are the
+          layer's ``beats - 1`` and ``tiles - 1``.
         """
         cfg = self._cfg
         sequencer_module = elaborated["sequencer"]
