@@ -13,7 +13,8 @@ __all__ = ["PROTOCOL", "START", "HEADER_BYTES", "CRC_BYTES", "OVERHEAD", "MAX_LE
            "Command", "Reply", "Error", "LINK_ERRORS", "WireFormat", "Identity", "Status",
            "IDENTITY_BYTES", "STATUS_BYTES", "ACK_BIT", "FLAG_LAYER_SET",
            "FLAG_ACCELERATOR_IDLE", "FLAG_WEIGHTS_VALID", "FLAG_PARAMS_VALID",
-           "ROUNDING_DOUBLE", "fixed_lengths", "rounding_mask"]
+           "ROUNDING_DOUBLE", "fixed_lengths", "rounding_mask", "MEMORY_COMMANDS",
+           "MemoryInfo", "MEMORY_INFO_BYTES", "MEM_ADDR_BYTES"]
 
 #: Link protocol revision, reported in IDENTITY. Revision 2 added the sequence tag to every
 #: frame, BUSY NACKs, one NACK per refused frame and weight/param validity (docs/protocol.md).
@@ -56,6 +57,17 @@ class Command(enum.IntEnum):
     LOAD_PARAMS = 0x05
     #: Whole pixels, ``beats`` beats of ``rows`` bytes each; reply RESULT with their results.
     RUN = 0x06
+    #: Board memory (builds with a memory only; others NACK them UNKNOWN_COMMAND). Empty
+    #: payload; reply MEM_INFO: the memory's size in bytes (u32) and its word bytes (u8).
+    MEM_INFO = 0x07
+    #: Byte address (u32) then the bytes to write there (at least one); reply MEM_WRITTEN,
+    #: u16 byte count.
+    MEM_WRITE = 0x08
+    #: Byte address (u32), byte count (u16, at least 1); reply MEM_DATA with the bytes.
+    MEM_READ = 0x09
+    #: Byte address (u32), byte count (u32, at least 1); reply MEM_CRC, the region's CRC-32
+    #: (``zlib.crc32``) as a u32.
+    MEM_CRC = 0x0A
 
 
 #: Reply code of a command that succeeded: the command code with this bit set.
@@ -73,6 +85,10 @@ class Reply(enum.IntEnum):
     #: The result vectors of a RUN frame's pixels, in order: per vector ``cols`` lanes, one byte
     #: each (int8) or, in raw mode, four bytes each (int32, little-endian).
     RESULT = Command.RUN | ACK_BIT
+    MEM_INFO = Command.MEM_INFO | ACK_BIT
+    MEM_WRITTEN = Command.MEM_WRITE | ACK_BIT
+    MEM_DATA = Command.MEM_READ | ACK_BIT
+    MEM_CRC = Command.MEM_CRC | ACK_BIT
     #: The frame was refused and nothing of it applied; payload: error code, command byte. Its
     #: tag is the refused frame's (as received: a garbled tag is echoed garbled).
     NACK = 0xFF
@@ -97,6 +113,8 @@ class Error(enum.IntEnum):
     NO_PARAMS = 13
     #: A layer word asking for a rounding mode the build leaves out.
     BAD_ROUNDING = 14
+    #: A memory command's byte range reaches outside the board memory (nothing written).
+    BAD_RANGE = 15
 
     @property
     def message(self):
@@ -124,6 +142,7 @@ _MESSAGES = {
     Error.NO_PARAMS: "RUN before any params were loaded for the layer (since reset or the "
                      "last SET_LAYER of another shape)",
     Error.BAD_ROUNDING: "the layer's rounding mode is not one this build includes",
+    Error.BAD_RANGE: "the address range is outside the board memory (nothing written)",
 }
 
 #: Reasons that say the frame did not arrive as sent (line noise, a lost byte, a busy device):
@@ -335,9 +354,10 @@ class Status:
                    bool(flags & FLAG_PARAMS_VALID))
 
 
-def fixed_lengths(cfg: ArrayConfig):
-    """Payload length each command must have, None where it varies (multiples of a word)."""
-    return {
+def fixed_lengths(cfg: ArrayConfig, *, memory=False):
+    """Payload length each command must have, None where it varies (multiples of a word);
+    the memory commands only for a build with a memory (``memory``)."""
+    lengths = {
         Command.IDENTIFY: 0,
         Command.STATUS: 0,
         Command.SET_LAYER: WireFormat(cfg).layer_bytes,
@@ -345,4 +365,51 @@ def fixed_lengths(cfg: ArrayConfig):
         Command.LOAD_PARAMS: None,
         Command.RUN: None,
     }
+    if memory:
+        lengths.update({
+            Command.MEM_INFO: 0,
+            Command.MEM_WRITE: None,
+            Command.MEM_READ: MEM_ADDR_BYTES + 2,
+            Command.MEM_CRC: MEM_ADDR_BYTES + 4,
+        })
+    return lengths
+
+
+#: The board-memory commands (builds with a memory).
+MEMORY_COMMANDS = (Command.MEM_INFO, Command.MEM_WRITE, Command.MEM_READ, Command.MEM_CRC)
+
+#: Bytes of the byte address that starts MEM_WRITE, MEM_READ and MEM_CRC payloads (u32 LE).
+MEM_ADDR_BYTES = 4
+
+_MEMORY_INFO = struct.Struct("<IB")
+
+#: Payload bytes of the MEM_INFO reply.
+MEMORY_INFO_BYTES = _MEMORY_INFO.size
+
+
+@dataclass(frozen=True)
+class MemoryInfo:
+    """The board memory as the device reports it (the MEM_INFO reply).
+
+    Payload, little-endian: size in bytes (u32), bytes per memory word (u8, the port's
+    ``data_width // 8``). Byte ``a`` of the memory is byte ``a % word_bytes`` of word
+    ``a // word_bytes``.
+    """
+
+    size: int
+    word_bytes: int
+
+    def pack(self):
+        return _MEMORY_INFO.pack(self.size, self.word_bytes)
+
+    @classmethod
+    def unpack(cls, payload):
+        if len(payload) != MEMORY_INFO_BYTES:
+            raise ValueError(f"MEM_INFO payload must be {MEMORY_INFO_BYTES} bytes, "
+                             f"not {len(payload)}")
+        size, word_bytes = _MEMORY_INFO.unpack(payload)
+        if word_bytes < 1 or word_bytes & (word_bytes - 1) or size < 1 or size % word_bytes:
+            raise ValueError(f"MEM_INFO names a memory of {size} bytes in words of "
+                             f"{word_bytes} bytes, not one this host can use")
+        return cls(size, word_bytes)
 
