@@ -263,6 +263,11 @@ def cmd_verilog(args):
     return 0
 
 
+#: The most values `pwconv layer` puts in x, in w or in the layer's output: 256 MiB of int8
+#: (running such a layer holds its output as int64 twice, 4 GiB more).
+LAYER_VALUES_MAX = 1 << 28
+
+
 def cmd_layer(args):
     from pwconv.host.layer import random_layer, save_layer
     try:
@@ -273,6 +278,14 @@ def cmd_layer(args):
         raise ValueError(f"--shape must be HxWxC or NxHxWxC with sizes >= 1, not {args.shape!r}")
     if args.filters < 1:
         raise ValueError(f"--filters must be at least 1, not {args.filters}")
+    pixels, channels = math.prod(shape[:-1]), shape[-1]
+    for flag, name, size in (("--shape", "x", pixels * channels),
+                             ("--filters", "w", channels * args.filters),
+                             ("--filters", "the output", pixels * args.filters)):
+        if size > LAYER_VALUES_MAX:
+            value = args.shape if flag == "--shape" else args.filters
+            raise ValueError(f"{flag} {value}: {name} would hold {size:,} values, over the "
+                             f"limit of {LAYER_VALUES_MAX:,} per array")
     _check_output_file("layer file", args.out)
     x, layer = random_layer(shape, args.filters, seed=args.seed, relu=args.relu,
                             rounding=args.rounding)
@@ -292,7 +305,7 @@ def cmd_bench(args):
     layers = MOBILENETV2_POINTWISE
     if args.max_pixels is not None and args.max_pixels < 1:
         raise ValueError(f"--max-pixels must be at least 1, not {args.max_pixels}")
-    if args.layers:
+    if args.layers is not None:
         try:
             numbers = [int(i) for i in args.layers.split(",")]
         except ValueError:
@@ -349,7 +362,7 @@ class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pwconv", description="int8 pointwise (1x1) convolution accelerator, bit-exact "
         "with TFLite: run layers on the golden model or the simulated gateware.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -436,10 +449,45 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+class _UsageError(Exception):
+    """A command line argparse rejects (its message, one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors (and its subcommands') are raised for :func:`main` to
+    print as the one line ``pwconv: error: ...`` every other bad input gets, with no usage
+    block (``--help`` shows that)."""
+
+    def error(self, message):
+        raise _UsageError(" ".join(message.split()))
+
+
+def _quiet_stdout():
+    """Point stdout at /dev/null: the reader of the pipe went away (``pwconv ... | head``),
+    and Python's final flush would fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        return args.func(args)
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def main(argv=None):
+    """Run the command line ``argv``; returns the exit status: 0, 1 (the run failed or was not
+    bit-exact), 2 (bad input: one line ``pwconv: error: ...``), 130 (interrupted) or 141 (the
+    output pipe was closed, as a program killed by SIGPIPE: ``pwconv model M | head``)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as error:
+        print(f"pwconv: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        status = args.func(args)
+        sys.stdout.flush()      # here, where a closed pipe can be caught, not at exit
+        return status
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141
     except (ValueError, TypeError) as error:
         print(f"pwconv: error: {error}", file=sys.stderr)
         return 2

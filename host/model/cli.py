@@ -14,7 +14,8 @@ def add_arguments(parser):
     parser.add_argument("model", help="a full-int8 .tflite or a QDQ / QLinearConv .onnx model")
     parser.add_argument("--input", help="the model's input tensor (.npy; int8 for a full-int8 "
                         ".tflite, float32 for ONNX); default: a seeded random input")
-    parser.add_argument("--out", help="write the model's final output here (.npy)")
+    parser.add_argument("--out", help="write the model's final output to this file, as .npy "
+                        "data under exactly this name (checked before the run)")
     parser.add_argument("--layers-out", metavar="DIR",
                         help="write each offloaded layer as DIR/NNN_op.npz (replay it with "
                         "`pwconv run`) and its output as DIR/NNN_op.y.npy")
@@ -27,18 +28,30 @@ def add_arguments(parser):
 
 def run(args, make_accelerator):
     """Run the command; ``make_accelerator()`` builds the accelerator from the common flags."""
+    from pwconv.cli import _check_output_dir, _check_output_file
     from . import load_model
     from .base import format_report
+    if args.input_seed < 0:
+        raise ValueError(f"--input-seed: must be a non-negative integer, not {args.input_seed}")
     model = load_model(args.model)
     runtime = args.runtime or model.runtimes[0]
     x = model.load_input(args.input) if args.input else model.random_input(args.input_seed)
+    # Every output is checked before the run (which may take minutes), not after it.
+    if args.out:
+        _check_output_file("--out", args.out)
+    if args.layers_out:
+        _check_output_dir("--layers-out", args.layers_out)
     acc = make_accelerator()
     try:
         result = model.run(x, acc, runtime=runtime, layers_out=args.layers_out)
     finally:
         acc.close()
     if args.out:
-        np.save(args.out, result.output)
+        try:
+            with open(args.out, "wb") as f:   # exactly this name: np.save(name) appends .npy
+                np.save(f, result.output)
+        except OSError as error:
+            raise RuntimeError(f"cannot write {args.out}: {error.strerror or error}") from None
     reference = model.reference(x, runtime, result)
     print(format_report(model, result, acc, reference, runtime))
     if args.out:
