@@ -1,0 +1,268 @@
+"""golden.xnnpack and golden.optimized against ai-edge-litert: each op on random one-op models.
+
+XNNPACK: the interpreter's default path (``Interpreter(model_content=...)`` with no resolver
+option, i.e. the XNNPACK delegate). Optimized: ``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (TFLite's
+builtin optimized kernels, ruy for CONV_2D / FULLY_CONNECTED). Half the cases use power-of-two
+scales and small values so that exact ties (where the runtimes' roundings differ) are common.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("tflite")
+
+from tflite_builder import ModelBuilder  # noqa: E402
+
+from pwconv import golden  # noqa: E402
+from pwconv.golden import ops, optimized, xnnpack  # noqa: E402
+
+ACTS = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
+PADDING = {"SAME": 0, "VALID": 1}
+CASES = 24          # random models per op and runtime (half of them tie-heavy)
+
+
+def run_default(model, inputs):
+    """The interpreter's default path: no resolver option (the XNNPACK delegate)."""
+    from ai_edge_litert.interpreter import Interpreter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interp = Interpreter(model_content=model)
+    interp.allocate_tensors()
+    for detail, value in zip(interp.get_input_details(), inputs):
+        interp.set_tensor(detail["index"], value)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"])
+
+
+def run_optimized(model, inputs):
+    """TFLite's builtin optimized kernels (BUILTIN_WITHOUT_DEFAULT_DELEGATES)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    interp = Interpreter(model_content=model, experimental_op_resolver_type=(
+        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    interp.allocate_tensors()
+    for detail, value in zip(interp.get_input_details(), inputs):
+        interp.set_tensor(detail["index"], value)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"])
+
+
+RUNNERS = {"xnnpack": run_default, "optimized": run_optimized}
+
+
+def _check(got, ref):
+    assert ref.shape == got.shape and ref.dtype == got.dtype, (ref.shape, got.shape)
+    diff = np.abs(ref.astype(np.int64) - got.astype(np.int64))
+    assert np.array_equal(ref, got), f"{int((diff > 0).sum())} of {diff.size} differ " \
+        f"(max {int(diff.max())})"
+
+
+def _scale(rng, ties, lo=0.005, hi=0.2):
+    if ties:
+        return float(2.0 ** -int(rng.integers(2, 8)))
+    return float(np.float32(rng.uniform(lo, hi)))
+
+
+def _zp(rng, ties):
+    return int(rng.integers(-8, 8)) if ties else int(rng.integers(-128, 128))
+
+
+def _x(rng, shape, ties):
+    if ties:
+        return rng.integers(-12, 12, size=shape, dtype=np.int8)
+    return rng.integers(-128, 128, size=shape, dtype=np.int8)
+
+
+def _params(seed):
+    rng = np.random.default_rng(seed)
+    return rng, seed % 2 == 1
+
+
+# -- convolutions ---------------------------------------------------------------------------
+
+def _conv_case(seed, depthwise):
+    rng, ties = _params(seed)
+    k = int(rng.integers(1, 4))
+    s = int(rng.integers(1, 3))
+    padding = ("SAME", "VALID")[seed % 2 if not depthwise else (seed // 2) % 2]
+    act = list(ACTS)[(seed // 2) % 4]
+    h, w, c = int(rng.integers(4, 9)), int(rng.integers(4, 9)), int(rng.integers(1, 9))
+    dm = 1 + seed % 2 if depthwise else 1
+    f = c * dm if depthwise else int(rng.integers(1, 9))
+    s_in, s_out = _scale(rng, ties), _scale(rng, ties, 0.02, 0.5)
+    zp_in, zp_out = _zp(rng, ties), _zp(rng, ties)
+    if ties:
+        ws = (2.0 ** -rng.integers(0, 4, f)).astype(np.float32)
+        wq = rng.integers(-3, 4, (f, k, k, c), dtype=np.int8)
+        bias = rng.integers(-40, 40, f).astype(np.int32)
+    else:
+        ws = rng.uniform(0.001, 0.05, f).astype(np.float32)
+        wq = rng.integers(-127, 128, (f, k, k, c), dtype=np.int8)
+        bias = rng.integers(-20000, 20000, f).astype(np.int32)
+    if depthwise:
+        wq = np.ascontiguousarray(wq[:1, :, :, :1].repeat(f, axis=3)) if False else \
+            rng.integers(-3 if ties else -127, 4 if ties else 128, (1, k, k, f), dtype=np.int8)
+    oh, _ = ops.compute_padding(h, k, s, 1, padding)
+    ow, _ = ops.compute_padding(w, k, s, 1, padding)
+    b = ModelBuilder()
+    x = b.tensor("x", (1, h, w, c), np.int8, s_in, zp_in)
+    wt = b.const("w", wq, ws, 0, axis=3 if depthwise else 0)
+    bt = b.const("b", bias, np.float32(s_in) * ws, 0)
+    y = b.tensor("y", (1, oh, ow, f), np.int8, s_out, zp_out)
+    if depthwise:
+        b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [y], "DepthwiseConv2DOptions",
+             padding=PADDING[padding], strideW=s, strideH=s, depthMultiplier=dm,
+             fusedActivationFunction=ACTS[act], dilationWFactor=1, dilationHFactor=1)
+    else:
+        b.op("CONV_2D", [x, wt, bt], [y], "Conv2DOptions", padding=PADDING[padding],
+             strideW=s, strideH=s, fusedActivationFunction=ACTS[act], dilationWFactor=1,
+             dilationHFactor=1)
+    xin = _x(rng, (1, h, w, c), ties)
+    kw = dict(input_scale=s_in, weight_scales=ws, output_scale=s_out, input_zero_point=zp_in,
+              output_zero_point=zp_out, stride=(s, s), padding=padding, activation=act)
+    if depthwise:
+        kw["depth_multiplier"] = dm
+    return b.finish([x], [y]), [xin], (xin, wq, bias), kw
+
+
+@pytest.mark.parametrize("runtime", RUNNERS)
+@pytest.mark.parametrize("depthwise", [False, True], ids=["conv2d", "depthwise"])
+def test_conv_matches_tflite(runtime, depthwise):
+    for seed in range(CASES):
+        model, inputs, (xin, wq, bias), kw = _conv_case(seed, depthwise)
+        module = xnnpack if runtime == "xnnpack" else optimized
+        fn = module.depthwise_conv2d if depthwise else module.conv2d
+        _check(fn(xin, wq, bias, **kw), RUNNERS[runtime](model, inputs))
+
+
+def _fc_case(seed):
+    rng, ties = _params(seed)
+    batch, c, f = int(rng.integers(1, 4)), int(rng.integers(1, 40)), int(rng.integers(1, 20))
+    s_in, s_out = _scale(rng, ties), _scale(rng, ties, 0.02, 0.5)
+    zp_in, zp_out = _zp(rng, ties), _zp(rng, ties)
+    ws = float(2.0 ** -int(rng.integers(0, 4))) if ties else float(rng.uniform(0.001, 0.05))
+    wq = rng.integers(-3 if ties else -127, 4 if ties else 128, (f, c), dtype=np.int8)
+    bias = rng.integers(-40, 40, f).astype(np.int32) if ties else \
+        rng.integers(-20000, 20000, f).astype(np.int32)
+    act = list(ACTS)[(seed // 2) % 4]
+    b = ModelBuilder()
+    x = b.tensor("x", (batch, c), np.int8, s_in, zp_in)
+    wt = b.const("w", wq, ws, 0)
+    bt = b.const("b", bias, np.float32(s_in) * np.float32(ws), 0)
+    y = b.tensor("y", (batch, f), np.int8, s_out, zp_out)
+    b.op("FULLY_CONNECTED", [x, wt, bt], [y], "FullyConnectedOptions",
+         fusedActivationFunction=ACTS[act])
+    xin = _x(rng, (batch, c), ties)
+    kw = dict(input_scale=s_in, weight_scales=ws, output_scale=s_out, input_zero_point=zp_in,
+              output_zero_point=zp_out, activation=act)
+    return b.finish([x], [y]), [xin], (xin, wq, bias), kw
+
+
+@pytest.mark.parametrize("runtime", RUNNERS)
+def test_fully_connected_matches_tflite(runtime):
+    for seed in range(CASES):
+        model, inputs, (xin, wq, bias), kw = _fc_case(seed)
+        module = xnnpack if runtime == "xnnpack" else optimized
+        _check(module.fully_connected(xin, wq, bias, **kw), RUNNERS[runtime](model, inputs))
+
+
+# -- elementwise ----------------------------------------------------------------------------
+
+def _binary_case(seed, op):
+    rng, ties = _params(seed)
+    shape1 = (1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 9)))
+    shape2 = shape1 if seed % 3 else (1, 1, 1, shape1[3])
+    act = list(ACTS)[(seed // 2) % 4]
+    if op == "MUL":
+        s1, s2, so = _scale(rng, ties), _scale(rng, ties), _scale(rng, ties, 0.0005, 0.02)
+    else:
+        s1, s2, so = _scale(rng, ties), _scale(rng, ties), _scale(rng, ties)
+    z1, z2, zo = _zp(rng, ties), _zp(rng, ties), _zp(rng, ties)
+    b = ModelBuilder()
+    x1 = b.tensor("x1", shape1, np.int8, s1, z1)
+    x2 = b.tensor("x2", shape2, np.int8, s2, z2)
+    y = b.tensor("y", shape1, np.int8, so, zo)
+    b.op(op, [x1, x2], [y], f"{op.capitalize()}Options", fusedActivationFunction=ACTS[act])
+    a1, a2 = _x(rng, shape1, ties), _x(rng, shape2, ties)
+    kw = dict(scales=(s1, s2), zero_points=(z1, z2), output_scale=so, output_zero_point=zo,
+              activation=act)
+    return b.finish([x1, x2], [y]), [a1, a2], kw
+
+
+@pytest.mark.parametrize("runtime, op", [("xnnpack", "ADD"), ("xnnpack", "SUB"),
+                                         ("xnnpack", "MUL"), ("optimized", "ADD")])
+def test_binary_matches_tflite(runtime, op):
+    for seed in range(CASES):
+        model, (a1, a2), kw = _binary_case(seed, op)
+        module = xnnpack if runtime == "xnnpack" else optimized
+        fn = getattr(module, op.lower())
+        _check(fn(a1, a2, **kw), RUNNERS[runtime](model, [a1, a2]))
+
+
+def _mean_case(seed):
+    rng, ties = _params(seed)
+    shape = (1, int(rng.integers(1, 8)), int(rng.integers(1, 8)), int(rng.integers(1, 41)))
+    axes = [(1, 2), (1, 2), (3,), (2,), (1,)][seed % 5]
+    keep = bool(seed % 3)
+    s_in, s_out = _scale(rng, ties), _scale(rng, ties)
+    zp_in, zp_out = _zp(rng, ties), _zp(rng, ties)
+    if seed % 7 == 0:
+        s_out, zp_out = s_in, zp_in
+    out_shape = tuple(1 if i in axes else d for i, d in enumerate(shape)) if keep else \
+        tuple(d for i, d in enumerate(shape) if i not in axes)
+    b = ModelBuilder()
+    x = b.tensor("x", shape, np.int8, s_in, zp_in)
+    ax = b.const("axes", np.array(axes, np.int32))
+    y = b.tensor("y", out_shape, np.int8, s_out, zp_out)
+    b.op("MEAN", [x, ax], [y], "ReducerOptions", keepDims=keep)
+    xin = _x(rng, shape, ties)
+    kw = dict(keep_dims=keep, input_scale=s_in, input_zero_point=zp_in, output_scale=s_out,
+              output_zero_point=zp_out)
+    return b.finish([x], [y]), xin, axes, kw
+
+
+@pytest.mark.parametrize("runtime", RUNNERS)
+def test_mean_matches_tflite(runtime):
+    for seed in range(CASES):
+        model, xin, axes, kw = _mean_case(seed)
+        module = xnnpack if runtime == "xnnpack" else optimized
+        _check(module.mean(xin, axes, **kw), RUNNERS[runtime](model, [xin]))
+
+
+def _quantize_case(seed, from_float):
+    rng, ties = _params(seed)
+    shape = (1, 3, 4, 5)
+    s_in, zp_in = _scale(rng, ties), _zp(rng, ties)
+    s_out, zp_out = _scale(rng, ties), _zp(rng, ties)
+    b = ModelBuilder()
+    if from_float:
+        x = b.tensor("x", shape, np.float32)
+        xin = (rng.standard_normal(shape) * 64 * s_out).astype(np.float32)
+        xin.flat[:6] = np.float32(s_out) * np.array([0.5, -0.5, 1.5, -2.5, 3.5, 4.5],
+                                                     np.float32)
+    else:
+        x = b.tensor("x", shape, np.int8, s_in, zp_in)
+        xin = _x(rng, shape, ties)
+    y = b.tensor("y", shape, np.int8, s_out, zp_out)
+    b.op("QUANTIZE", [x], [y])
+    return b.finish([x], [y]), xin, (s_in, zp_in, s_out, zp_out)
+
+
+@pytest.mark.parametrize("from_float", [False, True], ids=["int8", "float32"])
+@pytest.mark.parametrize("runtime", RUNNERS)
+def test_quantize_matches_tflite(runtime, from_float):
+    for seed in range(CASES):
+        model, xin, (s_in, zp_in, s_out, zp_out) = _quantize_case(seed, from_float)
+        module = xnnpack if runtime == "xnnpack" else optimized
+        if from_float:
+            got = module.quantize(xin, scale=s_out, zero_point=zp_out)
+        else:
+            if runtime == "xnnpack" and not xnnpack.delegated(
+                    "QUANTIZE", inputs=[(s_in, zp_in, 0, False, "int8")],
+                    output=(s_out, zp_out, 0, False, "int8")):
+                continue
+            got = module.requantize_tensor(xin, input_scale=s_in, input_zero_point=zp_in,
+                                           output_scale=s_out, output_zero_point=zp_out)
+        _check(got, RUNNERS[runtime](model, [xin]))
