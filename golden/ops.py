@@ -14,11 +14,14 @@ from .conv import INT8_MAX, INT8_MIN
 from .requant import (
     INT32_MAX,
     INT32_MIN,
+    _MBQM,
     _int_array,
     _mbqm,
     _rdbpot,
+    _round_double_scale,
     _round_half_away,
     _srdhm,
+    check_rounding,
     per_channel_multipliers,
     quantize_multiplier,
     wrap_int32,
@@ -26,7 +29,7 @@ from .requant import (
 
 __all__ = [
     "ACTIVATIONS", "activation_range", "compute_padding", "conv2d", "depthwise_conv2d",
-    "fully_connected", "fully_connected_multiplier", "add", "average_pool2d", "max_pool2d",
+    "fully_connected", "fully_connected_multiplier", "fully_connected_acc_range", "add", "average_pool2d", "max_pool2d",
     "mean", "pad", "softmax", "quantize", "requantize_tensor", "dequantize", "concatenation",
 ]
 
@@ -182,24 +185,63 @@ def depthwise_conv2d(x, w, bias, *, input_zero_point, output_zero_point, multipl
 
 
 def fully_connected_multiplier(input_scale, weight_scale, output_scale):
-    """(multiplier, shift) of a per-tensor FULLY_CONNECTED:
+    """(multiplier, shift) of a per-tensor FULLY_CONNECTED in the kernels that requantize in
+    fixed point (TFLite's optimized kernels, TFLite Micro, CMSIS-NN):
     kernel_util.cc::GetQuantizedConvolutionMultipler, ``double(float(in * w)) / double(out)``
-    (the product is taken in float32), then QuantizeMultiplier."""
+    (the product is taken in float32), then QuantizeMultiplier. TFLite's *reference* kernel
+    does not use it: see :func:`fully_connected`."""
     product = np.float64(np.float32(input_scale) * np.float32(weight_scale))
     return quantize_multiplier(product / np.float64(np.float32(output_scale)))
 
 
-def fully_connected(x, w, bias, *, input_zero_point, output_zero_point, multiplier, shift,
+def fully_connected(x, w, bias, *, input_zero_point, output_zero_point, scale=None,
+                    multiplier=None, shift=None, rounding="double", weight_zero_point=0,
                     activation_min=INT8_MIN, activation_max=INT8_MAX):
-    """FULLY_CONNECTED, int8: reference_integer_ops/fully_connected.h::FullyConnected (and
-    FullyConnectedPerChannel when ``multiplier`` has F entries). ``x`` int8 [..., C], ``w``
-    int8 [F, C]; returns int8 [..., F]."""
+    """FULLY_CONNECTED, int8. ``x`` int8 [..., C], ``w`` int8 [F, C]; returns int8 [..., F].
+
+    ``acc[f] = bias[f] + sum_c (x[c] - input_zero_point) * (w[f, c] - weight_zero_point)``
+    (int32), then one of two requantizations:
+
+    - ``scale`` (float64, scalar or [F], from :func:`pwconv.golden.double_scales`): TFLite's
+      reference kernel as ai-edge-litert runs it (kernels/fully_connected.cc, kReference, calls
+      the overloads of reference_integer_ops/fully_connected.h that take the float scales):
+      ``round(double(acc) * scale)``, one rounding half away from zero
+      (:func:`pwconv.golden.round_double_scale`). This is ``OpResolverType.BUILTIN_REF``.
+    - ``multiplier``/``shift`` (int32 [F] or scalars) with ``rounding``: the fixed-point
+      kernels, ``MultiplyByQuantizedMultiplier`` in that mode. ``"double"`` with
+      :func:`fully_connected_multiplier` (per tensor) or
+      :func:`pwconv.golden.per_channel_multipliers` (per channel) is TFLite Micro's
+      reference_integer_ops::FullyConnected and CMSIS-NN's arm_fully_connected_s8
+      (arm_nn_requantize without CMSIS_NN_USE_SINGLE_ROUNDING); ``"ruy"`` is TFLite's
+      optimized kernel on x86.
+
+    Then ``+ output_zero_point`` and the clamp to the activation range.
+    """
+    if (scale is None) == (multiplier is None or shift is None):
+        raise ValueError("fully_connected: give either scale or multiplier and shift")
     x64 = _int8("x", x) - int(input_zero_point)
-    acc = x64 @ _int8("w", w, 2).T
+    w64 = _int8("w", w, 2) - int(weight_zero_point)
+    acc = wrap_int32(x64 @ w64.T)
     if bias is not None:
-        acc = acc + np.asarray(bias, np.int64)
-    return _per_channel_requant(acc, multiplier, shift, output_zero_point, activation_min,
-                                activation_max)
+        acc = wrap_int32(acc + np.asarray(bias, np.int64))
+    if scale is None:
+        y = _MBQM[check_rounding(rounding)](acc, np.asarray(multiplier, np.int64),
+                                            np.asarray(shift, np.int64))
+    else:
+        y = _round_double_scale(acc, np.asarray(scale, np.float64))
+    y = wrap_int32(y + int(output_zero_point))
+    return np.clip(y, activation_min, activation_max).astype(np.int8)
+
+
+def fully_connected_acc_range(w, bias, input_zero_point, weight_zero_point=0):
+    """The smallest and largest int32 accumulator each filter of a FULLY_CONNECTED (or 1x1
+    conv) can produce over every int8 input: ``bias[f] + sum_c min/max over x in [-128, 127]
+    of (x - input_zero_point) * (w[f, c] - weight_zero_point)``, as int64 [F] arrays (not
+    wrapped: a range beyond int32 means the layer can overflow its accumulator)."""
+    w64 = _int8("w", w, 2) - int(weight_zero_point)
+    low, high = (INT8_MIN - int(input_zero_point)) * w64, (INT8_MAX - int(input_zero_point)) * w64
+    b = np.zeros(w64.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
+    return b + np.minimum(low, high).sum(axis=1), b + np.maximum(low, high).sum(axis=1)
 
 
 def _smaller_than_one(real):

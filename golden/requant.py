@@ -22,6 +22,9 @@ __all__ = [
     "float32_scales",
     "check_float_scale",
     "layer_requant_params",
+    "double_scales",
+    "round_double_scale",
+    "match_double_scale",
 ]
 
 #: How a runtime rounds when it requantizes an int32 accumulator to int8; see
@@ -476,3 +479,182 @@ def layer_requant_params(input_scale, weight_scales, output_scale, rounding):
         multiplier = np.where(high, np.int32(INT32_MAX), multiplier).astype(np.int32)
         shift = np.where(high, np.int32(SHIFT_MAX), shift).astype(np.int32)
     return multiplier, shift, None
+
+
+def double_scales(input_scale, weight_scales, output_scale):
+    """Per-channel requantization scales as TFLite's reference FULLY_CONNECTED takes them:
+    ``double(input_scale) * double(weight_scales[f]) / double(output_scale)``, each scale a
+    float32 widened to double, evaluated left to right in float64 (ai-edge-litert
+    tflite/kernels/internal/reference/integer_ops/fully_connected.h, the ``FullyConnected`` and
+    ``FullyConnectedPerChannel`` overloads that take float scales).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 array shaped like ``weight_scales``.
+    """
+    s_in = _positive_scale("input_scale", input_scale, True)
+    s_w = _positive_scale("weight_scales", weight_scales, True)
+    s_out = _positive_scale("output_scale", output_scale, True)
+    return (s_in * s_w) / s_out
+
+
+def _round_double_scale(acc, scale):
+    """Unchecked core of :func:`round_double_scale` (int64 in, int64 out)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = _round_half_away(acc.astype(np.float64) * scale)
+    # static_cast<int32_t> of a double outside int32 is undefined in C; x86-64's cvttsd2si,
+    # which compilers emit for it, returns the "integer indefinite" value INT32_MIN.
+    inside = (rounded >= INT32_MIN) & (rounded <= INT32_MAX)
+    return np.where(inside, rounded, INT32_MIN).astype(np.int64)
+
+
+def round_double_scale(acc, scale):
+    """TFLite's reference FULLY_CONNECTED requantization: one rounding of a float64 product.
+
+    ``static_cast<int32_t>(round(static_cast<double>(acc) * scale))`` (ai-edge-litert
+    reference_integer_ops/fully_connected.h): the product rounded to float64, then rounded half
+    away from zero (C ``round``). A result outside int32 is undefined behaviour in C; it is
+    given here as x86-64 computes it, ``INT32_MIN``. TFLite Micro and CMSIS-NN do *not* round
+    this way: they quantize the same scale to a Q0.31 multiplier and round twice
+    (:func:`multiply_by_quantized_multiplier`, ``"double"``).
+
+    Parameters
+    ----------
+    acc : array_like of int
+        int32-valued accumulators, e.g. shape ``[..., F]``.
+    scale : array_like of float
+        float64 scales (:func:`double_scales`), broadcast against ``acc``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 array of the broadcast shape.
+    """
+    acc64 = _int_array("acc", acc, INT32_MIN, INT32_MAX)
+    scale = np.asarray(scale, np.float64)
+    if not np.all(np.isfinite(scale) & (scale > 0)):
+        raise ValueError("scale must be finite and > 0")
+    return _round_double_scale(acc64, scale).astype(np.int32)
+
+
+def _fixed_point(acc, multiplier, shift, rounding):
+    """The hardware's fixed-point requantization of int64 ``acc`` (unchecked)."""
+    return _MBQM[rounding](acc, multiplier, shift)
+
+
+def _thresholds(scale, acc_lo, acc_hi, levels):
+    """For each channel (rows) and output level ``v`` (columns), the smallest accumulator in
+    ``[acc_lo - 1, acc_hi + 1]`` at which :func:`round_double_scale` reaches ``v`` (clipped to
+    that interval when the level is not reached inside it)."""
+    e = scale[:, None]
+    lo, hi = acc_lo[:, None] - 1, acc_hi[:, None] + 1
+    estimate = np.floor(np.clip((levels[None, :] - 0.5) / e, lo - 3, hi + 3)).astype(np.int64)
+    found = np.full(estimate.shape, np.iinfo(np.int64).max)
+    # The float estimate is off by far less than one; scanning downward keeps the smallest.
+    for delta in range(4, -4, -1):
+        t = np.clip(estimate + delta, lo, hi)
+        reached = _round_double_scale(t, e) >= levels[None, :]
+        found = np.where(reached, t, found)
+    found = np.minimum(found, hi)
+    below = np.clip(found - 1, lo, hi)
+    if np.any((found > lo) & (_round_double_scale(below, e) >= levels[None, :])):
+        raise AssertionError("a reference step lies below its float estimate")   # unreachable
+    return found
+
+
+def match_double_scale(scale, acc_lo, acc_hi, out_lo, out_hi, rounding):
+    """Fixed-point parameters that reproduce :func:`round_double_scale` exactly on every
+    accumulator a layer can produce, or None where none exist.
+
+    TFLite's reference FULLY_CONNECTED rounds ``acc * scale`` once in float64, which no
+    fixed-point datapath computes for every int32 ``acc``. A layer's accumulators are bounded,
+    though (``[acc_lo, acc_hi]`` per channel, from its weights and bias), and only the output
+    levels between the activation bounds matter. Both the reference and the hardware's
+    fixed-point modes are monotone non-decreasing in ``acc``, so they agree on the whole range
+    exactly when they agree at both ends and on both sides of each step of the (clamped)
+    reference. This function finds each step, derives the interval of multipliers that put the
+    fixed-point mode's step at the same accumulator, picks one, and *verifies* the result at
+    every one of those points; channels that fail verification get None.
+
+    ``"single"`` (one rounding, ``(acc * m + 2**(n-1)) >> n``, ``n = 31 - shift``) uses the
+    finest normalized multiplier, so it matches almost every layer. ``"double"`` is tried with
+    ``shift = 0`` (SRDHM alone: one rounding, half away from zero, of ``acc * m / 2**31``) and
+    then with TFLite's normalized multiplier.
+
+    Parameters
+    ----------
+    scale : array_like of float
+        float64 [F], :func:`double_scales`.
+    acc_lo, acc_hi : array_like of int
+        int64 [F]: the smallest and largest accumulator each channel can produce.
+    out_lo, out_hi : int
+        The activation bounds minus the output zero point: the reference's result is clamped
+        to ``[out_lo, out_hi]`` before the zero point is added.
+    rounding : str
+        ``"single"`` or ``"double"``.
+
+    Returns
+    -------
+    (multiplier, shift) : tuple of numpy.ndarray, or None
+        int32 [F] each, when every channel has exact parameters; else None.
+    """
+    if rounding not in ("single", "double"):
+        raise ValueError(f"rounding must be 'single' or 'double', not {rounding!r}")
+    scale = np.asarray(scale, np.float64).reshape(-1)
+    acc_lo = np.asarray(acc_lo, np.int64).reshape(-1)
+    acc_hi = np.asarray(acc_hi, np.int64).reshape(-1)
+    if not (np.all(np.isfinite(scale) & (scale > 0)) and scale.shape == acc_lo.shape
+            == acc_hi.shape and np.all(acc_lo <= acc_hi) and acc_lo.min(initial=0) >= INT32_MIN
+            and acc_hi.max(initial=0) <= INT32_MAX and out_lo <= out_hi):
+        raise ValueError("match_double_scale: scale must be finite and > 0, and acc_lo <= "
+                         "acc_hi int32 arrays of its shape")
+    levels = np.arange(int(out_lo) + 1, int(out_hi) + 1, dtype=np.int64)
+    steps = _thresholds(scale, acc_lo, acc_hi, levels)
+    # Points to check: both sides of every step, and the range's ends.
+    points = np.concatenate([steps - 1, steps, acc_lo[:, None], acc_hi[:, None]], axis=1)
+    points = np.clip(points, acc_lo[:, None], acc_hi[:, None])
+    want = np.clip(_round_double_scale(points, scale[:, None]), out_lo, out_hi)
+
+    def verify(m, s):
+        ok = (m > 0) & (m <= INT32_MAX) & (s >= SHIFT_MIN) & (s <= SHIFT_MAX)
+        m_safe, s_safe = np.where(ok, m, 1), np.where(ok, s, 0)
+        got = _fixed_point(points, m_safe[:, None], s_safe[:, None], rounding)
+        return ok & np.all(np.clip(got, out_lo, out_hi) == want, axis=1)
+
+    def candidates(n):
+        """Multipliers for ``acc * m / 2**n``: the nearest to ``scale * 2**n`` moved into the
+        interval the steps allow (as floats; verification makes it exact)."""
+        ideal = scale * np.ldexp(1.0, n)
+        u = (levels[None, :] - 0.5) * np.ldexp(1.0, n)[:, None]
+        t, t1 = steps.astype(np.float64), steps.astype(np.float64) - 1
+        inside = (steps > acc_lo[:, None]) & (steps <= acc_hi[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            low = np.where(inside & (t > 0), u / t, -np.inf)
+            low = np.maximum(low, np.where(inside & (t1 < 0), u / t1, -np.inf))
+            high = np.where(inside & (t1 > 0), u / t1, np.inf)
+            high = np.minimum(high, np.where(inside & (t < 0), u / t, np.inf))
+        low, high = low.max(axis=1, initial=-np.inf), high.min(axis=1, initial=np.inf)
+        mid = np.clip(np.round(ideal), np.ceil(low), np.floor(high))
+        picks = [mid, np.ceil(low), np.floor(high)] + [np.round(ideal) + d for d in (0, 1, -1, 2, -2)]
+        return [np.nan_to_num(p, nan=0.0, posinf=0.0, neginf=0.0).clip(0, INT32_MAX + 1)
+                .astype(np.int64) for p in picks]
+
+    _, exp = np.frexp(scale)
+    exp = exp.astype(np.int64)
+    if rounding == "single":
+        trials = [np.clip(exp - d, -62 + 31, 30) for d in (0, 1)]    # shift = exp: m in [2^30, 2^31)
+    else:
+        trials = [np.zeros_like(exp), np.clip(exp, SHIFT_MIN, 0)]
+    multiplier = np.zeros(scale.shape, np.int64)
+    shift = np.zeros(scale.shape, np.int64)
+    done = np.zeros(scale.shape, bool)
+    for s in trials:
+        for m in candidates(31 - s):
+            good = ~done & verify(m, s)
+            multiplier = np.where(good, m, multiplier)
+            shift = np.where(good, s, shift)
+            done |= good
+    if not np.all(done):
+        return None
+    return multiplier.astype(np.int32), shift.astype(np.int32)

@@ -114,10 +114,10 @@ def test_fully_connected_matches_tflite(seed):
     b.op("FULLY_CONNECTED", [x, wt, bt], [y], "FullyConnectedOptions",
          fusedActivationFunction=ACTS[act])
     xin = _rand_x(rng, (batch, c))
-    mult, shift = ops.fully_connected_multiplier(s_in, ws, s_out)
     lo, hi = ops.activation_range(act, s_out, zp_out)
     expected = ops.fully_connected(xin, wq, bias, input_zero_point=zp_in,
-                                   output_zero_point=zp_out, multiplier=mult, shift=shift,
+                                   output_zero_point=zp_out,
+                                   scale=golden.double_scales(s_in, ws, s_out),
                                    activation_min=lo, activation_max=hi)
     _check(b.finish([x], [y]), [xin], expected)
 

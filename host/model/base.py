@@ -1,7 +1,9 @@
 """The model interface shared by the .tflite and .onnx front ends, and the per-op report."""
 
+import contextlib
 import dataclasses
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,14 +115,28 @@ class Model:
     runtimes: tuple = ()
 
     def check_input(self, x, source="input"):
-        """Validate the model input (dtype and shape); raises ModelError naming ``source``."""
+        """Validate the model input (dtype, byte order, shape, finite floats); raises
+        ModelError naming ``source``."""
         x = np.asarray(x)
+        want = np.dtype(self.input_dtype)
+        if x.dtype != want and x.dtype.newbyteorder("=") == want:
+            order = "big" if sys.byteorder == "little" else "little"
+            raise ModelError(f"{source}: expected {want.name} in this machine's "
+                             f"({sys.byteorder}-endian) byte order for {self.path.name}, got "
+                             f"{order}-endian {want.name}; convert it with "
+                             f".astype(np.{want.name})")
         if x.dtype != self.input_dtype:
             raise ModelError(f"{source}: expected dtype {np.dtype(self.input_dtype).name} for "
                              f"{self.path.name}, got {x.dtype.name}")
         if tuple(x.shape) != tuple(self.input_shape):
             raise ModelError(f"{source}: expected shape {list(self.input_shape)} for "
                              f"{self.path.name}, got {list(x.shape)}")
+        if x.dtype.kind == "f":
+            bad = int(np.count_nonzero(~np.isfinite(x)))
+            if bad:
+                raise ModelError(f"{source}: {bad} of {x.size} values "
+                                 f"{'is' if bad == 1 else 'are'} NaN or infinite; the input "
+                                 f"must be finite")
         return x
 
     def load_input(self, path):
@@ -148,12 +164,21 @@ class Model:
         ----------
         x : numpy.ndarray
             The model input (dtype and shape as the model declares).
-        accelerator : pwconv.host.accelerator.Accelerator
+        accelerator : pwconv.host.accelerator.Accelerator or str
+            The accelerator, or a backend name (``"golden"``, ``"verilator"``, ...) to run
+            on a new default one (closed afterwards).
         runtime : str, optional
             The runtime to match (one of ``self.runtimes``): picks the rounding mode.
         layers_out : path, optional
             Directory to write each offloaded layer as ``NNN_name.npz`` + ``NNN_name.y.npy``.
         """
+        from ..accelerator import BACKENDS, Accelerator
+        if isinstance(accelerator, str):
+            with contextlib.closing(Accelerator(accelerator)) as acc:
+                return self.run(x, acc, runtime=runtime, layers_out=layers_out)
+        if not callable(getattr(accelerator, "run_layer", None)):
+            raise TypeError(f"accelerator: expected an Accelerator or a backend name "
+                            f"({', '.join(BACKENDS)}), not {type(accelerator).__name__}")
         x = self.check_input(x)
         runtime = runtime or self.runtimes[0]
         if runtime not in self.runtimes:
@@ -183,6 +208,9 @@ class Model:
                 save_layer(f"{stem}.npz", x_in, layer)
                 np.save(f"{stem}.y.npy", y_layer)
             return y
+        # The modes this build's accelerator has (a front end may pick another mode than
+        # ``rounding`` for a layer, e.g. the reference FULLY_CONNECTED's exact equivalent).
+        offload.roundings = tuple(getattr(accelerator.config, "roundings", (rounding,)))
         run.output = self._run_ops(x, offload, run, rounding)
         run.seconds = time.perf_counter() - start
         return run

@@ -31,9 +31,21 @@ TFLITE_RUNTIMES = {"tflite-reference": "BUILTIN_REF", "tflite-ruy":
                    "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "tflite-xnnpack": "BUILTIN"}
 
 _DTYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
-_TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16",
-               9: "int8", 10: "float64"}
+_TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",
+               6: "bool", 7: "int16", 8: "complex64", 9: "int8", 10: "float64",
+               11: "complex128", 12: "uint64", 13: "resource", 14: "variant", 15: "uint32",
+               16: "uint16", 17: "int4", 18: "bfloat16"}      # schema.fbs TensorType
+_FLOATS = (0, 1, 10, 18)
 _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+#: Inputs an op needs at least (others: 1), and those it may omit (tensor index -1).
+_MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2,
+               "MEAN": 2, "PAD": 2, "PADV2": 2}
+_OPTIONAL = {op: (2,) for op in _WEIGHTED}
+#: Inputs that are parameters rather than int8 data: by op, position -> (what, type codes).
+_PARAMETERS = {**{op: {1: ("the weights", (9,)), 2: ("the bias", (2,))} for op in _WEIGHTED},
+               "MEAN": {1: ("the axes", (2, 4))}, "PAD": {1: ("the paddings", (2, 4))},
+               "PADV2": {1: ("the paddings", (2, 4)), 2: ("the padding value", (9,))},
+               "RESHAPE": {1: ("the shape", (2,))}}
 
 
 class _Tensor:
@@ -99,7 +111,8 @@ class TFLiteModel(Model):
                 self.ops.append((names.get(builtin, f"builtin {builtin}"),
                                  [int(v) for v in op.InputsAsNumpy()] if op.InputsLength()
                                  else [],
-                                 [int(v) for v in op.OutputsAsNumpy()], op.BuiltinOptions()))
+                                 [int(v) for v in op.OutputsAsNumpy()] if op.OutputsLength()
+                                 else [], op.BuiltinOptions()))
         except ModelError:
             raise
         except Exception as error:          # flatbuffers raises anything on a corrupt file
@@ -114,19 +127,46 @@ class TFLiteModel(Model):
         return f"{self.path.name}: op {i} ({self.ops[i][0]})"
 
     def _validate(self):
+        """Refuse, at load time, what the run or TFLite would fail on later: tensor indices out
+        of range, missing inputs, tensor types pwconv cannot run (anything but int8 data, int32
+        bias, int32/int64 axes and paddings; float only into QUANTIZE and out of DEQUANTIZE),
+        weights whose scales or bias do not match their filters, strides or filters of 0.
+        The rules are TFLite's own int8 kernels' (tflite/kernels/conv.cc, depthwise_conv.cc,
+        fully_connected.cc, kernel_util.cc in LiteRT)."""
+        name = self.path.name
         if len(self.inputs) != 1 or len(self.outputs) != 1:
-            raise ModelError(f"{self.path.name}: pwconv runs models with one input and one "
+            raise ModelError(f"{name}: pwconv runs models with one input and one "
                              f"output, this one has {len(self.inputs)} and {len(self.outputs)}")
-        for i, (op, ins, outs, _) in enumerate(self.ops):
+        count = len(self.tensors)
+        for what, t in (("input", self.inputs[0]), ("output", self.outputs[0])):
+            if not 0 <= t < count:
+                raise ModelError(f"{name}: the model's {what} is tensor {t}, but the model has "
+                                 f"{count} tensors")
+        x = self.tensors[self.inputs[0]]
+        if x.type not in (0, 9):
+            raise ModelError(f"{name}: the model's input '{x.name}' is {x.type_name}; pwconv "
+                             f"runs models with an int8 or float32 input")
+        available = {self.inputs[0]} | {t.index for t in self.tensors if t.data is not None}
+        for i, (op, ins, outs, table) in enumerate(self.ops):
             if op not in SUPPORTED_OPS:
                 raise ModelError(f"{self._where(i)} is not supported (pwconv runs "
                                  f"{', '.join(SUPPORTED_OPS)})")
+            self._validate_indices(i, op, ins, outs)
+            for k, t in enumerate(ins):
+                if t >= 0 and t not in available:
+                    raise ModelError(f"{self._where(i)}: input {k} '{self.tensors[t].name}' is "
+                                     f"computed by no earlier op")
+            available.update(outs)
             if op in _WEIGHTED:
                 w = self.tensors[ins[1]]
-                if w.type != 9:
+                if w.type in _FLOATS:
                     raise ModelError(f"{self._where(i)} has {w.type_name} weights: a float model;"
                                      f" pwconv runs full-int8 models (convert with a "
                                      f"representative dataset and TFLITE_BUILTINS_INT8)")
+                if w.type != 9:
+                    raise ModelError(f"{self._where(i)} has {w.type_name} weights '{w.name}': "
+                                     f"pwconv runs int8 weights (full-int8 models: convert with "
+                                     f"TFLITE_BUILTINS_INT8)")
             tensors = [t for t in ins if t >= 0] + outs
             if op == "QUANTIZE":
                 tensors = outs if self.tensors[ins[0]].type == 0 else tensors
@@ -134,16 +174,13 @@ class TFLiteModel(Model):
                 tensors = ins
             for t in tensors:
                 tensor = self.tensors[t]
-                if tensor.type == 0 or tensor.type == 1:
+                if tensor.type in _FLOATS:
                     raise ModelError(f"{self._where(i)} has {tensor.type_name} tensor "
                                      f"'{tensor.name}': a float model; pwconv runs full-int8 "
                                      f"models")
                 if tensor.type == 9 and not tensor.quantized:
                     raise ModelError(f"{self._where(i)}: int8 tensor '{tensor.name}' has no "
                                      f"quantization parameters")
-                if tensor.type in (3, 7) and tensor.data is None:
-                    raise ModelError(f"{self._where(i)}: {tensor.type_name} activations are not "
-                                     f"supported (int8 only)")
             if op in _WEIGHTED or op in ("MEAN", "PAD", "PADV2"):
                 for t in ins[1:]:
                     if t >= 0 and self.tensors[t].data is None:
@@ -152,11 +189,112 @@ class TFLiteModel(Model):
             if op == "DEQUANTIZE" and self.tensors[ins[0]].type != 9:
                 raise ModelError(f"{self._where(i)} dequantizes {self.tensors[ins[0]].type_name}"
                                  f": a float model; pwconv runs full-int8 models")
+            self._validate_types(i, op, ins, outs)
+            if op in _WEIGHTED:
+                self._validate_weights(i, op, ins)
+            self._validate_options(i, op, table)
+        out = self.tensors[self.outputs[0]]
+        if out.index != self.inputs[0] and all(out.index not in o for _, _, o, _ in self.ops):
+            raise ModelError(f"{name}: the model's output '{out.name}' is computed by no op")
 
-    def _options(self, table, name):
+    def _validate_indices(self, i, op, ins, outs):
+        """Every tensor index of op ``i`` names a tensor; only optional inputs are -1."""
+        need = _MIN_INPUTS.get(op, 1)
+        if len(ins) < need:
+            raise ModelError(f"{self._where(i)} has {len(ins)} input(s), needs at least {need}")
+        if not outs:
+            raise ModelError(f"{self._where(i)} has no output")
+        count = len(self.tensors)
+        roles = _PARAMETERS.get(op, {})
+        for kind, indices in (("input", ins), ("output", outs)):
+            for k, t in enumerate(indices):
+                if kind == "input" and t == -1:
+                    if k in _OPTIONAL.get(op, ()):
+                        continue
+                    role = f" ({roles[k][0]})" if k in roles else ""
+                    raise ModelError(f"{self._where(i)}: input {k}{role} is missing (tensor "
+                                     f"index -1)")
+                if t < 0:
+                    hint = ", or -1 for an omitted optional input" if kind == "input" else ""
+                    raise ModelError(f"{self._where(i)}: {kind} {k} is tensor {t}, not a tensor "
+                                     f"index (0 to {count - 1}{hint})")
+                if t >= count:
+                    raise ModelError(f"{self._where(i)}: {kind} {k} is tensor {t}, but the "
+                                     f"model has {count} tensors")
+
+    def _validate_types(self, i, op, ins, outs):
+        """Data in and out of op ``i`` is int8 (float32 into QUANTIZE, out of DEQUANTIZE);
+        parameters have their own types."""
+        params = _PARAMETERS.get(op, {})
+
+        def activations(tensor):
+            return ModelError(f"{self._where(i)}: tensor '{tensor.name}' holds "
+                              f"{tensor.type_name} activations; pwconv runs int8 activations "
+                              f"(full-int8 models)")
+        for k, t in enumerate(ins):
+            if t < 0:
+                continue
+            tensor = self.tensors[t]
+            if k in params:
+                what, allowed = params[k]
+                if tensor.type in allowed:
+                    continue
+                if what == "the bias":
+                    raise ModelError(f"{self._where(i)}: bias '{tensor.name}' is "
+                                     f"{tensor.type_name}; TFLite's int8 kernels take an int32 "
+                                     f"bias")
+                raise ModelError(f"{self._where(i)}: {what} '{tensor.name}' is "
+                                 f"{tensor.type_name}, expected "
+                                 f"{' or '.join(_TYPE_NAMES[a] for a in allowed)}")
+            if tensor.type != 9 and not (op == "QUANTIZE" and tensor.type == 0):
+                raise activations(tensor)
+        for t in outs:
+            tensor = self.tensors[t]
+            if tensor.type != 9 and not (op == "DEQUANTIZE" and tensor.type == 0):
+                raise activations(tensor)
+
+    def _validate_weights(self, i, op, ins):
+        """The weights of op ``i`` have the layout its kernel reads, one scale or one per
+        filter, and the bias one value per filter."""
+        w = self.tensors[ins[1]]
+        layout = "[F, C]" if op == "FULLY_CONNECTED" else \
+            "[1, KH, KW, F]" if op == "DEPTHWISE_CONV_2D" else "[F, KH, KW, C]"
+        if len(w.shape) != layout.count(",") + 1:
+            raise ModelError(f"{self._where(i)}: weights '{w.name}' have shape {list(w.shape)}, "
+                             f"expected {layout}")
+        filters = w.shape[-1] if op == "DEPTHWISE_CONV_2D" else w.shape[0]
+        if w.scale.size not in (1, filters):
+            raise ModelError(f"{self._where(i)}: weights '{w.name}' have {w.scale.size} scales "
+                             f"for {filters} filters (expected 1 or {filters})")
+        if len(ins) > 2 and ins[2] >= 0:
+            bias = self.tensors[ins[2]]
+            if bias.data is not None and bias.data is not False and bias.data.size != filters:
+                raise ModelError(f"{self._where(i)}: bias '{bias.name}' has {bias.data.size} "
+                                 f"values for {filters} filters")
+
+    def _validate_options(self, i, op, table):
+        """Strides, dilations and pool filters of op ``i`` are at least 1."""
+        if op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            opt = self._options(table, "Conv2DOptions" if op == "CONV_2D" else
+                                "DepthwiseConv2DOptions", i)
+            sizes = [("stride", opt.StrideH(), opt.StrideW()),
+                     ("dilation", opt.DilationHFactor(), opt.DilationWFactor())]
+        elif op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            opt = self._options(table, "Pool2DOptions", i)
+            sizes = [("stride", opt.StrideH(), opt.StrideW()),
+                     ("filter", opt.FilterHeight(), opt.FilterWidth())]
+        else:
+            return
+        for what, h, w in sizes:
+            if h < 1 or w < 1:
+                raise ModelError(f"{self._where(i)}: {what} {h}x{w}: both must be at least 1")
+
+    def _options(self, table, name, i=None):
+        """Op ``i``'s builtin options ``table`` read as ``name`` (e.g. ``Conv2DOptions``)."""
         opt = getattr(self._tflite, name)()
         if table is None:
-            raise ModelError(f"{self.path.name}: an op has no {name}")
+            where = self._where(i) if i is not None else f"{self.path.name}: an op"
+            raise ModelError(f"{where} has no {name}")
         opt.Init(table.Bytes, table.Pos)
         return opt
 
@@ -192,14 +330,29 @@ class TFLiteModel(Model):
         return values[self.outputs[0]]
 
     def _pointwise(self, i, op, x, tin, out, w, bias, opt, offload, rounding, fc, source):
-        """Offload a 1x1 conv / FC: ``x`` [..., C], ``w`` int8 [F, C]."""
+        """Offload a 1x1 conv / FC: ``x`` [..., C], ``w`` int8 [F, C]. Returns ``(y, macs,
+        on_pwconv)`` like :meth:`_op`."""
         xin, wt = tin[0], tin[1]
         lo, hi = self._activation(opt, out)
-        f = w.shape[0]
+        f, c = w.shape
         weight_scales = np.broadcast_to(wt.scale, (f,)) if wt.scale.size == 1 else wt.scale
+        flat = x.reshape(1, -1, c) if fc else x
+        macs = int(flat.size // c) * c * f
         # None: golden.layer_requant_params (PopulateConvolutionQuantizationParams' arithmetic).
         multiplier = shift = None
-        if fc and wt.scale.size == 1 and rounding != "float":
+        if fc and rounding == "double":
+            params = self._reference_fc_params(xin, wt, w, bias, weight_scales, out, lo, hi,
+                                               getattr(offload, "roundings", ("double",)))
+            if params is None:
+                # No mode of this build reproduces the reference's float64 rounding on every
+                # accumulator this layer can produce: the host runs it.
+                y = gops.fully_connected(
+                    x, w, bias, input_zero_point=xin.zp(), output_zero_point=out.zp(),
+                    weight_zero_point=wt.zp(), activation_min=lo, activation_max=hi,
+                    scale=golden.double_scales(xin.s(), weight_scales, out.s()))
+                return y, macs, False
+            rounding, multiplier, shift = params
+        elif fc and wt.scale.size == 1 and rounding != "float":
             multiplier, shift = gops.fully_connected_multiplier(xin.s(), wt.s(), out.s())
         quant = make_quantization(input_scale=xin.s(), weight_scales=weight_scales,
                                   output_scale=out.s(), input_zero_point=xin.zp(),
@@ -208,10 +361,34 @@ class TFLiteModel(Model):
                                   shift=shift)
         bias = np.zeros(f, np.int32) if bias is None else np.asarray(bias, np.int32)
         layer = Layer(np.ascontiguousarray(w.T), bias, quant)
-        c = w.shape[1]
-        flat = x.reshape(1, -1, c) if fc else x
-        return offload(i, op, out.name, flat, layer, int(flat.size // c) * c * f,
-                       out.shape if fc else None, source)
+        y = offload(i, op, out.name, flat, layer, macs, out.shape if fc else None, source)
+        return y, None, True
+
+    @staticmethod
+    def _reference_fc_params(xin, wt, w, bias, weight_scales, out, lo, hi, roundings):
+        """``(rounding, multiplier, shift)`` with which the accelerator computes a
+        FULLY_CONNECTED exactly as TFLite's reference kernel does, or None.
+
+        ai-edge-litert's reference FULLY_CONNECTED requantizes ``round(double(acc) * s_in *
+        s_w / s_out)`` in float64 (golden.round_double_scale), unlike its CONV_2D (two
+        fixed-point roundings). golden.match_double_scale finds fixed-point parameters that
+        give the same result on every accumulator the layer's weights and bias allow, in the
+        first of this build's modes where they exist ("single", then "double"). A weight zero
+        point (which the array does not subtract) or an accumulator range beyond int32 leaves
+        the layer to the host."""
+        if wt.zp() != 0:
+            return None
+        acc_lo, acc_hi = gops.fully_connected_acc_range(w, bias, xin.zp())
+        if acc_lo.min() < golden.INT32_MIN or acc_hi.max() > golden.INT32_MAX:
+            return None
+        scale = golden.double_scales(xin.s(), weight_scales, out.s())
+        for mode in ("single", "double"):
+            if mode in roundings:
+                found = golden.match_double_scale(scale, acc_lo, acc_hi, lo - out.zp(),
+                                                  hi - out.zp(), mode)
+                if found is not None:
+                    return (mode,) + found
+        return None
 
     def _op(self, i, op, args, tin, out, table, offload, rounding):
         tf = self._tflite
@@ -229,7 +406,7 @@ class TFLiteModel(Model):
                 # for a 1x1 filter), so it runs on pwconv too (ResNet's downsampling shortcuts).
                 sub = np.ascontiguousarray(x[:, ::stride[0], ::stride[1], :])
                 return self._pointwise(i, op, sub, tin, out, w[:, 0, 0, :], bias, opt, offload,
-                                       rounding, fc=False, source=x), None, True
+                                       rounding, fc=False, source=x)
             lo, hi = self._activation(opt, out)
             mult, shift = golden.per_channel_multipliers(
                 tin[0].s(), np.broadcast_to(tin[1].scale, (f,)), out.s())
@@ -244,7 +421,7 @@ class TFLiteModel(Model):
             opt = self._options(table, "FullyConnectedOptions")
             bias = args[2] if len(args) > 2 else None
             return self._pointwise(i, op, x, tin, out, args[1], bias, opt, offload, rounding,
-                                   fc=True, source=x), None, True
+                                   fc=True, source=x)
         if op == "DEPTHWISE_CONV_2D":
             opt = self._options(table, "DepthwiseConv2DOptions")
             w, bias = args[1], args[2] if len(args) > 2 else None
