@@ -23,7 +23,7 @@ from .requant import _MBQM, _round_half_away, per_channel_multipliers, quantize_
 from .xnnpack import conv2d_acc, depthwise_conv2d_acc
 
 __all__ = ["conv2d", "depthwise_conv2d", "fully_connected", "add", "mean", "quantize",
-           "requantize_tensor", "softmax"]
+           "requantize_tensor", "softmax", "softmax_table", "blocked_requant"]
 
 
 def _requant(acc, multiplier, shift, zero_point, lo, hi, rounding):
@@ -184,7 +184,31 @@ def requantize_tensor(x, *, input_scale, input_zero_point, output_scale, output_
     return np.clip(y, INT8_MIN, INT8_MAX).astype(np.int8).reshape(x64.shape)
 
 
-def softmax(x, *, beta, input_scale):
-    """SOFTMAX, int8 -> int8 (scale 1/256, zero point -128), optimized: the reference's."""
-    return _ops.softmax(x, beta=beta, input_scale=input_scale)
+def softmax_table(beta, input_scale):
+    """optimized_ops.h ``PopulateSoftmaxLookupTable``: ``table[255 - v] = expf(f32(-s_in *
+    beta) * v)`` for v in 0..255, float32 (expf as the correctly rounded float32 of exp)."""
+    scale = np.float32(-np.float32(input_scale) * np.float32(beta))
+    v = np.arange(256, dtype=np.float32)
+    table = np.empty(256, np.float32)
+    table[255 - np.arange(256)] = np.exp((scale * v).astype(np.float64)).astype(np.float32)
+    return table
 
+
+def softmax(x, *, beta, input_scale, output_scale=1 / 256, output_zero_point=-128):
+    """SOFTMAX, int8 -> int8, optimized: optimized_ops.h ``Softmax<int8_t, int8_t>`` with the
+    float table of :func:`softmax_table` (x86 builds do not define
+    ``TFLITE_SOFTMAX_USE_UINT16_LUT``, kernels/activations.cc). Along the last axis: ``e[j] =
+    table[255 - max + x[j]]``; ``sum`` the sequential float32 sum of ``e``; ``inv = f32(1 /
+    f32(sum * s_out))``; ``y = clip(round_half_away(f32(e[j] * inv)) + zp_out)``
+    (``QuantizeSoftmaxOutput``: ``std::round``)."""
+    x64 = _ops._int8("x", x)
+    table = softmax_table(beta, input_scale)
+    top = x64.max(axis=-1, keepdims=True)
+    e = table[255 - top + x64]
+    total = np.zeros(x64.shape[:-1] + (1,), np.float32)
+    for j in range(x64.shape[-1]):                       # sequential, in float32
+        total = (total + e[..., j:j + 1]).astype(np.float32)
+    inv = (np.float32(1) / (total * np.float32(output_scale))).astype(np.float32)
+    prob = (e * inv).astype(np.float32)
+    q = _round_half_away(prob.astype(np.float64)) + int(output_zero_point)
+    return np.clip(q, INT8_MIN, INT8_MAX).astype(np.int8)
