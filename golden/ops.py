@@ -31,6 +31,7 @@ __all__ = [
     "ACTIVATIONS", "activation_range", "compute_padding", "conv2d", "depthwise_conv2d",
     "fully_connected", "fully_connected_multiplier", "fully_connected_acc_range", "add", "average_pool2d", "max_pool2d",
     "mean", "pad", "softmax", "quantize", "requantize_tensor", "dequantize", "concatenation",
+    "add_params", "add_quantized", "mean_params", "mean_quantized", "ADD_LEFT_SHIFT",
 ]
 
 #: Fused activations TFLite's int8 kernels accept, by schema name.
@@ -262,20 +263,41 @@ def add(x1, x2, *, scales, zero_points, output_scale, output_zero_point,
     each input ``(x_i - zp_i) << 20`` is scaled by its multiplier, the sum by the output's
     (``MultiplyByQuantizedMultiplierSmallerThanOneExp``), plus the output zero point, clamped.
     """
+    multipliers, shifts = add_params(scales, output_scale)
+    return add_quantized(x1, x2, zero_points=zero_points, multipliers=multipliers,
+                         shifts=shifts, output_zero_point=output_zero_point,
+                         activation_min=activation_min, activation_max=activation_max)
+
+
+#: TFLite's int8 ADD shifts both inputs left by this before scaling (kernels/add.cc).
+ADD_LEFT_SHIFT = 20
+
+
+def add_params(scales, output_scale):
+    """ADD's Prepare (kernels/add.cc::PrepareGeneralSubOp): ``((m1, m2, m_out), (s1, s2,
+    s_out))``, int multipliers and shifts (<= 0) of the two inputs and the output."""
     s1, s2 = (np.float32(s) for s in scales)
     so = np.float32(output_scale)
-    left_shift = 20
     twice_max = np.float64(np.float32(2) * max(s1, s2))
     m1, sh1 = _smaller_than_one(np.float64(s1) / twice_max)
     m2, sh2 = _smaller_than_one(np.float64(s2) / twice_max)
-    mo, sho = _smaller_than_one(twice_max / np.float64(np.float32(1 << left_shift) * so))
+    mo, sho = _smaller_than_one(twice_max / np.float64(np.float32(1 << ADD_LEFT_SHIFT) * so))
+    return (int(m1), int(m2), int(mo)), (int(sh1), int(sh2), int(sho))
+
+
+def add_quantized(x1, x2, *, zero_points, multipliers, shifts, output_zero_point,
+                  activation_min=INT8_MIN, activation_max=INT8_MAX):
+    """ADD's Eval (reference_integer_ops/add.h::AddElementwise) with the integer parameters of
+    :func:`add_params`."""
+    (m1, m2, mo), (sh1, sh2, sho) = multipliers, shifts
 
     def scaled(x, zp, m, s):
-        shifted = wrap_int32((x - int(zp)) * (1 << left_shift))
-        return _rdbpot(_srdhm(shifted, m), -s)
+        shifted = wrap_int32((x - int(zp)) * (1 << ADD_LEFT_SHIFT))
+        return _rdbpot(_srdhm(shifted, np.int64(m)), -np.int64(s))
     x1, x2 = _int8("x1", x1), _int8("x2", x2)
     raw = wrap_int32(scaled(x1, zero_points[0], m1, sh1) + scaled(x2, zero_points[1], m2, sh2))
-    out = wrap_int32(_rdbpot(_srdhm(raw, mo), -sho) + int(output_zero_point))
+    out = wrap_int32(_rdbpot(_srdhm(raw, np.int64(mo)), -np.int64(sho))
+                     + int(output_zero_point))
     return np.clip(out, activation_min, activation_max).astype(np.int8)
 
 
@@ -332,15 +354,30 @@ def mean(x, axes, *, keep_dims, input_scale, input_zero_point, output_scale,
     x64 = _int8("x", x)
     axes = tuple(sorted({int(a) % x64.ndim for a in np.atleast_1d(axes)}))
     count = int(np.prod([x64.shape[a] for a in axes]))
-    total = wrap_int32(x64.sum(axis=axes, keepdims=keep_dims))
+    m, s = mean_params(count, input_scale, output_scale)
+    return mean_quantized(x64, axes, keep_dims=keep_dims, input_zero_point=input_zero_point,
+                          multiplier=m, shift=s, output_zero_point=output_zero_point)
+
+
+def mean_params(count, input_scale, output_scale):
+    """MEAN's Prepare (:func:`mean`): ``(multiplier', shift')`` with the 1/``count`` folded in."""
     m, s = quantize_multiplier(np.float64(np.float32(input_scale))
                                / np.float64(np.float32(output_scale)))
     m, s = int(m), int(s)
     k = min(count.bit_length() - 1, 32, 31 + s)
     m = int(np.int32(np.int64(((m << k) // count) if m >= 0 else -((-m << k) // count))))
-    s -= k
+    return m, s - k
+
+
+def mean_quantized(x, axes, *, keep_dims, input_zero_point, multiplier, shift,
+                   output_zero_point):
+    """MEAN's Eval (:func:`mean`) with the integer parameters of :func:`mean_params`."""
+    x64 = _int8("x", x)
+    axes = tuple(sorted({int(a) % x64.ndim for a in np.atleast_1d(axes)}))
+    count = int(np.prod([x64.shape[a] for a in axes]))
+    total = wrap_int32(x64.sum(axis=axes, keepdims=keep_dims))
     acc = wrap_int32(total - int(input_zero_point) * count)
-    out = _mbqm(acc, np.int64(m), np.int64(s)) + int(output_zero_point)
+    out = _mbqm(acc, np.int64(multiplier), np.int64(shift)) + int(output_zero_point)
     return np.clip(out, INT8_MIN, INT8_MAX).astype(np.int8)
 
 
