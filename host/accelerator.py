@@ -10,7 +10,7 @@ from pwconv import golden
 from pwconv.config import ArrayConfig
 from .devices import SIMULATORS, GoldenDevice, PassJob, SimulatedDevice
 from .board import BOARD_BACKENDS
-from .layer import Layer, Quantization, check_input
+from .layer import Layer, LayerError, Quantization, check_input
 from .tiling import plan_passes
 
 __all__ = ["Accelerator", "RunStats", "BACKENDS"]
@@ -119,7 +119,23 @@ class Accelerator:
         return self.run_layer(x, layer)
 
     def run_layer(self, x, layer: Layer):
-        """Run a validated layer; see :meth:`conv1x1`."""
+        """Run a validated layer on ``x`` int8 [H, W, C] or [N, H, W, C]; see :meth:`conv1x1`.
+
+        Raises
+        ------
+        LayerError
+            ``x`` is not int8, not 3- or 4-dimensional, or its C is not the layer's.
+        TypeError
+            ``layer`` is not a :class:`~pwconv.host.layer.Layer`.
+        """
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer: expected a pwconv.host.layer.Layer, not "
+                            f"{type(layer).__name__}")
+        shape = np.shape(x)
+        if len(shape) in (3, 4) and shape[-1] != layer.channels:
+            raise LayerError(f"x: shape {tuple(shape)} has C = {shape[-1]}, but the layer's w "
+                             f"{tuple(layer.w.shape)} has C = {layer.channels}")
+        x = check_input(x, layer.channels)
         cfg, q = self.config, layer.quant
         cfg.check_rounding(q.rounding)
         pixels = int(np.prod(x.shape[:-1]))

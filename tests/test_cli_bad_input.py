@@ -39,8 +39,8 @@ def _error(capsys, argv, pattern):
 
 
 def _conv_model(path, *, filters=4, w_dtype=np.int8, w_scales=None, bias_dtype=np.int32,
-                act_dtype=np.int8, stride=(1, 1), inputs=None, float_input=False,
-                graph=None):
+                act_dtype=np.int8, y_dtype=None, stride=(1, 1), inputs=None,
+                float_input=False, graph=None):
     """A one-CONV_2D (1x1) .tflite: x [1, 2, 2, 3] -> y [1, 2, 2, filters]; the keywords plant
     one defect each. ``inputs(x, w, bias)`` gives the conv's input tensor indices;
     ``graph(x, y)`` the subgraph's (inputs, outputs)."""
@@ -50,7 +50,7 @@ def _conv_model(path, *, filters=4, w_dtype=np.int8, w_scales=None, bias_dtype=n
     w = b.const("w", (np.arange(filters * 3).reshape(filters, 1, 1, 3) % 7).astype(w_dtype),
                 scales)
     bias = b.const("bias", np.arange(filters).astype(bias_dtype), 0.001)
-    y = b.tensor("y", (1, 2, 2, filters), act_dtype, 0.2, -1)
+    y = b.tensor("y", (1, 2, 2, filters), act_dtype if y_dtype is None else y_dtype, 0.2, -1)
     first = x
     if float_input:
         first = b.tensor("x_float", (1, 2, 2, 3), np.float32)
@@ -144,10 +144,16 @@ def test_input_seed_names_the_flag(capsys):
     (lambda p: _conv_model(p, graph=lambda x, y: ([x], [12])),
      r"m\.tflite: the model's output is tensor 12, but the model has 4 tensors"),
     (lambda p: _conv_model(p, act_dtype=np.bool_),
-     r"m\.tflite: op 0 \(CONV_2D\): tensor 'x' holds bool activations; pwconv runs int8 "
+     r"m\.tflite: the model's input 'x' is bool; pwconv runs models with an int8 or float32 "
+     r"input"),
+    (lambda p: _conv_model(p, y_dtype=np.bool_),
+     r"m\.tflite: op 0 \(CONV_2D\): tensor 'y' holds bool activations; pwconv runs int8 "
      r"activations \(full-int8 models\)"),
-    (lambda p: _conv_model(p, act_dtype=np.int32),
-     r"m\.tflite: op 0 \(CONV_2D\): tensor 'x' holds int32 activations; pwconv runs int8 "
+    (lambda p: _conv_model(p, y_dtype=np.int32),
+     r"m\.tflite: op 0 \(CONV_2D\): tensor 'y' holds int32 activations; pwconv runs int8 "
+     r"activations \(full-int8 models\)"),
+    (lambda p: _conv_model(p, float_input=True, act_dtype=np.int32, y_dtype=np.int8),
+     r"m\.tflite: op 0 \(QUANTIZE\): tensor 'x' holds int32 activations; pwconv runs int8 "
      r"activations \(full-int8 models\)"),
     (lambda p: _conv_model(p, w_dtype=np.uint8),
      r"m\.tflite: op 0 \(CONV_2D\) has uint8 weights 'w': pwconv runs int8 weights "
@@ -161,7 +167,7 @@ def test_input_seed_names_the_flag(capsys):
      r"m\.tflite: op 0 \(CONV_2D\): bias 'bias' is int64; TFLite's int8 kernels take an int32 "
      r"bias"),
 ], ids=["index-out-of-range", "negative-index", "missing-weights", "output-out-of-range",
-        "bool", "int32-activations", "uint8-weights", "weight-scales", "zero-stride",
+        "bool-input", "bool-activations", "int32-output", "int32-activations", "uint8-weights", "weight-scales", "zero-stride",
         "int64-bias"])
 def test_malformed_tflite_one_line(tmp_path, capsys, make, pattern):
     path = make(tmp_path / "m.tflite")

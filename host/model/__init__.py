@@ -21,6 +21,8 @@ def load_model(path):
         The file is missing, corrupt, not quantized, or uses an unsupported op (one line).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{path}: is a directory, not a model file")
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
     suffix = path.suffix.lower()

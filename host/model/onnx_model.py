@@ -16,6 +16,8 @@ each a run of consecutive nodes, its boundary tensors as inputs and outputs) and
 onnxruntime, so no ONNX op is re-implemented here.
 """
 
+import contextlib
+import re
 import time
 
 import numpy as np
@@ -115,7 +117,9 @@ class ONNXModel(Model):
             return set()
         with tempfile.TemporaryDirectory() as tmp:
             optimized_path = f"{tmp}/optimized.onnx"
-            onnxruntime_session(self.model.SerializeToString(), optimized_path=optimized_path)
+            with self._onnxruntime_errors():
+                onnxruntime_session(self.model.SerializeToString(),
+                                    optimized_path=optimized_path)
             optimized = onnx.load(optimized_path)
         return {convs[n.output[0]] for n in optimized.graph.node
                 if n.op_type == "Conv" and n.output[0] in convs}
@@ -355,8 +359,22 @@ class ONNXModel(Model):
 
     def _session(self, key, model_bytes):
         if key not in self._sessions:
-            self._sessions[key] = onnxruntime_session(model_bytes)
-        return self._sessions[key]
+            with self._onnxruntime_errors():
+                self._sessions[key] = onnxruntime_session(model_bytes)
+        return _CheckedSession(self._sessions[key], self._onnxruntime_errors)
+
+    @contextlib.contextmanager
+    def _onnxruntime_errors(self):
+        """Turn what onnxruntime raises (its own exception types, from loading or running the
+        model: an unknown custom op, an opset it does not support, ...) into one ModelError
+        line naming the model."""
+        try:
+            yield
+        except Exception as error:
+            if not type(error).__module__.startswith("onnxruntime"):
+                raise
+            raise ModelError(f"{self.path.name}: onnxruntime cannot run this model "
+                             f"({_onnxruntime_message(error)})") from None
 
     def _run_ops(self, x, offload, run, rounding):
         values = {self.input_name: x}
@@ -489,6 +507,27 @@ class ONNXModel(Model):
             ["pw_out"], {"pw_in": xf})[0]
         lo, hi = (0, 255) if g.uint8_out else (-128, 127)
         return np.clip(np.round(yf / np.float32(ys)) + yzp, lo, hi).astype(otype)
+
+
+class _CheckedSession:
+    """An onnxruntime session whose ``run`` raises ModelError instead of onnxruntime's own
+    exceptions (``errors``: the context manager that translates them)."""
+
+    def __init__(self, session, errors):
+        self._session, self._errors = session, errors
+
+    def run(self, *args, **kwargs):
+        with self._errors():
+            return self._session.run(*args, **kwargs)
+
+
+def _onnxruntime_message(error):
+    """onnxruntime's message, one line: without its ``[ONNXRuntimeError] : 1 : FAIL :`` prefix
+    and the C++ source location and function signature that some messages start with."""
+    text = " ".join(str(error).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"^/\S+:\d+ [^()]*\([^()]*\) ", "", text)
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _to_onnx(y, uint8):
