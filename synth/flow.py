@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..hw.requant_lane import OWN_REGISTER
 from .boards import Board, board as board_named
+from .progress import BuildMonitor
 from .report import make_report, write_report
 
 __all__ = ["REPO", "TOOLS", "BuildError", "TimingError", "tool_path", "missing_tools",
@@ -174,7 +175,8 @@ def build_bitstream(board, *, build_dir=None, report_dir=None, seed=None, check_
         stale.unlink()
     plan.extract(build_dir)
     wall_start = time.time()
-    with open(build_dir / "build.log", "w") as output:
+    with open(build_dir / "build.log", "w") as output, \
+            BuildMonitor(build_dir, name, say, prefix=f"{board.name}: "):
         result = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, env=env,
                                 stdout=output, stderr=subprocess.STDOUT)
     done = time.monotonic()
