@@ -6,11 +6,11 @@ import weakref
 from dataclasses import dataclass
 
 from pwconv.hw.link.protocol import (CRC_BYTES, HEADER_BYTES, LINK_ERRORS, MAX_LENGTH,
-                                     OVERHEAD, START, Command, Error, Identity, Reply, Status,
-                                     WireFormat)
+                                     OVERHEAD, START, Command, Error, Identity, MemoryInfo,
+                                     Reply, Status, WireFormat)
 
 __all__ = ["START", "OVERHEAD", "MAX_LENGTH", "HEADER_BYTES", "Command", "Reply", "Error",
-           "LINK_ERRORS", "Identity", "Status", "WireFormat", "crc16", "encode_frame", "Frame",
+           "LINK_ERRORS", "Identity", "MemoryInfo", "Status", "WireFormat", "crc16", "encode_frame", "Frame",
            "FrameDecoder", "read_frame", "drain", "link_clock", "LinkError", "LinkTimeout",
            "CorruptReply", "NackError", "SerialTransport", "SimTransport", "DEFAULT_BAUD",
            "frame_time"]

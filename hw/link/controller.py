@@ -9,13 +9,14 @@ from pwconv.config import ROUNDINGS, ArrayConfig
 from .. import layouts
 from ..params import check_config, rejected
 from .frame import FrameReceiver, FrameSender
-from .protocol import (IDENTITY_BYTES, MAX_LENGTH, STATUS_BYTES, Command, Error, Identity,
-                       Reply, WireFormat, fixed_lengths)
+from .memory import MemoryCommands, check_memory_params
+from .protocol import (IDENTITY_BYTES, MAX_LENGTH, MEMORY_COMMANDS, STATUS_BYTES, Command,
+                       Error, Identity, Reply, WireFormat, fixed_lengths)
 
 __all__ = ["LinkController", "check_link_params"]
 
 # Sources of a reply's payload.
-_SRC_SMALL, _SRC_IDENTITY, _SRC_STATUS, _SRC_RESULT = range(4)
+_SRC_SMALL, _SRC_IDENTITY, _SRC_STATUS, _SRC_RESULT, _SRC_MEMORY = range(5)
 
 
 def check_link_params(cfg: ArrayConfig, *, max_payload, timeout):
@@ -67,6 +68,13 @@ class LinkController(wiring.Component):
         Inter-byte timeout inside a frame, in clock cycles.
     clk_freq, baud : int
         Reported in the IDENTITY reply only.
+    memory : NativePortSignature or None
+        A board memory behind a native port: the controller then also executes the memory
+        commands (MEM_INFO, MEM_WRITE, MEM_READ, MEM_CRC) through a
+        :class:`~.memory.MemoryCommands`; without one (the default, the iCEBreaker build)
+        none of that logic is elaborated and they are refused ``UNKNOWN_COMMAND``.
+    memory_size : int or None
+        Bytes of that memory (default: the port's whole range).
 
     Members
     -------
@@ -85,17 +93,24 @@ class LinkController(wiring.Component):
         Connect to the accelerator's ports of the same names (``i``, ``o``, ...).
     busy : Out(1)
         A frame is being received or executed (for a status LED).
+    mem : Out(memory)
+        Only with a ``memory``: the master side of its port.
 
     Timing: the buffer is read at one byte per 2 cycles in each pass, far faster than a UART
     delivers it (10 bit times per byte, a bit being at least 4 cycles).
     """
 
-    def __init__(self, cfg: ArrayConfig, *, max_payload, timeout, clk_freq=0, baud=0):
+    def __init__(self, cfg: ArrayConfig, *, max_payload, timeout, clk_freq=0, baud=0,
+                 memory=None, memory_size=None):
         check_config(self, cfg)
         try:
             check_link_params(cfg, max_payload=max_payload, timeout=timeout)
+            if memory is not None:
+                memory_size = check_memory_params(memory, memory_size)
         except (TypeError, ValueError) as error:
             raise rejected(self, error) from None
+        self._memory = memory
+        self._memory_size = memory_size
         wire = WireFormat(cfg)
         self._cfg = cfg
         self._wire = wire
@@ -115,6 +130,7 @@ class LinkController(wiring.Component):
             "layer":      Out(layouts.runtime_config(cfg)),
             "acc_idle":   In(1),
             "busy":       Out(1),
+            **({"mem": Out(memory)} if memory is not None else {}),
         })
 
     @property
@@ -122,11 +138,18 @@ class LinkController(wiring.Component):
         """The :class:`Identity` this controller reports."""
         return self._identity
 
+    @property
+    def memory_size(self):
+        """Bytes of board memory the memory commands reach (None: no memory)."""
+        return self._memory_size
+
     def elaborate(self, platform):
         cfg, wire = self._cfg, self._wire
+        has_memory = self._memory is not None
         m = Module()
         m.submodules.receiver = receiver = FrameReceiver(
-            max_payload=self._max_payload, timeout=self._timeout, lengths=fixed_lengths(cfg))
+            max_payload=self._max_payload, timeout=self._timeout,
+            lengths=fixed_lengths(cfg, memory=has_memory))
         m.submodules.sender = sender = FrameSender()
         m.submodules.buffer = buffer = memory.Memory(shape=8, depth=self._max_payload, init=[])
         write = buffer.write_port()
@@ -151,7 +174,24 @@ class LinkController(wiring.Component):
         length = Signal(16)
         pos = Signal(16)
         applying = Signal()
-        m.d.comb += read.addr.eq(pos)
+        if has_memory:
+            # The memory commands read their frame from the buffer themselves (`mem_phase`,
+            # a register, selects their address), and offer their reply's bytes as a source.
+            m.submodules.memory = mem_cmds = MemoryCommands(
+                self._memory, size=self._memory_size, max_payload=self._max_payload)
+            wiring.connect(m, mem_cmds.mem, wiring.flipped(self.mem))
+            mem_phase = Signal()
+            mem_start = Signal()
+            m.d.sync += mem_start.eq(0)
+            m.d.comb += [
+                read.addr.eq(Mux(mem_phase, mem_cmds.buf_addr, pos)),
+                mem_cmds.buf_data.eq(read.data),
+                mem_cmds.start.eq(mem_start),
+                mem_cmds.cmd.eq(cmd),
+                mem_cmds.length.eq(length),
+            ]
+        else:
+            m.d.comb += read.addr.eq(pos)
 
         # Word assembly: bytes shift in at the top, so a word of n bytes is the top n bytes.
         width = max(wire.layer_bytes, wire.weight_bytes, wire.param_bytes, wire.beat_bytes)
@@ -264,7 +304,7 @@ class LinkController(wiring.Component):
 
         # Reply.
         reply_code = Signal(8)
-        source = Signal(range(4))
+        source = Signal(range(5 if has_memory else 4))
         small = Signal(16)
         # STATUS is read live as it is sent (no copy: 80 flip-flops the iCEBreaker lacks);
         # frames_ok already counts the STATUS itself, and the controller, busy sending it,
@@ -305,6 +345,9 @@ class LinkController(wiring.Component):
                 m.d.comb += reply_len.eq(IDENTITY_BYTES)
             with m.Case(_SRC_STATUS):
                 m.d.comb += reply_len.eq(STATUS_BYTES)
+            if has_memory:
+                with m.Case(_SRC_MEMORY):
+                    m.d.comb += reply_len.eq(mem_cmds.reply.payload.length)
             with m.Default():
                 m.d.comb += reply_len.eq(Mux(reply_code == Reply.LAYER_SET, 0, 2))
 
@@ -342,8 +385,22 @@ class LinkController(wiring.Component):
                                 nack(Error.NO_PARAMS, request.cmd)
                             with m.Else():
                                 m.next = "READ"
+                        if has_memory:
+                            with m.Case(*MEMORY_COMMANDS):
+                                m.d.sync += [mem_start.eq(1), mem_phase.eq(1)]
+                                m.next = "MEMORY"
                         with m.Default():
                             m.next = "READ"
+
+            if has_memory:
+                with m.State("MEMORY"):
+                    m.d.comb += mem_cmds.reply.ready.eq(1)
+                    with m.If(mem_cmds.reply.valid):
+                        m.d.sync += mem_phase.eq(0)
+                        with m.If(mem_cmds.reply.payload.error != 0):
+                            nack(mem_cmds.reply.payload.error)
+                        with m.Else():
+                            reply(cmd | 0x80, _SRC_MEMORY)
 
             with m.State("READ"):
                 # The buffer byte at `pos` is read during this cycle.
@@ -524,6 +581,10 @@ class LinkController(wiring.Component):
                              source_byte.eq(status.word_select(index, 8))]
             with m.Case(_SRC_RESULT):
                 m.d.comb += [source_valid.eq(vector_valid), source_byte.eq(result_sel)]
+            if has_memory:
+                with m.Case(_SRC_MEMORY):
+                    m.d.comb += [source_valid.eq(mem_cmds.o_valid),
+                                 source_byte.eq(mem_cmds.o_byte)]
         # A vector is released (results.ready) three cycles after its last byte was taken,
         # from a register (`release`) behind two (`took_result`, `took_last`), and its valid
         # is seen a cycle late (`vector_valid`): the results stream's register sits by the
@@ -557,6 +618,11 @@ class LinkController(wiring.Component):
                      took.eq(taken), took_result.eq(taken & (source == _SRC_RESULT)),
                      took_last.eq(0), release.eq(took_last),
                      vector_valid.eq(self.results.valid)]
+        if has_memory:
+            # The memory commands' bytes advance on a registered take, as the results do.
+            took_memory = Signal()
+            m.d.sync += took_memory.eq(taken & (source == _SRC_MEMORY))
+            m.d.comb += mem_cmds.o_took.eq(took_memory)
         with m.If(took_result):
             with m.If(last_part):
                 m.d.sync += part.eq(0)
