@@ -89,6 +89,8 @@ class ModelRun:
     layer_sources: dict = field(default_factory=dict)
     seconds: float = 0.0
     rounding: str = "double"
+    #: The runtime matched (``Model.run``'s ``runtime``): picks each host op's arithmetic.
+    runtime: str | None = None
 
     @property
     def total_macs(self):
@@ -190,7 +192,7 @@ class Model:
         if layers_out is not None:
             layers_out = Path(layers_out)
             layers_out.mkdir(parents=True, exist_ok=True)
-        run = ModelRun(output=None, ops=[], rounding=rounding)
+        run = ModelRun(output=None, ops=[], rounding=rounding, runtime=runtime)
         start = time.perf_counter()
 
         def offload(index, op, name, x_in, layer, macs, shape=None, source=None):

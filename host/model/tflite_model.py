@@ -14,6 +14,8 @@ import numpy as np
 
 from pwconv import golden
 from pwconv.golden import ops as gops
+from pwconv.golden import optimized as gopt
+from pwconv.golden import xnnpack as gxnn
 from ..layer import Layer
 from .base import Model, ModelError, OpStats, make_quantization
 
@@ -61,6 +63,7 @@ class _Tensor:
         self.scale = q.ScaleAsNumpy().astype(np.float32) if q and q.ScaleLength() else None
         self.zero_point = q.ZeroPointAsNumpy().astype(np.int64) if q and q.ZeroPointLength() \
             else None
+        self.axis = int(q.QuantizedDimension()) if q else 0
         self.data = None
         buf = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
         if buf is not None and buf.DataLength():
@@ -298,11 +301,56 @@ class TFLiteModel(Model):
         opt.Init(table.Bytes, table.Pos)
         return opt
 
-    def _activation(self, opt, out):
+    def _activation_name(self, opt):
         names = {v: k for k, v in vars(self._tflite.ActivationFunctionType).items()
                  if not k.startswith("_")}
-        act = names.get(opt.FusedActivationFunction(), "unknown")
+        return names.get(opt.FusedActivationFunction(), "unknown")
+
+    def _activation(self, opt, out):
+        """The op's int8 clamp range as the kernels running it compute it (``self._kernels``,
+        set per op by :meth:`_run_ops`): XNNPACK rounds the float bounds ties to even
+        (golden.xnnpack.output_bounds), TFLite's kernels ties away (golden.ops)."""
+        act = self._activation_name(opt)
+        if getattr(self, "_kernels", "reference") == "xnnpack":
+            return gxnn.output_bounds(act, out.s(), out.zp())
         return gops.activation_range(act, out.s(), out.zp())
+
+    #: The options table of each op with a fused activation.
+    _ACT_OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+                    "FULLY_CONNECTED": "FullyConnectedOptions", "ADD": "AddOptions",
+                    "AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions",
+                    "CONCATENATION": "ConcatenationOptions"}
+
+    def _kernels_for(self, op, ins, outs, table, runtime):
+        """Which kernels compute op ``op`` in ``runtime``: ``"reference"`` (BUILTIN_REF),
+        ``"optimized"`` (TFLite's builtin optimized kernels: BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        and on the default path every op the XNNPACK delegate does not take) or
+        ``"xnnpack"`` (golden.xnnpack.delegated says the delegate takes it)."""
+        if runtime == "tflite-ruy":
+            return "optimized"
+        if runtime != "tflite-xnnpack":
+            return "reference"
+        act = "NONE"
+        if op in self._ACT_OPTIONS and table is not None:
+            act = self._activation_name(self._options(table, self._ACT_OPTIONS[op]))
+
+        def desc(t):
+            if t < 0:
+                return None
+            tensor = self.tensors[t]
+            return (tensor.scale if tensor.quantized else None,
+                    tensor.zero_point if tensor.zero_point is not None else 0, tensor.axis,
+                    tensor.data is not None and tensor.data is not False, tensor.type_name)
+        options = {}
+        if op == "DEPTHWISE_CONV_2D" and table is not None:
+            opt = self._options(table, "DepthwiseConv2DOptions")
+            options = {"depth_multiplier": max(opt.DepthMultiplier(), 1),
+                       "channels": self.tensors[ins[1]].shape[-1]}
+        if op == "PAD" and self.tensors[ins[1]].data is not None:
+            options = {"paddings": self.tensors[ins[1]].data}
+        delegated = gxnn.delegated(op, inputs=[desc(t) for t in ins], output=desc(outs[0]),
+                                   activation=act, options=options)
+        return "xnnpack" if delegated else "optimized"
 
     # Running.
 
@@ -315,7 +363,12 @@ class TFLiteModel(Model):
             args = [values.get(t) if t >= 0 else None for t in ins]
             tin = [self.tensors[t] if t >= 0 else None for t in ins]
             try:
-                y, macs, on_pwconv = self._op(i, op, args, tin, out, table, offload, rounding)
+                # Each op computes like the kernels the runtime runs it in; an offloaded
+                # layer rounds like them too (XNNPACK "float", optimized "ruy").
+                self._kernels = self._kernels_for(op, ins, outs, table, run.runtime)
+                mode = {"xnnpack": "float", "optimized": "ruy"}.get(self._kernels, rounding)
+                y, macs, on_pwconv = self._op(i, op, args, tin, out, table, offload,
+                                              mode if rounding != "double" else rounding)
             except (ValueError, TypeError) as error:
                 if isinstance(error, ModelError):
                     raise
@@ -407,6 +460,15 @@ class TFLiteModel(Model):
                 sub = np.ascontiguousarray(x[:, ::stride[0], ::stride[1], :])
                 return self._pointwise(i, op, sub, tin, out, w[:, 0, 0, :], bias, opt, offload,
                                        rounding, fc=False, source=x)
+            if self._kernels != "reference":
+                fn = gxnn.conv2d if self._kernels == "xnnpack" else gopt.conv2d
+                y = fn(x, w, bias, input_scale=tin[0].s(), weight_scales=tin[1].scale,
+                       output_scale=out.s(), input_zero_point=tin[0].zp(),
+                       output_zero_point=out.zp(), stride=stride,
+                       dilation=(opt.DilationHFactor(), opt.DilationWFactor()),
+                       padding=_padding(tf, opt.Padding()),
+                       activation=self._activation_name(opt))
+                return y, int(np.prod(y.shape)) * kh * kw * c, False
             lo, hi = self._activation(opt, out)
             mult, shift = golden.per_channel_multipliers(
                 tin[0].s(), np.broadcast_to(tin[1].scale, (f,)), out.s())
@@ -426,6 +488,17 @@ class TFLiteModel(Model):
             opt = self._options(table, "DepthwiseConv2DOptions")
             w, bias = args[1], args[2] if len(args) > 2 else None
             _, kh, kw, oc = w.shape
+            if self._kernels != "reference":
+                fn = gxnn.depthwise_conv2d if self._kernels == "xnnpack" else \
+                    gopt.depthwise_conv2d
+                y = fn(x, w, bias, input_scale=tin[0].s(), weight_scales=tin[1].scale,
+                       output_scale=out.s(), input_zero_point=tin[0].zp(),
+                       output_zero_point=out.zp(), depth_multiplier=oc // x.shape[-1],
+                       stride=(opt.StrideH(), opt.StrideW()),
+                       dilation=(opt.DilationHFactor(), opt.DilationWFactor()),
+                       padding=_padding(tf, opt.Padding()),
+                       activation=self._activation_name(opt))
+                return y, int(np.prod(y.shape)) * kh * kw, False
             lo, hi = self._activation(opt, out)
             mult, shift = golden.per_channel_multipliers(
                 tin[0].s(), np.broadcast_to(tin[1].scale, (oc,)), out.s())
@@ -438,6 +511,11 @@ class TFLiteModel(Model):
             return y, int(np.prod(y.shape)) * kh * kw, False
         if op == "ADD":
             opt = self._options(table, "AddOptions")
+            if self._kernels == "xnnpack":
+                y = gxnn.add(args[0], args[1], scales=(tin[0].s(), tin[1].s()),
+                             zero_points=(tin[0].zp(), tin[1].zp()), output_scale=out.s(),
+                             output_zero_point=out.zp(), activation=self._activation_name(opt))
+                return y, 0, False
             lo, hi = self._activation(opt, out)
             y = gops.add(args[0], args[1], scales=(tin[0].s(), tin[1].s()),
                          zero_points=(tin[0].zp(), tin[1].zp()), output_scale=out.s(),
@@ -453,9 +531,10 @@ class TFLiteModel(Model):
             return y, 0, False
         if op == "MEAN":
             opt = self._options(table, "ReducerOptions")
-            y = gops.mean(x, args[1], keep_dims=bool(opt.KeepDims()), input_scale=tin[0].s(),
-                          input_zero_point=tin[0].zp(), output_scale=out.s(),
-                          output_zero_point=out.zp())
+            fn = {"xnnpack": gxnn.mean, "optimized": gopt.mean}.get(self._kernels, gops.mean)
+            y = fn(x, args[1], keep_dims=bool(opt.KeepDims()), input_scale=tin[0].s(),
+                   input_zero_point=tin[0].zp(), output_scale=out.s(),
+                   output_zero_point=out.zp())
             return y, 0, False
         if op in ("PAD", "PADV2"):
             value = out.zp() if op == "PAD" or len(args) < 3 else int(args[2].ravel()[0])
@@ -467,13 +546,16 @@ class TFLiteModel(Model):
             if abs(out.s() - 1 / 256) > 1e-9 or out.zp() != -128:
                 raise ModelError(f"{self._where(i)}: int8 output must have scale 1/256 and "
                                  f"zero point -128, has {out.s()} and {out.zp()}")
-            return gops.softmax(x, beta=opt.Beta(), input_scale=tin[0].s()), 0, False
+            fn = gops.softmax if self._kernels == "reference" else gopt.softmax
+            return fn(x, beta=opt.Beta(), input_scale=tin[0].s()), 0, False
         if op == "QUANTIZE":
+            kernels = {"xnnpack": gxnn, "optimized": gopt}.get(self._kernels, gops)
             if tin[0].type == 0:
-                return gops.quantize(x, scale=out.s(), zero_point=out.zp()), 0, False
-            return gops.requantize_tensor(x, input_scale=tin[0].s(),
-                                          input_zero_point=tin[0].zp(), output_scale=out.s(),
-                                          output_zero_point=out.zp()), 0, False
+                return kernels.quantize(x, scale=out.s(), zero_point=out.zp()), 0, False
+            return kernels.requantize_tensor(x, input_scale=tin[0].s(),
+                                             input_zero_point=tin[0].zp(),
+                                             output_scale=out.s(),
+                                             output_zero_point=out.zp()), 0, False
         if op == "DEQUANTIZE":
             return gops.dequantize(x, scale=tin[0].s(), zero_point=tin[0].zp()), 0, False
         if op == "CONCATENATION":
