@@ -297,9 +297,9 @@ def test_argparse_errors_are_one_line(capsys, argv, pattern):
 
 def test_closed_pipe_exits_quietly():
     """`pwconv model ... | head`: the reader goes away before the report is written."""
-    pwconv = Path(sys.executable).with_name("pwconv")
-    proc = subprocess.Popen([str(pwconv), "model", str(OPS), *GOLDEN], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": ""})
+    proc = subprocess.Popen([sys.executable, "-m", "pwconv.cli", "model", str(OPS), *GOLDEN],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONWARNINGS": ""})
     proc.stdout.close()
     err = proc.stderr.read()
     proc.stderr.close()
