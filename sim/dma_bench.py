@@ -19,6 +19,7 @@ class ReadJob:
         self.lanes = lanes
         self.depth = depth
         self.beats = []          # (bytes tuple, count, row_last, last) as taken from o
+        self.bytes_moved = self.cycles_busy = self.busy = None   # the engine's, at the end
 
 
 class WriteJob:
@@ -30,7 +31,8 @@ class WriteJob:
         self.lanes = lanes
         self.beats = write_beats(rows, lanes, np.random.default_rng(seed))
         self.done_cycles = []    # cycle of each done beat
-        self.accepted_at_done = []
+        self.accepted_at_done = []   # write commands the port had accepted at each done
+        self.bytes_moved = self.cycles_busy = self.busy = None
 
 
 def _rows(request, size):
@@ -83,6 +85,14 @@ def apply_writes(memory, requests, rows):
             start = (addr + r * stride) % size
             memory[(start + np.arange(length)) % size] = next(it)
     return memory
+
+
+async def _read_counters(ctx, eng, job):
+    """After a job's last beat: its engine's counters once they have settled (two cycles)."""
+    await ctx.tick().repeat(2)
+    job.bytes_moved = ctx.get(eng.bytes_moved)
+    job.cycles_busy = ctx.get(eng.cycles_busy)
+    job.busy = ctx.get(eng.busy)
 
 
 def _pack(values, width):
@@ -179,6 +189,7 @@ def run_dma(port, jobs, memory, *, seed=0, req_idle=0.0, in_idle=0.0, out_stall=
                     held = value
             ctx.set(eng.o.ready, 0)
             finished.append(clock["now"])
+            await _read_counters(ctx, eng, job)
         return bench
 
     def take_done(eng, job, expect):
@@ -192,6 +203,7 @@ def run_dma(port, jobs, memory, *, seed=0, req_idle=0.0, in_idle=0.0, out_stall=
                     job.accepted_at_done.append(clock["accepted"])
             ctx.set(eng.done.ready, 0)
             finished.append(clock["now"])
+            await _read_counters(ctx, eng, job)
         return bench
 
     sim = Simulator(m)

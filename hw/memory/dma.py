@@ -253,42 +253,61 @@ class DMAReader(wiring.Component):
         m.d.sync += reserved.eq(reserved + cmd_fire - word_taken)
 
         # --- unpack: words to beats, each row from lane 0 ---------------------------------
+        # The input side appends each row's bytes to ``buf`` right behind the previous row's
+        # (so a row's last word and the next row's first word need no gap); the output side
+        # knows from ``rowq`` where rows end and cuts beats at row ends.
         buf = Signal(8 * B)
         have = Signal(range(B + 1))
-        out_left = Signal(lw)
         in_left = Signal(lw)
         first = Signal()
         off = Signal(max(wb, 1))
-        last_row = Signal()
+        row_layout = data.StructLayout({"length": unsigned(lw), "last": unsigned(1)})
+        m.submodules.rowq = rowq = SyncFIFO(width=row_layout.size, depth=4)
 
+        # Output side: the head row of rowq, of which ``sent`` bytes are out.
+        head = data.View(row_layout, rowq.r_data)
+        sent = Signal(lw)
+        rest = Signal(lw)
         count = Signal(range(N + 1))
+        row_end = Signal()
         m.d.comb += [
-            count.eq(Mux(have >= N, N, have)),
-            self.o.valid.eq((out_left != 0) & ((have >= N) | (have == out_left))),
-            self.o.payload.data.eq(buf[:8 * N]),
+            rest.eq(head.length - sent),
+            row_end.eq(rest <= N),
+            count.eq(Mux(row_end, rest, N)),
+            self.o.valid.eq(rowq.r_rdy & (have >= count)),
+            self.o.payload.data.eq(buf[:8 * N] & ((Const(1, 8 * N + 1) << (count * 8)) - 1)),
             self.o.payload.count.eq(count),
-            self.o.payload.row_last.eq(out_left <= N),
-            self.o.payload.last.eq((out_left <= N) & last_row),
+            self.o.payload.row_last.eq(row_end),
+            self.o.payload.last.eq(row_end & head.last),
         ]
         fire = self.o.valid & self.o.ready
         take = Mux(fire, count, 0)
-        load = (out_left == 0) | (fire & (out_left <= N))
+        m.d.comb += rowq.r_en.eq(fire & row_end)
+        with m.If(fire):
+            m.d.sync += sent.eq(Mux(row_end, 0, sent + N))
+
+        # Input side: a new row's descriptor loads when the last one's bytes are all in.
+        load = in_left == 0
         d = data.View(desc_layout, desc.r_data)
         c_left = Mux(load, d.length, in_left)
         c_skip = Mux(load, d.off, Mux(first, off, 0))
-        c_ok = ~load | desc.r_rdy
+        c_ok = ~load | (desc.r_rdy & rowq.w_rdy)
         have_after = Signal(range(B + 1))
         avail = Signal(range(W + 1))
         n_in = Signal(range(W + 1))
         in_ok = Signal()
+        loaded = Signal()
         m.d.comb += [
+            loaded.eq(load & desc.r_rdy & rowq.w_rdy),
             have_after.eq(have - take),
             avail.eq(W - c_skip),
             n_in.eq(Mux(c_left < avail, c_left, avail)),
             in_ok.eq(words.r_rdy & c_ok & (c_left != 0) & (have_after + W <= B)),
             words.r_en.eq(in_ok),
             word_taken.eq(in_ok),
-            desc.r_en.eq(load & desc.r_rdy),
+            desc.r_en.eq(loaded),
+            rowq.w_en.eq(loaded),
+            rowq.w_data.eq(Cat(d.length, d.last)),
         ]
         piece = Signal(8 * W)
         m.d.comb += piece.eq((words.r_data >> (c_skip * 8))
@@ -297,27 +316,17 @@ class DMAReader(wiring.Component):
             buf.eq((buf >> (take * 8)) | Mux(in_ok, piece << (have_after * 8), 0)),
             have.eq(have_after + Mux(in_ok, n_in, 0)),
         ]
-        with m.If(load):
-            with m.If(desc.r_rdy):
-                m.d.sync += [
-                    out_left.eq(d.length),
-                    in_left.eq(d.length - Mux(in_ok, n_in, 0)),
-                    first.eq(~in_ok),
-                    off.eq(d.off),
-                    last_row.eq(d.last),
-                ]
-            with m.Else():
-                m.d.sync += out_left.eq(0)
-        with m.Else():
+        with m.If(loaded | ~load):
             m.d.sync += [
-                out_left.eq(out_left - take),
-                in_left.eq(in_left - Mux(in_ok, n_in, 0)),
-                first.eq(first & ~in_ok),
+                in_left.eq(c_left - Mux(in_ok, n_in, 0)),
+                first.eq(Mux(load, ~in_ok, first & ~in_ok)),
             ]
+        with m.If(loaded):
+            m.d.sync += off.eq(d.off)
 
         # --- counters --------------------------------------------------------------------
         m.d.comb += self.busy.eq(rows.o.valid | (w_left != 0) | (reserved != 0) | desc.r_rdy
-                                 | (out_left != 0))
+                                 | rowq.r_rdy)
         m.d.sync += [
             self.bytes_moved.eq(self.bytes_moved + take),
             self.cycles_busy.eq(self.cycles_busy + self.busy),
