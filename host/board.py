@@ -1,12 +1,16 @@
-"""A pwconv board over its serial link: identify it, load a layer, run passes."""
+"""A pwconv board over its serial link: identify it, load a layer, run passes, load memory."""
+
+import sys
+import zlib
 
 import numpy as np
 
 from pwconv.config import VERSION, ArrayConfig
 from pwconv.hw.link.protocol import ACK_BIT
-from .link import (LINK_ERRORS, MAX_LENGTH, OVERHEAD, Command, CorruptReply, Identity,
-                   LinkError, NackError, Status, WireFormat, drain, encode_frame, frame_time,
-                   link_clock, read_frame)
+from pwconv.hw.link.protocol import MEM_ADDR_BYTES
+from .link import (LINK_ERRORS, MAX_LENGTH, OVERHEAD, Command, CorruptReply, Error, Identity,
+                   LinkError, MemoryInfo, NackError, Status, WireFormat, drain, encode_frame,
+                   frame_time, link_clock, read_frame)
 from .devices import Device, PassJob
 from .program import pack_pixels, unpack_results
 
@@ -22,6 +26,13 @@ RETRIES = 3
 
 #: Seconds the line may keep talking before the host gives up draining it.
 DRAIN_LIMIT = 2.0
+
+#: Memory loads are verified (and written again on a mismatch) in blocks of this many bytes:
+#: a block whose CRC-32 differs after writing is written once more, a second mismatch raises.
+VERIFY_BLOCK = 1 << 16
+
+#: Transfers of at least this many bytes show a progress bar (``progress=None``).
+PROGRESS_BYTES = 1 << 16
 
 class BoardDevice(Device):
     """Runs each on-chip pass on a pwconv board (or its simulation) over the link protocol.
@@ -67,6 +78,9 @@ class BoardDevice(Device):
         #: their tag was not the awaited one.
         self.resent = 0
         self.stale_replies = 0
+        #: Memory blocks written again because their CRC-32 differed after a write.
+        self.crc_rewrites = 0
+        self._memory_info = None
         self.identity = self.identify()
         ident = self.identity
         if ident.version[0] != VERSION[0]:
@@ -128,7 +142,7 @@ class BoardDevice(Device):
         drain(self.transport, self._quiet, DRAIN_LIMIT)
         self._dirty = False
 
-    def request(self, command, payload=b"", *, reply_bytes=0):
+    def request(self, command, payload=b"", *, reply_bytes=0, compute=0.0):
         """Send one frame and return the reply's payload.
 
         The request carries the next sequence tag and only a reply with that tag is taken
@@ -137,6 +151,8 @@ class BoardDevice(Device):
         drained and the request sent again with a new tag, up to ``retries`` times. Raises
         :class:`NackError` if the device refused the frame (nothing of it applied),
         :class:`LinkTimeout` or :class:`CorruptReply` if the link still failed.
+        ``compute`` (seconds) is added to the reply's deadline: the device's own time, e.g.
+        for a MEM_CRC over a large region.
         """
         failure = None
         for _ in range(self.retries + 1):
@@ -146,7 +162,7 @@ class BoardDevice(Device):
                 self.resync()
             self._tag = (self._tag + 1) & 0xFF
             frame = encode_frame(command, payload, self._tag)
-            timeout = self.reply_timeout(len(frame) + reply_bytes + OVERHEAD)
+            timeout = self.reply_timeout(len(frame) + reply_bytes + OVERHEAD) + compute
             try:
                 self.transport.write(frame)
                 reply = self._await(self._tag, timeout)
@@ -241,6 +257,153 @@ class BoardDevice(Device):
             lanes = np.frombuffer(reply, dtype=dtype).astype("<i4").reshape(-1, cols)
             results.extend(int.from_bytes(vector.tobytes(), "little") for vector in lanes)
         return results
+
+    # Board memory (builds with a memory; docs/protocol.md, "Board memory").
+
+    def memory_info(self):
+        """The board memory's :class:`MemoryInfo` (size, word bytes), asked once.
+
+        Raises :class:`LinkError` if the board has no memory (its gateware refuses the
+        memory commands as unknown)."""
+        if getattr(self, "_memory_info", None) is None:
+            try:
+                payload = self.request(Command.MEM_INFO, reply_bytes=8)
+            except NackError as error:
+                if error.error == Error.UNKNOWN_COMMAND:
+                    raise LinkError("The board has no memory (its gateware has no memory "
+                                    "commands)") from None
+                raise
+            try:
+                self._memory_info = MemoryInfo.unpack(payload)
+            except ValueError as error:
+                raise CorruptReply(f"The device's memory info is not valid ({error})") \
+                    from None
+        return self._memory_info
+
+    def _check_region(self, addr, n, what):
+        size = self.memory_info().size
+        for name, value in (("Address", addr), ("Length", n)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) \
+                    or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        if addr + n > size:
+            raise ValueError(f"Cannot {what} bytes {addr:#x}..{addr + n:#x} (end exclusive): "
+                             f"the board memory is bytes 0x0..{size:#x}")
+        return int(addr), int(n)
+
+    def _memory_request(self, command, addr, n, payload, **kwargs):
+        """A memory request; a BAD_RANGE NACK (the host's check passed, so the device's
+        memory differs from what it said) names the range."""
+        try:
+            return self.request(command, payload, **kwargs)
+        except NackError as error:
+            if error.error == Error.BAD_RANGE:
+                raise LinkError(f"Device refused {Command(command).name} of bytes {addr:#x}.."
+                                f"{addr + n:#x}: {Error.BAD_RANGE.message} (it reports "
+                                f"{self.memory_info().size:#x} bytes)") from None
+            raise
+
+    def _progress(self, total, desc, progress):
+        if progress is False or (progress is None and total < PROGRESS_BYTES):
+            return None
+        from tqdm import tqdm
+        return tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=True,
+                    file=sys.stderr)
+
+    def _write_block(self, addr, data, bar):
+        chunk = self.max_payload - MEM_ADDR_BYTES
+        for at in range(0, len(data), chunk):
+            part = data[at:at + chunk]
+            start = addr + at
+            count = int.from_bytes(self._memory_request(
+                Command.MEM_WRITE, start, len(part), start.to_bytes(MEM_ADDR_BYTES, "little")
+                + part, reply_bytes=2), "little")
+            if count != len(part):
+                self._dirty = True
+                raise CorruptReply(f"Device wrote {count} of {len(part)} bytes")
+            if bar is not None:
+                bar.update(len(part))
+
+    def write_memory(self, addr, data, *, verify=True, progress=None):
+        """Write ``data`` (bytes-like, or a NumPy array's bytes) to board memory at byte
+        ``addr``, in frames of at most ``max_payload`` bytes (each CRC-checked by the link
+        and sent again after a link failure; writes are idempotent).
+
+        With ``verify`` (the default) every block of :data:`VERIFY_BLOCK` bytes is checked
+        with the board's MEM_CRC against :func:`zlib.crc32` of what was sent; a block that
+        differs is written again, and a second mismatch raises :class:`LinkError`. A bar
+        shows the progress from 64 KiB on (``progress`` True or False forces it on or off).
+        Raises ValueError, naming the range, if it is not inside the memory.
+        """
+        if isinstance(data, np.ndarray):
+            data = data.tobytes()
+        try:
+            data = bytes(data)
+        except TypeError:
+            raise TypeError(f"Data must be bytes-like, not {type(data).__name__}") from None
+        addr, n = self._check_region(addr, len(data), "write")
+        bar = self._progress(n, "board memory write", progress)
+        try:
+            for at in range(0, n, VERIFY_BLOCK):
+                block = data[at:at + VERIFY_BLOCK]
+                for attempt in range(2):
+                    self._write_block(addr + at, block, bar)
+                    if not verify or self.memory_crc(addr + at, len(block)) \
+                            == zlib.crc32(block):
+                        break
+                    if attempt == 0:
+                        self.crc_rewrites += 1
+                        if bar is not None:
+                            bar.update(-len(block))
+                else:
+                    end = addr + at + len(block)
+                    raise LinkError(f"Board memory bytes {addr + at:#x}..{end:#x} still differ "
+                                    f"from the data after writing them twice (CRC-32 "
+                                    f"mismatch): the memory or its port is faulty")
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def read_memory(self, addr, n, *, progress=None):
+        """``n`` bytes of board memory from byte ``addr``, in replies of at most
+        ``max_payload`` bytes; a progress bar from 64 KiB on (as :meth:`write_memory`)."""
+        addr, n = self._check_region(addr, n, "read")
+        out = bytearray()
+        bar = self._progress(n, "board memory read", progress)
+        try:
+            while len(out) < n:
+                start = addr + len(out)
+                want = min(self.max_payload, n - len(out))
+                reply = self._memory_request(
+                    Command.MEM_READ, start, want, start.to_bytes(MEM_ADDR_BYTES, "little")
+                    + want.to_bytes(2, "little"), reply_bytes=want)
+                if len(reply) != want:
+                    self._dirty = True
+                    raise CorruptReply(f"MEM_DATA of {len(reply)} bytes, expected {want}")
+                out += reply
+                if bar is not None:
+                    bar.update(want)
+        finally:
+            if bar is not None:
+                bar.close()
+        return bytes(out)
+
+    def memory_crc(self, addr, n):
+        """The CRC-32 (:func:`zlib.crc32`) of ``n`` bytes of board memory from byte ``addr``,
+        computed by the board (nothing is read back)."""
+        addr, n = self._check_region(addr, n, "check")
+        if n == 0:
+            return zlib.crc32(b"")
+        words = -(-n // self.memory_info().word_bytes) + 1
+        # The board takes a word per cycle when its memory keeps up; allow 4 cycles a word.
+        compute = 4 * words / self.identity.clk_freq
+        reply = self._memory_request(
+            Command.MEM_CRC, addr, n, addr.to_bytes(MEM_ADDR_BYTES, "little")
+            + n.to_bytes(4, "little"), reply_bytes=4, compute=compute)
+        if len(reply) != 4:
+            self._dirty = True
+            raise CorruptReply(f"MEM_CRC of {len(reply)} bytes, expected 4")
+        return int.from_bytes(reply, "little")
 
     def run_pass(self, job, *args, **kwargs):
         """Run one pass: a :class:`PassJob`, or its fields (``x`` int8 [P, C], ``w``, folded

@@ -10,10 +10,10 @@ from pwconv.hw.link.protocol import (CRC_BYTES, HEADER_BYTES, LINK_ERRORS, MAX_L
                                      Reply, Status, WireFormat)
 
 __all__ = ["START", "OVERHEAD", "MAX_LENGTH", "HEADER_BYTES", "Command", "Reply", "Error",
-           "LINK_ERRORS", "Identity", "MemoryInfo", "Status", "WireFormat", "crc16", "encode_frame", "Frame",
-           "FrameDecoder", "read_frame", "drain", "link_clock", "LinkError", "LinkTimeout",
-           "CorruptReply", "NackError", "SerialTransport", "SimTransport", "DEFAULT_BAUD",
-           "frame_time"]
+           "LINK_ERRORS", "Identity", "MemoryInfo", "Status", "WireFormat", "crc16",
+           "encode_frame", "Frame", "FrameDecoder", "read_frame", "drain", "link_clock",
+           "LinkError", "LinkTimeout", "CorruptReply", "NackError", "SerialTransport",
+           "SimTransport", "DEFAULT_BAUD", "frame_time"]
 
 #: Baud rate of the iCEBreaker build (24 MHz / 4); the ULX3S build has its own (see
 #: pwconv.hw.board.BOARD_LINKS).
@@ -221,7 +221,8 @@ class SerialTransport:
     ----------
     port : str
         Device, e.g. ``/dev/ttyUSB1`` (the FT2232H's second channel on an iCEBreaker), or a
-        pyserial URL (``socket://host:port``, ``loop://``).
+        pyserial URL (``socket://host:port``, ``loop://``). A device is opened exclusively:
+        a second open, from this process or another, raises :class:`LinkError`.
     baud : int
         Baud rate; must match the gateware's (6 Mbaud iCEBreaker; see BOARD_LINKS).
     latency : float
@@ -234,9 +235,15 @@ class SerialTransport:
         import serial
         self.port, self.baud, self.latency, self.quiet = port, int(baud), latency, quiet
         try:
+            # Exclusive (an advisory flock on POSIX): a second process, or a second
+            # BoardDevice, interleaving frames on one board would corrupt both conversations.
             self._serial = serial.serial_for_url(port, self.baud, timeout=latency,
-                                                 write_timeout=latency)
+                                                 write_timeout=latency, exclusive=True)
         except (serial.SerialException, ValueError) as error:
+            if "exclusively lock" in str(error):
+                raise LinkError(f"Serial port {port} is already open in another process (or "
+                                f"another BoardDevice): one host at a time talks to a board") \
+                    from None
             raise LinkError(f"Cannot open serial port {port} at {self.baud} baud: {error}") \
                 from None
         try:
