@@ -17,14 +17,17 @@
 //     sample at edge k+CL: dq_o/dq_o_en change just after edge k+CL-1 (nonblocking) and hold
 //     until just after edge k+CL, one element per edge after that. DQM masks read data with a
 //     2-cycle latency (DQM sampled at edge n blanks the element sampled at edge n+2: the byte's
-//     dq_o is 0 and, in sdram_model_inout, high-Z); it masks write data at once.
+//     dq_o is 0 and, in sdram_model_inout, high-Z); it masks write data at once. A WRITE
+//     interrupting a READ drops the read data not yet out; the element due at the WRITE's
+//     edge needs DQM two edges earlier.
 //   * CKE has a 1-cycle latency: when CKE is low at edge n, edge n+1 is suspended (clock
 //     suspend during a burst: outputs hold; power-down when idle); the command at a suspended
 //     edge is ignored. AUTO REFRESH with CKE low enters SELF REFRESH; CKE high leaves it.
 //   * Time for the checks is counted in edges of clk (`cyc`, from 0 at the first edge), so the
 //     parameters are cycles at the frequency they were computed for.
 //
-// Storage: 2**(ROW_BITS+2+COL_BITS) 16-bit words (32 MB by default), word address
+// Storage: 2**(ROW_BITS+2+COL_BITS) 16-bit words (32 MB by default; STORE_BITS=N keeps only
+// 2**N words, the word address taken modulo that, for quick test builds), word address
 // {row, bank, column}: LiteDRAM's ROW_BANK_COL mapping, so a word address of the controller's
 // native port is the same word here. Backdoor plusargs (both simulators):
 //   +sdram_load=FILE   at time 0, little-endian 16-bit words from word address 0 upward
@@ -33,6 +36,8 @@
 //                      limits it to the first N words (default: all)
 // Runtime overrides of check parameters, so that one build serves short tests:
 //   +sdram_init_cycles=N  +sdram_refresh_count=N (<= REFRESH_COUNT)  +sdram_refresh_window=N
+//   +sdram_t_rc=N  (tRC; the datasheets' tRC = tRAS + tRP leaves no sequence that breaks tRC
+//   alone, so the test of that check raises it)
 //   +sdram_warn_only      (violations are counted in `violations` and printed, no stop)
 //
 // Checks: every violation prints one line
@@ -69,7 +74,9 @@ module sdram_model #(
     parameter integer CL3_OK         = 1,       // ... CAS latency 3
     parameter integer REFRESH_COUNT  = 8192,    // AUTO REFRESH commands per window, at least
     parameter integer REFRESH_WINDOW = 8512000, // window in cycles (64 ms at 133 MHz)
-    parameter integer CHECKS_FATAL   = 1        // 0: count violations instead of stopping
+    parameter integer CHECKS_FATAL   = 1,       // 0: count violations instead of stopping
+    parameter integer STORE_BITS     = 0        // 0: store every word; N: store 2**N words,
+                                                // word addresses wrap (quick test builds)
 ) (
     input             clk,
     input             cke,
@@ -87,7 +94,8 @@ module sdram_model #(
 );
 
     localparam integer ADDR_BITS = ROW_BITS + 2 + COL_BITS;
-    localparam integer WORDS = 1 << ADDR_BITS;
+    localparam integer WORDS = 1 << ((STORE_BITS > 0 && STORE_BITS < ADDR_BITS) ? STORE_BITS
+                                                                                : ADDR_BITS);
     localparam integer PAGE = 1 << COL_BITS;
     localparam signed [63:0] NEVER = -64'sd1000000000000;
     // the timing parameters as 64-bit cycle counts (the time arithmetic's width)
@@ -119,6 +127,7 @@ module sdram_model #(
 
     // runtime copies of the check parameters (plusargs may override them)
     integer refresh_count, arg;
+    reg signed [63:0] rc_cycles;                // T_RC (+sdram_t_rc=N overrides it)
     reg signed [63:0] init_cycles, refresh_window;
 
     // power-up: 0 waiting for PRECHARGE ALL, 1 refreshes and mode register, 2 done
@@ -210,7 +219,11 @@ module sdram_model #(
 
     function [ADDR_BITS-1:0] word_addr(input [1:0] bank, input [12:0] row,
                                        input [COL_BITS-1:0] column);
-        word_addr = {row[ROW_BITS-1:0], bank, column};
+        reg [ADDR_BITS-1:0] full;
+        begin
+            full = {row[ROW_BITS-1:0], bank, column};
+            word_addr = full & (WORDS - 1);
+        end
     endfunction
 
     // One violation was printed: stop, or count it.
@@ -277,6 +290,8 @@ module sdram_model #(
         if ($value$plusargs("sdram_init_cycles=%d", arg)) init_cycles = {32'd0, arg};
         if ($value$plusargs("sdram_refresh_count=%d", arg)) refresh_count = arg;
         if ($value$plusargs("sdram_refresh_window=%d", arg)) refresh_window = {32'd0, arg};
+        rc_cycles = RC_C;
+        if ($value$plusargs("sdram_t_rc=%d", arg)) rc_cycles = {32'd0, arg};
         if (refresh_count < 1 || refresh_count > REFRESH_COUNT) begin
             $display("sdram_model: +sdram_refresh_count=%0d is outside 1..%0d (REFRESH_COUNT)",
                      refresh_count, REFRESH_COUNT);
@@ -485,9 +500,9 @@ module sdram_model #(
                              ba, cyc - t_pre[ba], RP_C, cyc, $time);
                     violated;
                 end
-                if (cyc - t_act[ba] < RC_C) begin
+                if (cyc - t_act[ba] < rc_cycles) begin
                     $display("sdram_model: tRC violated: ACTIVE to bank %0d %0d cycles after its last ACTIVE (needs %0d) at cycle %0d (%0t)",
-                             ba, cyc - t_act[ba], RC_C, cyc, $time);
+                             ba, cyc - t_act[ba], rc_cycles, cyc, $time);
                     violated;
                 end
                 for (b = 0; b < 4; b = b + 1)
@@ -679,6 +694,13 @@ module sdram_model #(
             p2_d = p1_d;
             p1_v = el_v;
             p1_d = el_d;
+            if (is_cmd && cmd == C_WRITE) begin
+                // A WRITE turns the outputs off: read data still in flight is dropped (the
+                // element due at the WRITE's own edge must have been blanked by DQM 2 edges
+                // before, or the bus conflict check fires).
+                out_v = 0;
+                p2_v = 0;
+            end
             dq_o <= out_v ? out_d & ~{{8{dqm_d1[1]}}, {8{dqm_d1[0]}}} : 16'h0000;
             dq_byte_en <= out_v ? ~dqm_d1 : 2'b00;
             dq_o_en <= out_v && dqm_d1 != 2'b11;
@@ -725,7 +747,8 @@ module sdram_model_inout #(
     parameter integer CL3_OK         = 1,
     parameter integer REFRESH_COUNT  = 8192,
     parameter integer REFRESH_WINDOW = 8512000,
-    parameter integer CHECKS_FATAL   = 1
+    parameter integer CHECKS_FATAL   = 1,
+    parameter integer STORE_BITS     = 0
 ) (
     input         clk,
     input         cke,
@@ -760,7 +783,7 @@ module sdram_model_inout #(
         .T_RAS_MAX(T_RAS_MAX), .T_RC(T_RC), .T_RRD(T_RRD), .T_CCD(T_CCD), .T_WR(T_WR),
         .T_RFC(T_RFC), .T_MRD(T_MRD), .T_XSR(T_XSR), .CL2_OK(CL2_OK), .CL3_OK(CL3_OK),
         .REFRESH_COUNT(REFRESH_COUNT), .REFRESH_WINDOW(REFRESH_WINDOW),
-        .CHECKS_FATAL(CHECKS_FATAL)
+        .CHECKS_FATAL(CHECKS_FATAL), .STORE_BITS(STORE_BITS)
     ) u (
         .clk(clk), .cke(cke), .cs_n(cs_n), .ras_n(ras_n), .cas_n(cas_n), .we_n(we_n),
         .ba(ba), .a(a), .dqm(dqm), .dq_i(dq), .dq_oe(dq_oe), .dq_o(dq_o), .dq_o_en(dq_o_en)
