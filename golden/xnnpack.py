@@ -174,10 +174,11 @@ def add_params(scales, zero_points, output_scale):
     even (lrintf); ``bias = 2**(shift-1) - m_a * zp_a - m_b * zp_b`` (int32).
     """
     ratios = [_F32(_F32(s) / _F32(output_scale)) for s in scales]
+    for r in ratios:
+        if not _F32(2.0 ** -10) <= abs(r) < _F32(256.0):
+            raise ValueError(f"input/output scale ratio {float(abs(r))} is outside XNNPACK's "
+                             f"[2**-10, 256)")
     top = max(abs(r) for r in ratios)
-    if not _F32(2.0 ** -10) <= top < _F32(256.0):
-        raise ValueError(f"input/output scale ratio {float(top)} is outside XNNPACK's "
-                         f"[2**-10, 256)")
     exponent = int(np.frexp(top)[1]) - 1
     shift = 20 - exponent
     mults = [int(np.rint(np.float64(r) * 2.0 ** shift)) for r in ratios]

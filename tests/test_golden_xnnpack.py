@@ -328,3 +328,123 @@ def test_average_pool_matches_tflite(runtime):
         got = ops.average_pool2d(xin, (k, k), stride=(s, s), padding=padding,
                                  activation_min=lo, activation_max=hi)
         _check(got, RUNNERS[runtime](b.finish([x], [y]), [xin]))
+
+
+# -- the delegate's rules ----------------------------------------------------------------------
+
+def _t(scale, zp=0, constant=False, dtype="int8", axis=0):
+    return (scale, zp, axis, constant, dtype)
+
+
+def test_delegated_rules():
+    x, y = _t(0.05, 3), _t(0.1, -2)
+    w, b = _t(np.full(4, 0.01), 0, True), _t(np.full(4, 0.0005), 0, True, "int32")
+    assert xnnpack.delegated("CONV_2D", inputs=[x, w, b], output=y)
+    assert not xnnpack.delegated("CONV_2D", inputs=[x, w, None], output=y)
+    assert not xnnpack.delegated("CONV_2D", inputs=[x, w, b], output=y, activation="TANH")
+    dw = _t(np.full(4, 0.01), 0, True, axis=3)
+    assert xnnpack.delegated("DEPTHWISE_CONV_2D", inputs=[x, dw, b], output=y,
+                             options={"depth_multiplier": 2, "channels": 4})
+    assert not xnnpack.delegated("DEPTHWISE_CONV_2D", inputs=[x, dw, b], output=y,
+                                 options={"depth_multiplier": 3, "channels": 4})
+    assert not xnnpack.delegated("DEPTHWISE_CONV_2D", inputs=[x, _t(np.full(4, 0.01), 0, True),
+                                                              b], output=y)
+    assert xnnpack.delegated("FULLY_CONNECTED", inputs=[x, _t(0.01, 0, True), b], output=y)
+    assert not xnnpack.delegated("FULLY_CONNECTED", inputs=[x, _t(0.01, 5, True), b], output=y)
+    assert not xnnpack.delegated("FULLY_CONNECTED", inputs=[x, _t(0.01, 0, True), b], output=y,
+                                 options={"sparse": True})
+    for op in ("ADD", "SUB"):
+        assert xnnpack.delegated(op, inputs=[x, x], output=y)
+        assert not xnnpack.delegated(op, inputs=[_t(0.1 / 1025), x], output=y)
+        assert not xnnpack.delegated(op, inputs=[x, _t(25.6)], output=y)
+    assert xnnpack.delegated("MUL", inputs=[x, x], output=_t(0.01))
+    assert not xnnpack.delegated("MUL", inputs=[x, x], output=_t(200.0))
+    assert xnnpack.delegated("QUANTIZE", inputs=[_t(None, 0, False, "float32")], output=y)
+    assert xnnpack.delegated("QUANTIZE", inputs=[_t(0.1 * 128)], output=y)
+    assert not xnnpack.delegated("QUANTIZE", inputs=[_t(0.1 * 129)], output=y)
+    assert not xnnpack.delegated("QUANTIZE", inputs=[_t(0.1 / 257)], output=y)
+    axes = _t(None, 0, True, "int32")
+    assert xnnpack.delegated("MEAN", inputs=[x, axes], output=y)
+    assert not xnnpack.delegated("MEAN", inputs=[x, _t(None, 0, False, "int32")], output=y)
+    assert xnnpack.delegated("PAD", inputs=[x, axes], output=x, options={"paddings": [[0, 1]]})
+    assert not xnnpack.delegated("PAD", inputs=[x, axes], output=x,
+                                 options={"paddings": [[0, -1]]})
+    for op in ("PADV2", "AVERAGE_POOL_2D", "SOFTMAX"):
+        assert not xnnpack.delegated(op, inputs=[x, x, x], output=x)
+    assert xnnpack.delegated("CONCATENATION", inputs=[x] * 5, output=x)
+    assert not xnnpack.delegated("CONCATENATION", inputs=[x] * 6, output=x)
+
+
+def test_ops_the_delegate_leaves_run_optimized():
+    """Where golden.xnnpack.delegated says no, the default path computes like TFLite's
+    optimized kernels (golden.optimized), not like XNNPACK's formulas (which do not even have
+    parameters for such scales). An int8 CONV_2D without a bias, which the delegate also
+    leaves, fails in TFLite's own Prepare."""
+    rng = np.random.default_rng(11)
+    # ADD with an input/output scale ratio below 2**-10.
+    shape = (1, 4, 5, 24)
+    s1, s2, so = 0.0001, 0.5, 0.12
+    b = ModelBuilder()
+    x1 = b.tensor("x1", shape, np.int8, s1, 3)
+    x2 = b.tensor("x2", shape, np.int8, s2, -7)
+    y = b.tensor("y", shape, np.int8, so, 1)
+    b.op("ADD", [x1, x2], [y], "AddOptions", fusedActivationFunction=0)
+    assert not xnnpack.delegated("ADD", inputs=[_t(s1), _t(s2)], output=_t(so))
+    a1, a2 = rng.integers(-128, 128, shape, dtype=np.int8), \
+        rng.integers(-128, 128, shape, dtype=np.int8)
+    kw = dict(scales=(s1, s2), zero_points=(3, -7), output_scale=so, output_zero_point=1)
+    _check(optimized.add(a1, a2, **kw), run_default(b.finish([x1, x2], [y]), [a1, a2]))
+    with pytest.raises(ValueError, match=r"outside XNNPACK's \[2\*\*-10, 256\)"):
+        xnnpack.add(a1, a2, **kw)
+    # QUANTIZE int8 -> int8 with a ratio above 128, on 16-element blocks and leftovers.
+    s_in, s_out = 2.0 ** -1, 2.0 ** -9
+    b = ModelBuilder()
+    x = b.tensor("x", (1, 37), np.int8, s_in, 1)
+    y = b.tensor("y", (1, 37), np.int8, s_out, 0)
+    b.op("QUANTIZE", [x], [y])
+    assert not xnnpack.delegated("QUANTIZE", inputs=[_t(s_in)], output=_t(s_out))
+    xin = rng.integers(-2, 3, (1, 37), dtype=np.int8)
+    ref = run_default(b.finish([x], [y]), [xin])
+    _check(optimized.requantize_tensor(xin, input_scale=s_in, input_zero_point=1,
+                                       output_scale=s_out, output_zero_point=0), ref)
+
+
+@pytest.mark.parametrize("act, scale, zp", [("RELU6", 4.0, 1), ("RELU_N1_TO_1", 0.4, 0),
+                                            ("RELU6", 2.4, 0), ("RELU", 0.1, -3)])
+def test_activation_bounds_match_tflite(act, scale, zp):
+    """Fused activation bounds on a tie (f32(v / s) + zp exactly k + 1/2): XNNPACK rounds them
+    to even (golden.xnnpack.output_bounds), TFLite's kernels away from zero
+    (golden.ops.activation_range). MAX_POOL_2D is delegated, so each path shows its own."""
+    rng = np.random.default_rng(3)
+    b = ModelBuilder()
+    x = b.tensor("x", (1, 4, 4, 3), np.int8, scale, zp)
+    y = b.tensor("y", (1, 2, 2, 3), np.int8, scale, zp)
+    b.op("MAX_POOL_2D", [x], [y], "Pool2DOptions", padding=PADDING["VALID"], strideW=2,
+         strideH=2, filterWidth=2, filterHeight=2, fusedActivationFunction=ACTS[act])
+    model = b.finish([x], [y])
+    xin = rng.integers(-128, 128, (1, 4, 4, 3), dtype=np.int8)
+    for runtime, bounds in (("xnnpack", xnnpack.output_bounds),
+                            ("optimized", ops.activation_range)):
+        lo, hi = bounds(act, scale, zp)
+        got = ops.max_pool2d(xin, (2, 2), stride=(2, 2), activation_min=lo, activation_max=hi)
+        _check(got, RUNNERS[runtime](model, [xin]))
+    if act != "RELU":
+        assert xnnpack.output_bounds(act, scale, zp) != ops.activation_range(act, scale, zp)
+
+
+def test_add_multiplier_tie_rounds_to_even():
+    """s_b / s_out = 1/2 + 2**-21: its multiplier 2**20 * that = 2**19 + 1/2 is an exact tie,
+    which XNNPACK's lrintf rounds to 2**19 (even); rounding it up to 2**19 + 1 moves every odd
+    negative b (an exact tie of the sum) down by one."""
+    s_a, s_b, s_out = 1.0, 0.5 + 2.0 ** -21, 1.0
+    assert xnnpack.add_params((s_a, s_b), (0, 0), s_out)[0] == [1 << 20, 1 << 19]
+    shape = (1, 16, 16, 1)
+    b = ModelBuilder()
+    x1 = b.tensor("x1", shape, np.int8, s_a, 0)
+    x2 = b.tensor("x2", shape, np.int8, s_b, 0)
+    y = b.tensor("y", shape, np.int8, s_out, 0)
+    b.op("ADD", [x1, x2], [y], "AddOptions", fusedActivationFunction=0)
+    a1 = np.zeros(shape, np.int8)
+    a2 = np.arange(-128, 128, dtype=np.int8).reshape(shape)
+    kw = dict(scales=(s_a, s_b), zero_points=(0, 0), output_scale=s_out, output_zero_point=0)
+    _check(xnnpack.add(a1, a2, **kw), run_default(b.finish([x1, x2], [y]), [a1, a2]))
