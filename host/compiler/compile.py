@@ -146,6 +146,14 @@ class _HostRunner:
 
     def __init__(self, compiled, values, counts):
         self.c, self.values, self.counts = compiled, values, counts
+        cfg = compiled.config
+
+        def offload(index, op, name, x_in, layer, macs, shape=None, source=None):
+            from ..accelerator import Accelerator
+            y = Accelerator("golden", config=cfg).run_layer(x_in, layer)
+            return y if shape is None else y.reshape(shape)
+        offload.roundings = cfg.roundings
+        self.offload = offload
 
     def _get(self, t, image):
         if t not in self.values:
@@ -156,14 +164,14 @@ class _HostRunner:
 
     def __call__(self, segment, image):
         model = self.c.model
-        rounding = rounding_for(self.c.runtime)
         for i in self.c.segments[segment]:
             op, ins, outs, table = model.ops[i]
             args = [self._get(t, image) if t >= 0 else None for t in ins]
             tin = [model.tensors[t] if t >= 0 else None for t in ins]
             out = model.tensors[outs[0]]
             try:
-                y, _, _ = model._op(i, op, args, tin, out, table, self._offload, rounding)
+                mode = _use_kernels(model, i, self.c.runtime)
+                y, _, _ = model._op(i, op, args, tin, out, table, self.offload, mode)
             except ModelError:
                 raise
             except (ValueError, TypeError) as error:
@@ -173,10 +181,18 @@ class _HostRunner:
                 gprog.write_view(image, self.c.views[outs[0]], y)
                 self.counts["host"] += y.size
 
-    def _offload(self, index, op, name, x_in, layer, macs, shape=None, source=None):
-        from ..accelerator import Accelerator
-        y = Accelerator("golden", config=self.c.config).run_layer(x_in, layer)
-        return y if shape is None else y.reshape(shape)
+
+
+def _use_kernels(model, i, runtime):
+    """Set the kernels op ``i`` computes like in ``runtime`` (TFLiteModel._kernels, read by
+    its _op and _activation) and return the rounding mode of an offloaded layer, as
+    TFLiteModel._run_ops decides them."""
+    op, ins, outs, table = model.ops[i]
+    model._kernels = model._kernels_for(op, ins, outs, table, runtime)
+    rounding = rounding_for(runtime)
+    if rounding == "double":
+        return rounding
+    return {"xnnpack": "float", "optimized": "ruy"}.get(model._kernels, rounding)
 
 
 def _geometry(shape):
@@ -213,7 +229,7 @@ class _Compiler:
         self.board_ops = tuple(board_ops)
         self.T = model.tensors
         self.n = len(model.ops)
-        self.producer, self.consumers = {}, {}
+        self.producer, self.consumers, self.op_rounding = {}, {}, {}
         for i, (_, ins, outs, _) in enumerate(model.ops):
             for t in outs:
                 self.producer[t] = i
@@ -237,6 +253,16 @@ class _Compiler:
         m = self.m
         op, ins, outs, table = m.ops[i]
         if op not in self.board_ops or len(outs) != 1:
+            return None
+        self.op_rounding[i] = _use_kernels(m, i, self.runtime)
+        if self.op_rounding[i] not in self.cfg.roundings:
+            return None
+        if self.runtime != "tflite-reference" and not (
+                op == "FULLY_CONNECTED" or
+                (op == "CONV_2D" and self.T[ins[1]].data is not None and
+                 self.T[ins[1]].data.shape[1:3] == (1, 1))):
+            # Other runtimes' depthwise, ADD, pools, MEAN and KxK convs are their own kernels
+            # (golden.optimized, golden.xnnpack): the board's are TFLite's reference ones.
             return None
         acts = [t for t in ins if t >= 0 and self.T[t].data is None] + outs
         if not all(self._is_act(t) for t in acts):
@@ -316,7 +342,7 @@ class _Compiler:
         opt = m._options(table, "FullyConnectedOptions")
         lo, hi = m._activation(opt, out)
         weight_scales = np.broadcast_to(wt.scale, (f,)) if wt.scale.size == 1 else wt.scale
-        rounding, multiplier, shift = self.rounding, None, None
+        rounding, multiplier, shift = self.op_rounding[i], None, None
         if rounding == "double":
             found = m._reference_fc_params(xin, wt, w, bias, weight_scales, out, lo, hi,
                                            self.cfg.roundings)
@@ -425,10 +451,6 @@ class _Compiler:
             if params is not None:
                 where[i] = "board"
                 self.board[i] = params
-        if any(w == "board" for w in where) and self.rounding not in self.cfg.roundings:
-            raise CompileError(f"{m.path.name}: runtime {self.runtime} needs rounding "
-                               f"{self.rounding!r}, which this build does not have (it has "
-                               f"{', '.join(self.cfg.roundings)})")
         self._views(where)
         # Tensors the board touches; a group of views lives in the arena if any member does.
         touched = set()
@@ -597,6 +619,7 @@ class _Compiler:
         op, ins, outs, table = m.ops[i]
         xin, out = self.T[ins[0]], self.T[outs[0]]
         p = self.board[i]
+        _use_kernels(m, i, self.runtime)
         if op in ("CONV_2D", "FULLY_CONNECTED"):
             w = self.T[ins[1]].data
             bias = self.T[ins[2]].data if len(ins) > 2 and ins[2] >= 0 else None
@@ -606,9 +629,8 @@ class _Compiler:
                 lo, hi = m._activation(p["opt"], out)
                 ws = self.T[ins[1]].scale
                 ws = np.broadcast_to(ws, (f,)) if ws.size == 1 else ws
-                mult, shift, scale = golden.layer_requant_params(xin.s(), ws, out.s(),
-                                                                 self.rounding)
-                rounding = self.rounding
+                rounding = self.op_rounding[i]
+                mult, shift, scale = golden.layer_requant_params(xin.s(), ws, out.s(), rounding)
                 w_mat = w.reshape(f, -1).T              # im2col channel (ky * kw + kx) * C + c
             else:
                 lo, hi = m._activation(m._options(table, "FullyConnectedOptions"), out)
@@ -681,6 +703,7 @@ class _Compiler:
         op, ins, outs, table = m.ops[i]
         xin, out = self.T[ins[0]], self.T[outs[0]]
         p = self.board[i]
+        _use_kernels(m, i, self.runtime)
         vin, vout = views[ins[0]], views[outs[0]]
         if op == "CONV_2D":
             w = self.T[ins[1]].data
