@@ -90,6 +90,8 @@ class CompiledModel:
     views: dict
     arena: object
     link: dict = field(default_factory=dict)
+    #: Each arena tensor's buffer (the tensor whose bytes it is part of).
+    roots: dict = field(default_factory=dict)
 
     @property
     def link_bytes_per_inference(self):
@@ -528,6 +530,9 @@ class _Compiler:
                                f"{count - fmt.MAX_DESCRIPTORS} more than the format's "
                                f"{fmt.MAX_DESCRIPTORS}")
         weights_addr = _align(fmt.HEADER_BYTES + fmt.DESCRIPTOR_BYTES * count)
+        estimate = weights_addr + sum(self._blob_bytes(i) for kind, i in program
+                                      if kind == "board")
+        self._check_size(_align(estimate) + self.arena.size, "at least ")
         blobs, cursor = {}, weights_addr
         for kind, i in program:
             if kind == "board":
@@ -541,12 +546,7 @@ class _Compiler:
         scratch_bytes = max([b[4].get("scratch", 0) for b in blobs.values()] + [0])
         scratch_addr = _align(arena_addr + self.arena.size)
         image_bytes = scratch_addr + scratch_bytes
-        if image_bytes > fmt.SDRAM_BYTES:
-            raise CompileError(
-                f"{m.path.name}: the image needs {image_bytes:,} bytes of SDRAM (weights and "
-                f"parameters {weights_bytes:,}, arena {self.arena.size:,}, scratch "
-                f"{scratch_bytes:,}), {image_bytes - fmt.SDRAM_BYTES:,} more than the board's "
-                f"{fmt.SDRAM_BYTES:,}")
+        self._check_size(image_bytes, "", weights_bytes, scratch_bytes)
         views = {t: self._view(t, arena_addr) for ts in self.members.values() for t in ts}
         image = bytearray(image_bytes)
         reports = {i: OpReport(i, op, self.T[outs[0]].name if outs else "", self.where[i])
@@ -586,7 +586,8 @@ class _Compiler:
         image[:fmt.HEADER_BYTES] = fmt.encode_header(header)
         link = self._link(views, segments, reports)
         return CompiledModel(m, cfg, self.runtime, bytes(image), header, descriptors,
-                             [reports[i] for i in range(n)], segments, views, self.arena, link)
+                             [reports[i] for i in range(n)], segments, views, self.arena, link,
+                             {t: self._root(t) for t in views})
 
     def _link(self, views, segments, reports):
         """Payload bytes over the link per inference (the same rule _HostRunner follows)."""
@@ -612,6 +613,34 @@ class _Compiler:
         if m.outputs[0] not in have:
             link["output"] = int(np.prod(self.T[m.outputs[0]].shape))
         return link
+
+    def _check_size(self, image_bytes, at_least, weights=None, scratch=None):
+        if image_bytes <= fmt.SDRAM_BYTES:
+            return
+        parts = f"arena {self.arena.size:,}"
+        if weights is not None:
+            parts = f"weights and parameters {weights:,}, {parts}, scratch {scratch:,}"
+        raise CompileError(f"{self.m.path.name}: the image needs {at_least}{image_bytes:,} bytes "
+                           f"of SDRAM ({parts}), {image_bytes - fmt.SDRAM_BYTES:,} more than "
+                           f"the board's {fmt.SDRAM_BYTES:,}")
+
+    def _blob_bytes(self, i):
+        """The weight and parameter bytes of board op ``i``, computed from its shapes alone
+        (so a model too large for the SDRAM is refused before anything is packed)."""
+        cfg = self.cfg
+        op, ins, _, _ = self.m.ops[i]
+        if op in ("CONV_2D", "FULLY_CONNECTED"):
+            w = self.T[ins[1]].data
+            total = 0
+            for ps in plan_passes(cfg, int(np.prod(w.shape[1:])), w.shape[0]):
+                tiles = cfg.tiles(ps.f1 - ps.f0)
+                total += cfg.beats(ps.c1 - ps.c0) * tiles * cfg.load_groups * cfg.load_width \
+                    * cfg.cols + tiles * fmt.param_tile_bytes(cfg.cols)
+            return total
+        if op == "DEPTHWISE_CONV_2D":
+            w = self.T[ins[1]].data
+            return w.size + cfg.tiles(w.shape[-1]) * fmt.param_tile_bytes(cfg.cols)
+        return fmt.AddRecord.BYTES
 
     def _blobs(self, i):
         """(weight bytes, parameter bytes, extras) of board op ``i``."""
