@@ -1,0 +1,596 @@
+"""DepthwiseEngine: int8 DEPTHWISE_CONV_2D from an NHWC pixel stream through line buffers."""
+
+import numbers
+
+import numpy as np
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from pwconv.config import ROUNDINGS, ArrayConfig
+from pwconv.golden.ops import compute_padding
+from ..layouts import SHIFT_SHAPE
+from ..params import check_config, rejected
+from ..requant_lane import RequantLane
+
+__all__ = ["DepthwiseEngine", "KERNELS", "STRIDES", "PADDINGS", "beat_layout",
+           "config_layout", "weight_layout", "param_layout", "layer_config", "weight_words",
+           "param_words", "input_beats", "output_tensor", "layer_cycles"]
+
+#: Kernel sizes (square) the engine computes.
+KERNELS = (3, 5)
+#: Strides (the same in both dimensions).
+STRIDES = (1, 2)
+#: TFLite's padding schemes; SAME pads with the input zero point.
+PADDINGS = ("SAME", "VALID")
+
+#: Largest tensor height and width an engine can be built for.
+MAX_SIDE = 1 << 13
+
+
+def _addr(depth):
+    return unsigned(max(1, (depth - 1).bit_length()))
+
+
+def _groups(channels, lanes):
+    return -(-channels // lanes)
+
+
+def beat_layout(lanes):
+    """One beat of the input or output stream: ``lanes`` int8 channels of one pixel (lane ``i``
+    is channel ``group * lanes + i``)."""
+    return data.ArrayLayout(signed(8), lanes)
+
+
+def config_layout(engine):
+    """The layer's run-time settings (:func:`layer_config` builds them), held stable while the
+    engine is ``busy``.
+
+    ``height``, ``width`` and ``groups`` = ceil(C / lanes) describe the input; ``out_height``,
+    ``out_width``, ``pad_top`` and ``pad_left`` the padding (TFLite's ComputePaddingWithOffset,
+    from SAME or VALID); ``kernel`` is 3 or 5, ``stride`` 1 or 2; ``rounding`` is the index of
+    the requantization mode in :data:`pwconv.config.ROUNDINGS`.
+    """
+    side_h = unsigned(engine.max_height.bit_length())
+    side_w = unsigned(engine.max_width.bit_length())
+    return data.StructLayout({
+        "height":            side_h,
+        "width":             side_w,
+        "groups":            unsigned(engine.max_groups.bit_length()),
+        "out_height":        side_h,
+        "out_width":         side_w,
+        "kernel":            unsigned(3),
+        "stride":            unsigned(2),
+        "pad_top":           unsigned(2),
+        "pad_left":          unsigned(2),
+        "input_zero_point":  signed(8),
+        "output_zero_point": signed(8),
+        "activation_min":    signed(8),
+        "activation_max":    signed(8),
+        "rounding":          unsigned(2),
+    })
+
+
+def weight_layout(engine):
+    """One transfer on ``weights``: the ``lanes`` weights of channel group ``g`` at filter tap
+    (ky, kx), written at ``addr = (g * kernel + ky) * kernel + kx`` (the layer's kernel)."""
+    return data.StructLayout({
+        "addr": _addr(engine.max_groups * engine.max_kernel ** 2),
+        "data": data.ArrayLayout(signed(8), engine.lanes),
+    })
+
+
+def param_layout(engine):
+    """One transfer on ``params``: bias, multiplier and shift of channel group ``addr``'s
+    ``lanes`` channels (the multiplier holds a float32 scale's bits in the float mode)."""
+    return data.StructLayout({
+        "addr":       _addr(engine.max_groups),
+        "bias":       data.ArrayLayout(signed(32), engine.lanes),
+        "multiplier": data.ArrayLayout(signed(32), engine.lanes),
+        "shift":      data.ArrayLayout(SHIFT_SHAPE, engine.lanes),
+    })
+
+
+class DepthwiseEngine(wiring.Component):
+    """DEPTHWISE_CONV_2D, int8 per channel, depth multiplier 1, bit-exact with TFLite's
+    ``reference_integer_ops::DepthwiseConvPerChannel`` (``tflite/kernels/internal/reference/
+    integer_ops/depthwise_conv.h`` in google-ai-edge/LiteRT; :func:`pwconv.golden.ops.
+    depthwise_conv2d`) in the ``"double"`` mode, and with the runtime each other mode of
+    :func:`pwconv.golden.requantize` names::
+
+        acc[oy, ox, c] = bias[c] + sum_{ky, kx} (x[oy*s - pt + ky, ox*s - pl + kx, c] - zp_in)
+                                               * w[ky, kx, c]        (out-of-image taps: 0)
+        y = clamp(rescale_c(acc) + zp_out, activation_min, activation_max)
+
+    for kernels 3x3 and 5x5, stride 1 or 2, SAME or VALID padding (padding reads the input zero
+    point, so its taps add nothing). The requantization is one
+    :class:`~pwconv.hw.requant_lane.RequantLane` per lane, the array's own lane with the build's
+    ``cfg.roundings`` and ``cfg.requant_multiply``.
+
+    **Data flow.** The input tensor arrives once, row by row in NHWC order, as beats of
+    ``lanes`` channels of one pixel (``ceil(C / lanes)`` beats per pixel; lanes beyond C are
+    ignored), the order in which the DMA reads a tensor whose C is a multiple of its lanes.
+    Each beat is written once into a line buffer of ``max_kernel + 2`` row slots of
+    ``max_width * ceil(max_channels / lanes)`` words (block RAM): ``kernel`` rows being read
+    and up to two more being written ahead, so the rows of the next output row load while the
+    current one computes. The compute loop reads one word (one filter tap of ``lanes``
+    channels) and one weight word per cycle and multiply-accumulates them in ``lanes``
+    parallel MACs (x - zp_in, 9 bits, times int8 w); after the last tap of an output
+    beat the sums go to the lanes. Results leave in NHWC order, a beat of ``lanes`` channels
+    per (output pixel, channel group).
+
+    **Throughput.** ``lanes`` MACs per cycle: ``kernel**2 * ceil(C / lanes)`` cycles per output
+    pixel once the first ``kernel - pad_top`` rows are in, input and compute overlapped (a
+    layer takes about ``OH * OW * ceil(C / lanes) * kernel**2`` cycles, plus the first rows'
+    load and the pipeline; :func:`layer_cycles`). With 16 lanes: 16 MACs/cycle. Balance on
+    MobileNetV2 1.0/224 next to the ULX3S array (192 MACs/cycle): its 17 depthwise layers hold
+    about 6.9% of the MACs (300.8 M in all), so at 16 MACs/cycle they take 1.30 M cycles
+    against 1.46 M for everything else at full array rate: 47% of the compute time, not a
+    tenth; a tenth needs at least 128 MACs/cycle (lanes 128 with one tap per cycle, or 16 lanes
+    doing all 9 taps of a 3x3 at once). Unfused, though, a depthwise layer is bound by its
+    SDRAM traffic, not by its MACs: a stride-1 3x3 layer reads and writes one byte per channel
+    and pixel for 9 MACs, so the 16-bit SDRAM at the same clock (2 bytes per cycle) feeds at
+    most 9 MACs/cycle (the input alone, stride 2: 4.5 bytes/cycle of MACs per byte...), and 16
+    lanes keep the engine above that floor: its streams (16/9 bytes/cycle in, as many out)
+    outrun the 2 bytes/cycle the SDRAM gives both together. Fusion (keeping the expanded
+    tensor on chip) is what would need more lanes.
+
+    **Loading.** Weights (``weights``, :func:`weight_words`) and per-channel parameters
+    (``params``, :func:`param_words`) load before the layer, while the engine is idle (their
+    ``ready`` is low while ``busy``), a word per cycle.
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+        The build's configuration: its ``roundings`` and ``requant_multiply`` choose the lanes'
+        modes and multiply (one source of truth with the array).
+    lanes : int
+        Channels processed in parallel (MACs and requantization lanes), 1..64.
+    max_width, max_height : int
+        Largest input width and height, 1..8192.
+    max_channels : int
+        Largest C, 1..65536.
+    max_kernel : int
+        3 or 5: the largest kernel the build supports (the line buffer holds ``max_kernel + 2``
+        rows).
+
+    Members
+    -------
+    i : In(stream.Signature(beat_layout(lanes)))
+        Input pixel beats, NHWC order, all H * W * ceil(C / lanes) of them per layer. Taken
+        only while ``busy``, when a row slot is free; at most one per cycle.
+    o : Out(stream.Signature(beat_layout(lanes)))
+        Output beats, NHWC order, OH * OW * ceil(C / lanes) per layer; full backpressure (the
+        compute loop holds an output beat's last tap until the output FIFO has room for it).
+    weights : In(stream.Signature(weight_layout(self)))
+    params : In(stream.Signature(param_layout(self)))
+        Loads, ready while not ``busy``.
+    config : In(config_layout(self))
+        The layer (:func:`layer_config`); read from ``start`` on and held stable while ``busy``.
+    start : In(1)
+        Starts a layer when the engine is idle (ignored while ``busy``).
+    busy : Out(1)
+        From the cycle after ``start`` until the last output beat is taken and every input
+        beat of the layer has been consumed.
+
+    All in one clock domain, ``sync``. Raises ``TypeError`` or ``ValueError`` naming a bad
+    parameter.
+    """
+
+    def __init__(self, cfg: ArrayConfig, *, lanes=16, max_width=112, max_height=112,
+                 max_channels=960, max_kernel=5):
+        check_config(self, cfg)
+        for name, value, lo, hi in (("Lane count", lanes, 1, 64),
+                                    ("Maximum width", max_width, 1, MAX_SIDE),
+                                    ("Maximum height", max_height, 1, MAX_SIDE),
+                                    ("Maximum channel count", max_channels, 1, 1 << 16)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise rejected(self, TypeError(
+                    f"{name} must be a positive integer, not {value!r}"))
+            if not lo <= value <= hi:
+                raise rejected(self, ValueError(
+                    f"{name} must be between {lo} and {hi}, not {value}"))
+        if max_kernel not in KERNELS or isinstance(max_kernel, bool):
+            raise rejected(self, ValueError(f"Maximum kernel must be 3 or 5, not {max_kernel!r}"))
+        self._cfg = cfg
+        self._lanes = int(lanes)
+        self._max_width = int(max_width)
+        self._max_height = int(max_height)
+        self._max_channels = int(max_channels)
+        self._max_kernel = int(max_kernel)
+        beat = beat_layout(self._lanes)
+        super().__init__({
+            "i":       In(stream.Signature(beat)),
+            "o":       Out(stream.Signature(beat)),
+            "weights": In(stream.Signature(weight_layout(self))),
+            "params":  In(stream.Signature(param_layout(self))),
+            "config":  In(config_layout(self)),
+            "start":   In(1),
+            "busy":    Out(1),
+        })
+
+    # Elaboration parameters, read only.
+    @property
+    def cfg(self):
+        return self._cfg
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def max_width(self):
+        return self._max_width
+
+    @property
+    def max_height(self):
+        return self._max_height
+
+    @property
+    def max_channels(self):
+        return self._max_channels
+
+    @property
+    def max_kernel(self):
+        return self._max_kernel
+
+    @property
+    def max_groups(self):
+        """Most beats per pixel: ``ceil(max_channels / lanes)``."""
+        return _groups(self._max_channels, self._lanes)
+
+    @property
+    def row_slots(self):
+        """Rows the line buffer holds: ``max_kernel + 2``."""
+        return self._max_kernel + 2
+
+    @property
+    def line_buffer_bytes(self):
+        """Bytes of line buffer (block RAM): ``row_slots * max_width * max_groups * lanes``."""
+        return self.row_slots * self._max_width * self.max_groups * self._lanes
+
+    @property
+    def requant_latency(self):
+        """Cycles of one requantization lane."""
+        return RequantLane.latency_of(1, self._cfg.roundings, self._cfg.requant_multiply)
+
+    @property
+    def fifo_depth(self):
+        """Output FIFO depth, the compute loop's credit: enough for the results in flight at
+        one result per 9 cycles (the 3x3 kernel's rate)."""
+        return max(4, -(-(self.requant_latency + 8) // 9) + 2)
+
+    @property
+    def macs(self):
+        """Multiply-accumulates per cycle."""
+        return self._lanes
+
+    def elaborate(self, platform):
+        lanes, slots = self._lanes, self.row_slots
+        slot_words = self._max_width * self.max_groups
+        cfg = self.config
+        m = Module()
+
+        word = unsigned(8 * lanes)
+        m.submodules.line = line = memory.Memory(shape=word, depth=slots * slot_words, init=[])
+        m.submodules.wmem = wmem = memory.Memory(
+            shape=word, depth=self.max_groups * self._max_kernel ** 2, init=[])
+        pshape = data.StructLayout({name: param_layout(self)[name].shape
+                                    for name in ("bias", "multiplier", "shift")})
+        m.submodules.pmem = pmem = memory.Memory(shape=pshape, depth=self.max_groups, init=[])
+        line_w, line_r = line.write_port(), line.read_port(domain="sync")
+        wmem_w, wmem_r = wmem.write_port(), wmem.read_port(domain="sync")
+        pmem_w, pmem_r = pmem.write_port(), pmem.read_port(domain="sync")
+
+        busy = Signal()
+        m.d.comb += self.busy.eq(busy)
+
+        # Loads, while idle.
+        m.d.comb += [
+            self.weights.ready.eq(~busy),
+            wmem_w.addr.eq(self.weights.payload.addr),
+            wmem_w.data.eq(self.weights.payload.data.as_value()),
+            wmem_w.en.eq(self.weights.valid & ~busy),
+            self.params.ready.eq(~busy),
+            pmem_w.addr.eq(self.params.payload.addr),
+            pmem_w.data.bias.eq(self.params.payload.bias),
+            pmem_w.data.multiplier.eq(self.params.payload.multiplier),
+            pmem_w.data.shift.eq(self.params.payload.shift),
+            pmem_w.en.eq(self.params.valid & ~busy),
+        ]
+
+        kernel, stride, groups = cfg.kernel, cfg.stride, cfg.groups
+        side_bits = max(self._max_width, self._max_height).bit_length() + 3
+        side = signed(side_bits)
+        slot_base = Array(Const(s * slot_words, _addr(slots * slot_words)) for s in range(slots))
+
+        def wrap_slot(value):
+            return Mux(value >= slots, value - slots, value)
+
+        # The compute loop's position: output row and pixel, channel group, filter tap; the
+        # input row and column of the tap, its row slot, its word within the row
+        # (x * groups + g) and its weight address.
+        oy, ox = Signal(side), Signal(side)
+        iy0, ix0 = Signal(side), Signal(side)                  # oy*s - pt, ox*s - pl
+        xg0 = Signal(signed(side_bits + self.max_groups.bit_length() + 1))   # ix0 * groups
+        slot0 = Signal(range(slots))                            # slot of row iy0 (mod slots)
+        g = Signal(range(self.max_groups))
+        ky, kx = Signal(range(self._max_kernel)), Signal(range(self._max_kernel))
+        iy, ix = Signal(side), Signal(side)
+        xg = Signal.like(xg0)
+        slot = Signal(range(slots))
+        wa = Signal(_addr(self.max_groups * self._max_kernel ** 2))
+        done = Signal()                                         # every tap issued
+
+        # The writer: rows of input consumed, the slot and word the next beat goes to.
+        rows_in = Signal(range(self._max_height + 1))
+        wslot = Signal(range(slots))
+        wx = Signal(range(self._max_width))
+        wg = Signal(range(self.max_groups))
+        wword = Signal(_addr(slot_words))
+
+        outstanding = Signal(range(self.fifo_depth + 1))
+
+        group_stride = Mux(stride == 2, groups << 1, groups)     # s * groups
+        pad_left_words = Mux(cfg.pad_left == 2, groups << 1, Mux(cfg.pad_left == 1, groups, 0))
+
+        with m.If(~busy & self.start):
+            m.d.sync += [
+                busy.eq(1), done.eq(0),
+                oy.eq(0), ox.eq(0), g.eq(0), ky.eq(0), kx.eq(0), wa.eq(0),
+                iy0.eq(-cfg.pad_top), iy.eq(-cfg.pad_top),
+                ix0.eq(-cfg.pad_left), ix.eq(-cfg.pad_left),
+                xg0.eq(-pad_left_words), xg.eq(-pad_left_words),
+                slot0.eq(wrap_slot(slots - cfg.pad_top)), slot.eq(wrap_slot(slots - cfg.pad_top)),
+                rows_in.eq(0), wslot.eq(0), wx.eq(0), wg.eq(0), wword.eq(0),
+            ]
+
+        # Writer: a beat is taken when its row's slot is free (no row still needed by the
+        # current output row lives there), i.e. rows_in < first needed row + slots.
+        first_row = Mux(iy0 < 0, 0, iy0)
+        ahead = Signal(side)
+        m.d.comb += ahead.eq(rows_in - first_row)
+        take_ok = busy & (rows_in != cfg.height) & (done | (ahead < slots))
+        m.d.comb += [
+            self.i.ready.eq(take_ok),
+            line_w.addr.eq(slot_base[wslot] + wword),
+            line_w.data.eq(self.i.payload.as_value()),
+            line_w.en.eq(self.i.valid & take_ok),
+        ]
+        with m.If(self.i.valid & take_ok):
+            with m.If(wg + 1 != groups):
+                m.d.sync += [wg.eq(wg + 1), wword.eq(wword + 1)]
+            with m.Elif(wx + 1 != cfg.width):
+                m.d.sync += [wg.eq(0), wx.eq(wx + 1), wword.eq(wword + 1)]
+            with m.Else():
+                m.d.sync += [wg.eq(0), wx.eq(0), wword.eq(0), rows_in.eq(rows_in + 1),
+                             wslot.eq(wrap_slot(wslot + 1))]
+
+        # Compute loop, stage 0: issue one tap per cycle when its rows are in and, for an
+        # output beat's last tap, when the output FIFO has room for its result.
+        last_kx, last_ky = kx + 1 == kernel, ky + 1 == kernel
+        last_g, last_ox = g + 1 == groups, ox + 1 == cfg.out_width
+        last_oy = oy + 1 == cfg.out_height
+        tap_last = last_kx & last_ky
+        rows_ok = (rows_in == cfg.height) | (rows_in > iy0 + kernel - 1)
+        credit = outstanding < self.fifo_depth
+        fire = Signal()
+        m.d.comb += fire.eq(busy & ~done & rows_ok & (~tap_last | credit))
+        tap_ok = (iy >= 0) & (iy < cfg.height) & (ix >= 0) & (ix < cfg.width)
+        m.d.comb += [
+            line_r.addr.eq(slot_base[slot] + xg),
+            wmem_r.addr.eq(wa),
+        ]
+        with m.If(fire):
+            with m.If(~last_kx):
+                m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1), xg.eq(xg + groups), wa.eq(wa + 1)]
+            with m.Elif(~last_ky):
+                m.d.sync += [kx.eq(0), ky.eq(ky + 1), iy.eq(iy + 1),
+                             slot.eq(wrap_slot(slot + 1)), ix.eq(ix0), xg.eq(xg0 + g),
+                             wa.eq(wa + 1)]
+            with m.Elif(~last_g):
+                m.d.sync += [kx.eq(0), ky.eq(0), iy.eq(iy0), slot.eq(slot0), ix.eq(ix0),
+                             g.eq(g + 1), xg.eq(xg0 + g + 1), wa.eq(wa + 1)]
+            with m.Elif(~last_ox):
+                m.d.sync += [kx.eq(0), ky.eq(0), iy.eq(iy0), slot.eq(slot0), g.eq(0),
+                             ox.eq(ox + 1), ix0.eq(ix0 + stride), ix.eq(ix0 + stride),
+                             xg0.eq(xg0 + group_stride), xg.eq(xg0 + group_stride), wa.eq(0)]
+            with m.Elif(~last_oy):
+                next_slot = wrap_slot(slot0 + stride)
+                m.d.sync += [kx.eq(0), ky.eq(0), g.eq(0), ox.eq(0), oy.eq(oy + 1),
+                             iy0.eq(iy0 + stride), iy.eq(iy0 + stride),
+                             slot0.eq(next_slot), slot.eq(next_slot),
+                             ix0.eq(-cfg.pad_left), ix.eq(-cfg.pad_left),
+                             xg0.eq(-pad_left_words), xg.eq(-pad_left_words), wa.eq(0)]
+            with m.Else():
+                m.d.sync += done.eq(1)
+
+        # Stage A: the tap's word and weights are read (synchronous ports).
+        v_a, ok_a, first_a, last_a = Signal(), Signal(), Signal(), Signal()
+        g_a = Signal.like(g)
+        m.d.sync += [v_a.eq(fire), ok_a.eq(tap_ok), first_a.eq((kx == 0) & (ky == 0)),
+                     last_a.eq(tap_last), g_a.eq(g)]
+        # Stage B: x - zp_in (0 for a tap outside the image), the weight beside it.
+        v_b, first_b, last_b = Signal(), Signal(), Signal()
+        g_b = Signal.like(g)
+        m.d.sync += [v_b.eq(v_a), first_b.eq(first_a), last_b.eq(last_a), g_b.eq(g_a)]
+        diff_b = [Signal(signed(9), name=f"diff_b{i}", reset_less=True) for i in range(lanes)]
+        w_b = [Signal(signed(8), name=f"w_b{i}", reset_less=True) for i in range(lanes)]
+        for i in range(lanes):
+            x_i = line_r.data[8 * i:8 * i + 8].as_signed()
+            m.d.sync += [diff_b[i].eq(Mux(ok_a, x_i - cfg.input_zero_point, 0)),
+                         w_b[i].eq(wmem_r.data[8 * i:8 * i + 8].as_signed())]
+        # Stage C: the products.
+        v_c, first_c, last_c = Signal(), Signal(), Signal()
+        g_c = Signal.like(g)
+        m.d.sync += [v_c.eq(v_b), first_c.eq(first_b), last_c.eq(last_b), g_c.eq(g_b)]
+        prod_c = [Signal(signed(17), name=f"prod_c{i}", reset_less=True) for i in range(lanes)]
+        for i in range(lanes):
+            m.d.sync += prod_c[i].eq(diff_b[i] * w_b[i])
+        # Stage D: the accumulators; after an output beat's last tap they hold its sums, and
+        # its group's parameters (read in stage C) are on the parameter port.
+        acc = [Signal(signed(24), name=f"acc{i}", reset_less=True) for i in range(lanes)]
+        sums_valid = Signal()
+        m.d.sync += sums_valid.eq(v_c & last_c)
+        m.d.comb += pmem_r.addr.eq(g_c)
+        with m.If(v_c):
+            for i in range(lanes):
+                m.d.sync += acc[i].eq(Mux(first_c, 0, acc[i]) + prod_c[i])
+
+        # Requantization: one lane per channel, then the output FIFO.
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
+            width=8 * lanes, depth=self.fifo_depth)
+        results = []
+        for i in range(lanes):
+            lane = RequantLane(sum_shape=signed(24), steps=1, roundings=self._cfg.roundings,
+                               multiply=self._cfg.requant_multiply)
+            m.submodules[f"lane{i}"] = lane
+            m.d.comb += [
+                lane.valid.eq(sums_valid),
+                lane.sum.eq(acc[i]),
+                lane.bias.eq(pmem_r.data.bias[i]),
+                lane.multiplier.eq(pmem_r.data.multiplier[i]),
+                lane.shift.eq(pmem_r.data.shift[i]),
+                lane.rounding.eq(cfg.rounding),
+                lane.output_zero_point.eq(cfg.output_zero_point),
+                lane.activation_min.eq(cfg.activation_min),
+                lane.activation_max.eq(cfg.activation_max),
+                lane.raw.eq(0),
+            ]
+            results.append(lane.result[:8])
+            if i == 0:
+                m.d.comb += out_fifo.w_en.eq(lane.result_valid)
+        m.d.comb += [
+            out_fifo.w_data.eq(Cat(*results)),
+            self.o.valid.eq(out_fifo.r_rdy),
+            self.o.payload.eq(out_fifo.r_data),
+            out_fifo.r_en.eq(self.o.ready),
+        ]
+
+        issued = fire & tap_last
+        taken = self.o.valid & self.o.ready
+        with m.If(issued & ~taken):
+            m.d.sync += outstanding.eq(outstanding + 1)
+        with m.Elif(taken & ~issued):
+            m.d.sync += outstanding.eq(outstanding - 1)
+
+        with m.If(busy & done & (rows_in == cfg.height) & (outstanding == 0) & ~issued):
+            m.d.sync += busy.eq(0)
+        return m
+
+
+def _check_int(name, value, lo, hi):
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
+    return int(value)
+
+
+def layer_config(engine, *, height, width, channels, kernel, stride, padding,
+                 input_zero_point, output_zero_point, activation_min=-128, activation_max=127,
+                 rounding="double"):
+    """The ``config`` of ``engine`` for one DEPTHWISE_CONV_2D layer, as a dict for
+    ``config_layout(engine).const(...)``; the padding from TFLite's rules
+    (:func:`pwconv.golden.ops.compute_padding`).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the setting that does not fit the engine or TFLite's kernel.
+    """
+    height = _check_int("height", height, 1, engine.max_height)
+    width = _check_int("width", width, 1, engine.max_width)
+    channels = _check_int("channels", channels, 1, engine.max_channels)
+    if kernel not in KERNELS or isinstance(kernel, bool):
+        raise ValueError(f"kernel must be 3 or 5, not {kernel!r}")
+    if kernel > engine.max_kernel:
+        raise ValueError(f"kernel {kernel} is larger than the engine's maximum, "
+                         f"{engine.max_kernel}")
+    if stride not in STRIDES or isinstance(stride, bool):
+        raise ValueError(f"stride must be 1 or 2, not {stride!r}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be SAME or VALID, not {padding!r}")
+    for name, value in (("input_zero_point", input_zero_point),
+                        ("output_zero_point", output_zero_point),
+                        ("activation_min", activation_min), ("activation_max", activation_max)):
+        _check_int(name, value, -128, 127)
+    if activation_min > activation_max:
+        raise ValueError(f"activation_min {activation_min} is above activation_max "
+                         f"{activation_max}")
+    if rounding not in engine.cfg.roundings:
+        raise ValueError(f"rounding {rounding!r} is not in this build "
+                         f"({', '.join(engine.cfg.roundings)})")
+    out_h, pad_top = compute_padding(height, kernel, stride, 1, padding)
+    out_w, pad_left = compute_padding(width, kernel, stride, 1, padding)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"input {height}x{width} is smaller than the {kernel}x{kernel} "
+                         f"filter with VALID padding")
+    return {
+        "height": height, "width": width, "groups": _groups(channels, engine.lanes),
+        "out_height": out_h, "out_width": out_w, "kernel": kernel, "stride": stride,
+        "pad_top": pad_top, "pad_left": pad_left,
+        "input_zero_point": int(input_zero_point), "output_zero_point": int(output_zero_point),
+        "activation_min": int(activation_min), "activation_max": int(activation_max),
+        "rounding": ROUNDINGS.index(rounding),
+    }
+
+
+def _pad_channels(array, lanes, fill=0):
+    """``array`` [..., C] padded with ``fill`` to [..., groups, lanes]."""
+    array = np.asarray(array)
+    groups = _groups(array.shape[-1], lanes)
+    padded = np.full(array.shape[:-1] + (groups * lanes,), fill, dtype=np.int64)
+    padded[..., :array.shape[-1]] = array
+    return padded.reshape(array.shape[:-1] + (groups, lanes))
+
+
+def weight_words(engine, w):
+    """The ``weights`` transfers of a filter ``w`` (TFLite's int8 [1, K, K, C]), as integers of
+    :func:`weight_layout` (``layout.const(...)`` bits)."""
+    w = np.asarray(w)
+    _, k, _, _ = w.shape
+    layout = weight_layout(engine)
+    per_tap = _pad_channels(w[0], engine.lanes)             # [K, K, groups, lanes]
+    words = []
+    for g in range(per_tap.shape[2]):
+        for ky in range(k):
+            for kx in range(k):
+                words.append(layout.const({"addr": (g * k + ky) * k + kx,
+                                           "data": per_tap[ky, kx, g].tolist()}).as_bits())
+    return words
+
+
+def param_words(engine, bias, multiplier, shift):
+    """The ``params`` transfers of per-channel ``bias``, ``multiplier`` (or float32 scale bits
+    as int32) and ``shift`` (each [C]), as integers of :func:`param_layout`."""
+    layout = param_layout(engine)
+    parts = [_pad_channels(np.asarray(a, np.int64), engine.lanes)
+             for a in (bias, multiplier, shift)]
+    return [layout.const({"addr": g, "bias": parts[0][g].tolist(),
+                          "multiplier": parts[1][g].tolist(), "shift": parts[2][g].tolist()})
+            .as_bits() for g in range(parts[0].shape[0])]
+
+
+def input_beats(engine, x):
+    """The input beats of ``x`` (int8 [H, W, C]) in stream order, as integers of
+    :func:`beat_layout`."""
+    beats = _pad_channels(np.asarray(x, np.int64), engine.lanes).reshape(-1, engine.lanes)
+    return [sum((int(v) & 0xff) << (8 * i) for i, v in enumerate(beat)) for beat in beats]
+
+
+def output_tensor(engine, beats, out_height, out_width, channels):
+    """The int8 [OH, OW, C] tensor of the output beats (integers of :func:`beat_layout`)."""
+    groups = _groups(channels, engine.lanes)
+    values = np.array([[(int(b) >> (8 * i)) & 0xff for i in range(engine.lanes)]
+                       for b in beats], dtype=np.int64)
+    values = np.where(values >= 128, values - 256, values).astype(np.int8)
+    return values.reshape(out_height, out_width, groups * engine.lanes)[..., :channels]
+
+
+def layer_cycles(engine, config):
+    """The compute loop's cycles for a layer (its ``config`` dict): one tap per cycle,
+    ``out_height * out_width * groups * kernel**2``; the first rows' load and the pipeline
+    add a little."""
+    return (config["out_height"] * config["out_width"] * config["groups"]
+            * config["kernel"] ** 2)

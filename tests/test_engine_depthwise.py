@@ -1,0 +1,228 @@
+"""DepthwiseEngine against golden.ops.depthwise_conv2d: Amaranth simulator and cocotb."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from pwconv import golden
+from pwconv.config import ArrayConfig
+from pwconv.golden import ops
+from pwconv.golden.xnnpack import depthwise_conv2d_acc
+from pwconv.hw.engine import depthwise as dw
+from pwconv.hw.engine.depthwise import DepthwiseEngine
+
+CFG = ArrayConfig(rows=2, cols=2, max_channels=64, max_filters=64, weight_depth=64)
+
+
+def _engine(**kwargs):
+    cfg = kwargs.pop("cfg", CFG)
+    params = dict(lanes=4, max_width=9, max_height=9, max_channels=12, max_kernel=5)
+    params.update(kwargs)
+    engine = DepthwiseEngine(cfg, **params)
+    engine._MustUse__silence = True     # tests of its parameters never elaborate it
+    return engine
+
+
+# Elaboration parameters.
+
+def test_init():
+    engine = _engine()
+    assert (engine.lanes, engine.max_width, engine.max_height, engine.max_channels,
+            engine.max_kernel, engine.max_groups, engine.row_slots) == (4, 9, 9, 12, 5, 3, 7)
+    assert engine.macs == 4
+    assert engine.line_buffer_bytes == 7 * 9 * 3 * 4
+
+
+def test_init_wrong_cfg():
+    with pytest.raises(TypeError, match=r"^Configuration must be an ArrayConfig, not 3$"):
+        DepthwiseEngine(3)
+
+
+@pytest.mark.parametrize("lanes", [0, 65])
+def test_init_wrong_lanes(lanes):
+    with pytest.raises(ValueError, match=rf"^Lane count must be between 1 and 64, not {lanes}$"):
+        _engine(lanes=lanes)
+
+
+@pytest.mark.parametrize("name, label", [("lanes", "Lane count"), ("max_width", "Maximum width"),
+                                         ("max_height", "Maximum height"),
+                                         ("max_channels", "Maximum channel count")])
+def test_init_wrong_type(name, label):
+    with pytest.raises(TypeError, match=rf"^{label} must be a positive integer, not '4'$"):
+        _engine(**{name: "4"})
+
+
+def test_init_wrong_size():
+    with pytest.raises(ValueError, match=r"^Maximum width must be between 1 and 8192, not 0$"):
+        _engine(max_width=0)
+    with pytest.raises(ValueError, match=r"^Maximum channel count must be between 1 and 65536, "
+                                         r"not 65537$"):
+        _engine(max_channels=65537)
+
+
+@pytest.mark.parametrize("kernel", [1, 4, 7, True, "3"])
+def test_init_wrong_kernel(kernel):
+    with pytest.raises(ValueError, match=r"^Maximum kernel must be 3 or 5, not "):
+        _engine(max_kernel=kernel)
+
+
+# Run-time configuration.
+
+def _layer(engine, **kwargs):
+    args = dict(height=5, width=5, channels=6, kernel=3, stride=1, padding="SAME",
+                input_zero_point=0, output_zero_point=0)
+    args.update(kwargs)
+    return dw.layer_config(engine, **args)
+
+
+def test_layer_config():
+    engine = _engine()
+    config = _layer(engine, height=7, width=6, kernel=5, stride=2)
+    assert (config["out_height"], config["out_width"], config["pad_top"],
+            config["pad_left"], config["groups"]) == (4, 3, 2, 1, 2)
+    assert dw.config_layout(engine).const(config)["out_height"] == 4
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"width": 10}, r"^width must be between 1 and 9, not 10$"),
+    ({"channels": 13}, r"^channels must be between 1 and 12, not 13$"),
+    ({"kernel": 7}, r"^kernel must be 3 or 5, not 7$"),
+    ({"stride": 3}, r"^stride must be 1 or 2, not 3$"),
+    ({"padding": "FULL"}, r"^padding must be SAME or VALID, not 'FULL'$"),
+    ({"input_zero_point": 128}, r"^input_zero_point must be between -128 and 127, not 128$"),
+    ({"activation_min": 5, "activation_max": 4},
+     r"^activation_min 5 is above activation_max 4$"),
+    ({"height": 2, "padding": "VALID"},
+     r"^input 2x5 is smaller than the 3x3 filter with VALID padding$"),
+])
+def test_layer_config_wrong(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _layer(_engine(), **kwargs)
+
+
+def test_layer_config_wrong_kernel_for_build():
+    with pytest.raises(ValueError, match=r"^kernel 5 is larger than the engine's maximum, 3$"):
+        _layer(_engine(max_kernel=3), kernel=5)
+
+
+def test_layer_config_wrong_rounding():
+    engine = _engine(cfg=ArrayConfig(roundings=("double",)))
+    with pytest.raises(ValueError, match=r"^rounding 'float' is not in this build \(double\)$"):
+        _layer(engine, rounding="float")
+
+
+# Simulation against golden.
+
+def random_layer(rng, *, height, width, channels, kernel, stride, padding, rounding):
+    """A TFLite-quantized random depthwise layer and its golden output."""
+    x = rng.integers(-128, 128, size=(height, width, channels), dtype=np.int8)
+    w = rng.integers(-127, 128, size=(1, kernel, kernel, channels), dtype=np.int8)
+    bias = rng.integers(-20000, 20000, size=channels).astype(np.int32)
+    zp_in, zp_out = (int(v) for v in rng.integers(-20, 20, size=2))
+    lo, hi = (-128, 127) if rng.random() < 0.5 else (int(rng.integers(-128, -60)),
+                                                       int(rng.integers(60, 128)))
+    input_scale, output_scale = 0.05, float(rng.uniform(0.05, 0.3))
+    weight_scales = rng.uniform(0.002, 0.02, size=channels)
+    mult, shift, scale = golden.layer_requant_params(input_scale, weight_scales, output_scale,
+                                                     rounding)
+    common = dict(stride=(stride, stride), padding=padding)
+    if rounding == "double":     # TFLite's reference kernel itself
+        y = ops.depthwise_conv2d(x[None], w, bias, input_zero_point=zp_in,
+                                 output_zero_point=zp_out, multiplier=mult, shift=shift,
+                                 activation_min=lo, activation_max=hi, **common)[0]
+    else:
+        acc = depthwise_conv2d_acc(x[None], w, bias, input_zero_point=zp_in, **common)[0]
+        y = golden.requantize(acc, mult, shift, zp_out, lo, hi, rounding=rounding, scale=scale)
+    if rounding == "float":
+        mult = np.asarray(scale, np.float32).view(np.int32)
+        shift = np.zeros(channels, np.int64)
+    return {
+        "x": x, "w": w, "bias": bias, "mult": mult, "shift": shift, "y": y,
+        "settings": dict(height=height, width=width, channels=channels, kernel=kernel,
+                         stride=stride, padding=padding, input_zero_point=zp_in,
+                         output_zero_point=zp_out, activation_min=lo, activation_max=hi,
+                         rounding=rounding),
+    }
+
+
+def simulate(engine, layers, *, seed=0, in_idle=0.0, out_stall=0.0):
+    """Run ``layers`` back to back on ``engine`` in Amaranth's simulator; returns each layer's
+    output tensor and cycle count (from start to the last output taken)."""
+    rng = np.random.default_rng(seed)
+    results = []
+
+    async def bench(ctx):
+        for layer in layers:
+            config = dw.layer_config(engine, **layer["settings"])
+            for port, words in ((engine.weights, dw.weight_words(engine, layer["w"])),
+                                (engine.params, dw.param_words(engine, layer["bias"],
+                                                               layer["mult"], layer["shift"]))):
+                ctx.set(port.valid, 1)
+                for word in words:
+                    ctx.set(port.payload.as_value(), word)
+                    assert ctx.get(port.ready)
+                    await ctx.tick()
+                ctx.set(port.valid, 0)
+            ctx.set(engine.config, dw.config_layout(engine).const(config))
+            ctx.set(engine.start, 1)
+            await ctx.tick()
+            ctx.set(engine.start, 0)
+            beats = dw.input_beats(engine, layer["x"])
+            expected = config["out_height"] * config["out_width"] * config["groups"]
+            out, fed, cycles = [], 0, 0
+            limit = 20 * (dw.layer_cycles(engine, config) + len(beats)) + 500
+            while len(out) < expected or ctx.get(engine.busy):
+                offer = fed < len(beats) and rng.random() >= in_idle
+                ctx.set(engine.i.valid, offer)
+                if offer:
+                    ctx.set(engine.i.payload.as_value(), beats[fed])
+                ready = bool(rng.random() >= out_stall)
+                ctx.set(engine.o.ready, ready)
+                if offer and ctx.get(engine.i.ready):
+                    fed += 1
+                if ready and ctx.get(engine.o.valid):
+                    out.append(ctx.get(engine.o.payload.as_value()))
+                    assert len(out) <= expected, "more output beats than the layer has"
+                await ctx.tick()
+                cycles += 1
+                assert cycles < limit, f"timeout: {len(out)} of {expected} beats, {fed} fed"
+            ctx.set(engine.i.valid, 0)
+            ctx.set(engine.o.ready, 0)
+            assert fed == len(beats)
+            results.append((dw.output_tensor(engine, out, config["out_height"],
+                                             config["out_width"],
+                                             layer["settings"]["channels"]), cycles))
+
+    sim = Simulator(engine)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return results
+
+
+def _check(engine, layers, **kwargs):
+    for index, (layer, (y, _)) in enumerate(zip(layers, simulate(engine, layers, **kwargs))):
+        mismatch = np.argwhere(y != layer["y"])
+        assert not mismatch.size, (f"layer {index} {layer['settings']}: {len(mismatch)} of "
+                                   f"{y.size} outputs differ, first at {mismatch[0].tolist()}: "
+                                   f"{y[tuple(mismatch[0])]} != {layer['y'][tuple(mismatch[0])]}")
+
+
+# (kernel, stride, padding, rounding, height, width, channels): every kernel, stride and
+# padding, each rounding mode, channel counts that fill and do not fill the last group.
+CASES = [
+    (3, 1, "SAME", "double", 5, 6, 6),
+    (3, 2, "VALID", "single", 7, 5, 4),
+    (5, 1, "VALID", "ruy", 6, 7, 5),
+    (5, 2, "SAME", "float", 6, 5, 8),
+    (3, 2, "SAME", "double", 6, 7, 3),
+    (5, 1, "SAME", "double", 5, 4, 7),
+]
+
+
+def test_sim_matches_golden():
+    """Every case back to back in one simulation, with random stalls on input and output."""
+    rng = np.random.default_rng(26)
+    layers = [random_layer(rng, height=h, width=w, channels=c, kernel=k, stride=s, padding=p,
+                           rounding=r) for k, s, p, r, h, w, c in CASES]
+    _check(_engine(), layers, seed=1, in_idle=0.3, out_stall=0.3)
