@@ -1,0 +1,142 @@
+"""The SDRAM controller on the timing-checked chip model in Verilator: cached build, one cocotb job.
+
+:func:`run_sdram_job` builds ``sdram_tb`` (sim/sdram_tb.v: the exported
+:class:`pwconv.hw.memory.sdram.SDRAMController`, LiteDRAM's generated core and the ECP5 register
+models, and sim/sdram/sdram_model.v with the part's timing parameters) once per configuration
+under ``build/sim/sdram/<hash>/``, then runs the cocotb module sim/cocotb_sdram.py with a JSON
+job (regions to write and read back, stall probabilities, throughput runs) and returns its
+JSON result. The model stops the simulation at the first timing violation, which fails the job.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import cocotb
+from cocotb_tools.runner import get_runner
+
+from pwconv.hw.memory.litedram_core import generate
+from pwconv.hw.memory.sdram import SDRAMController
+from . import cache
+from .runner import TIMESCALE, _importable, file_lock, read_failures, repo_path, toolchain_env
+from .sdram.parts import model_parameters
+
+__all__ = ["TOPLEVEL", "EXPORT_NAME", "DEFAULT_PART", "build_sdram_sim", "run_sdram_job"]
+
+#: The test top (sim/sdram_tb.v) and the controller's export inside it.
+TOPLEVEL = "sdram_tb"
+EXPORT_NAME = "pwconv_sdram"
+#: The SDRAM part simulated by default (the ULX3S's usual chip).
+DEFAULT_PART = "MT48LC16M16A2-6A"
+#: The cocotb test module (imported by the simulator's Python from this directory).
+TEST_MODULE = "cocotb_sdram"
+
+SIM_DIR = Path(__file__).resolve().parent
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "-Wno-PINMISSING", "-Wno-CASEINCOMPLETE")
+
+
+def _export(controller, path):
+    from amaranth.back import verilog
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    text = verilog.convert(controller, name=EXPORT_NAME, emit_src=False)
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def build_sdram_sim(*, part=DEFAULT_PART, clock_hz=100e6, build_root="build/sim", log=None):
+    """Build ``sdram_tb`` on Verilator for ``part``; return ``(build_dir, meta)``.
+
+    ``meta`` holds the model's parameters and the controller's init cycles. The init
+    sequence's power-up wait is the part's own (the model's ``T_INIT``), as short as its check
+    allows. Rebuilt only when a source or a parameter changes (first build ~1-2 minutes).
+    """
+    params = model_parameters(part, clock_hz)
+    core = generate()
+    controller = SDRAMController(core, target="sim", powerup_cycles=params["T_INIT"])
+    root = repo_path(build_root) / "sdram"
+    root.mkdir(parents=True, exist_ok=True)
+    export = _export(controller, root / f"{EXPORT_NAME}-{core.config.key()}-{params['T_INIT']}.v")
+    sources = [export, *controller.sim_sources, SIM_DIR / "sdram" / "sdram_model.v",
+               SIM_DIR / "sdram_tb.v"]
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(Path(source).read_bytes())
+    digest.update(json.dumps({"params": params, "args": VERILATOR_ARGS,
+                              "cocotb": cocotb.__version__}, sort_keys=True).encode())
+    config_dir = root / digest.hexdigest()[:12]
+    build_dir = config_dir / "obj"
+    stamp = build_dir / "pwconv.stamp"
+    meta = {"part": part, "clock_hz": clock_hz, "params": params,
+            "init_cycles": controller.init_cycles, "cl": core.cl}
+    with file_lock(config_dir / ".obj.lock"):
+        cache.mark_used(config_dir)
+        if not (stamp.is_file() and (build_dir / TOPLEVEL).is_file()):
+            if log is not None:
+                log(f"building the Verilator model of the SDRAM controller on {part} "
+                    f"(once, ~90 s; cached in {config_dir})")
+            build_dir.mkdir(parents=True, exist_ok=True)
+            with toolchain_env(False):
+                try:
+                    get_runner("verilator").build(
+                        sources=[str(s) for s in sources], hdl_toplevel=TOPLEVEL,
+                        build_dir=build_dir, build_args=list(VERILATOR_ARGS),
+                        parameters=params, always=False, timescale=TIMESCALE,
+                        log_file=build_dir / "build.log")
+                except (RuntimeError, SystemExit) as error:
+                    raise RuntimeError(f"Verilator build of {TOPLEVEL} failed ({error}); "
+                                       f"log: {build_dir / 'build.log'}") from None
+            cache.drop_intermediates(build_dir)
+            stamp.write_text(json.dumps(meta, sort_keys=True))
+    return build_dir, meta
+
+
+def run_sdram_job(job, *, part=DEFAULT_PART, build_root="build/sim", plusargs=(), keep=False):
+    """Run one cocotb job (a dict, see sim/cocotb_sdram.py) on the model; return its result.
+
+    Raises
+    ------
+    RuntimeError
+        If the build fails, the model reports a timing violation, or a check of the job fails;
+        the message names the log (the run directory is then kept).
+    """
+    build_dir, meta = build_sdram_sim(part=part, build_root=build_root)
+    job = dict(job, meta=meta)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir.parent))
+    job_file, result_file = run_dir / "job.json", run_dir / "result.json"
+    xml, log = run_dir / "results.xml", run_dir / "sim.log"
+    job_file.write_text(json.dumps(job))
+    crashed = None
+    with toolchain_env(False), _importable(SIM_DIR):
+        try:
+            get_runner("verilator").test(
+                test_module=TEST_MODULE, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+                build_dir=build_dir, test_dir=run_dir, results_xml=str(xml),
+                seed=job.get("seed", 0), plusargs=list(plusargs), timescale=TIMESCALE,
+                extra_env={"PWCONV_JOB": str(job_file), "PWCONV_RESULT": str(result_file)},
+                log_file=log)
+        except (RuntimeError, SystemExit) as error:
+            crashed = error
+    outcome = read_failures(xml)
+    violations = []
+    if log.is_file():
+        violations = [line.strip() for line in log.read_text(errors="replace").splitlines()
+                      if "sdram_model:" in line and "violated" in line]
+    result = json.loads(result_file.read_text()) if result_file.is_file() else None
+    if violations or outcome is None or outcome[1] or result is None:
+        if violations:
+            why = violations[0]
+        elif outcome is None:
+            why = f"no results.xml, the simulator ended abnormally ({crashed})"
+        elif outcome[1]:
+            why = "; ".join(outcome[2]) or "test failed"
+        else:
+            why = "no result written"
+        raise RuntimeError(f"SDRAM simulation failed: {why}; log: {log}")
+    result["violations"] = violations
+    if not keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return result
