@@ -214,9 +214,11 @@ def _fits(geometry):
 
 
 def _taps(size, out, k, s, d, pad):
-    """In-image taps along one axis, summed over the outputs."""
+    """In-image taps along one axis summed over the outputs, and the input rows (columns)
+    read at all."""
     o = np.arange(out)[:, None] * s - pad + np.arange(k)[None, :] * d
-    return int(((o >= 0) & (o < size)).sum())
+    inside = (o >= 0) & (o < size)
+    return int(inside.sum()), len(np.unique(o[inside]))
 
 
 def _pads(size, k, s, d, padding):
@@ -797,9 +799,11 @@ class _Compiler:
             r.passes = extra["passes"]
             groups = -(-vout.c // extra["group"])
             if d.kind == "CONV":
-                taps = _taps(vin.h, vout.h, k[0], d.stride[0], d.dilation[0], d.padding[0]) * \
-                    _taps(vin.w, vout.w, k[1], d.stride[1], d.dilation[1], d.padding[1])
-                reads = taps * vin.c
+                (taps_h, used_h), (taps_w, used_w) = (
+                    _taps(size, out, k[a], d.stride[a], d.dilation[a], d.padding[a])
+                    for a, size, out in ((0, vin.h, vout.h), (1, vin.w, vout.w)))
+                reads = taps_h * taps_w * vin.c
+                r.min_bytes -= vin.nbytes - used_h * used_w * vin.c   # pixels it never reads
             else:
                 reads = vin.nbytes
             psum = 2 * 4 * (extra["chunks"] - 1) * vout.h * vout.w * vout.c
