@@ -111,7 +111,7 @@ def add(a, b, *, scales, zero_points, output_scale, output_zero_point, activatio
 
 
 def mean(x, axes, *, keep_dims, input_scale, input_zero_point, output_scale,
-         output_zero_point):
+         output_zero_point, threads=1):
     """MEAN, int8, optimized: kernels/reduce.cc ``EvalMean<kGenericOptimized>``.
 
     A 4-D input reduced over axes {1, 2} with ``keep_dims`` (a global average pool) runs
@@ -122,6 +122,11 @@ def mean(x, axes, *, keep_dims, input_scale, input_zero_point, output_scale,
     rounding ``"ruy"`` (``MultiplyByQuantizedMultiplier4Rows``: vqrdmulhq, vrshlq) for the
     channels in whole blocks of 16 and ``"double"`` for the rest (NEON through NEON_2_SSE on
     x86). Every other case is the reference's (:func:`pwconv.golden.ops.mean`).
+
+    ``threads`` is the interpreter's thread count (``num_threads``; ai-edge-litert's default
+    runs this kernel on 1): ``Mean`` splits the channels into ``min(C // 8, threads)`` ranges
+    (``depth_end = start + (C - start) // (tasks - i)``) and each range counts its blocks of 16
+    from its own start.
     """
     x64 = _ops._int8("x", x)
     axes_set = {int(a) % x64.ndim for a in np.atleast_1d(axes)} if x64.ndim else set()
@@ -138,12 +143,18 @@ def mean(x, axes, *, keep_dims, input_scale, input_zero_point, output_scale,
     mult, shift = quantize_multiplier(np.float64(real))
     total = wrap_int32(x64.sum(axis=(1, 2), keepdims=True))
     c = x64.shape[3]
-    blocked = c // 16 * 16
     m = np.full(c, int(mult), np.int64)
     sh = np.full(c, int(shift), np.int64)
     fast = _MBQM["ruy"](total, m, sh)
     slow = _MBQM["double"](total, m, sh)
-    y = np.concatenate([fast[..., :blocked], slow[..., blocked:]], axis=-1)
+    tasks = min(max(c // 8, 1), max(int(threads), 1))
+    in_block = np.zeros(c, bool)
+    start = 0
+    for i in range(tasks):
+        end = start + (c - start) // (tasks - i)
+        in_block[start:start + (end - start) // 16 * 16] = True
+        start = end
+    y = np.where(in_block, fast, slow)
     return np.clip(wrap_int32(y + bias), INT8_MIN, INT8_MAX).astype(np.int8)
 
 

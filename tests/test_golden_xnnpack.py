@@ -448,3 +448,30 @@ def test_add_multiplier_tie_rounds_to_even():
     a2 = np.arange(-128, 128, dtype=np.int8).reshape(shape)
     kw = dict(scales=(s_a, s_b), zero_points=(0, 0), output_scale=s_out, output_zero_point=0)
     _check(xnnpack.add(a1, a2, **kw), run_default(b.finish([x1, x2], [y]), [a1, a2]))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_optimized_mean_thread_split(threads):
+    """The optimized global-average MEAN counts its blocks of 16 channels per thread range:
+    with num_threads > 1 the "ruy"/"double" split moves (golden.optimized.mean ``threads``)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    rng = np.random.default_rng(threads)
+    for _ in range(8):
+        c = int(rng.integers(17, 70))
+        shape = (1, 3, 5, c)
+        b = ModelBuilder()
+        x = b.tensor("x", shape, np.int8, 2.0 ** -3, 3)
+        ax = b.const("axes", np.array([1, 2], np.int32))
+        y = b.tensor("y", (1, 1, 1, c), np.int8, 2.0 ** -5, -2)
+        b.op("MEAN", [x, ax], [y], "ReducerOptions", keepDims=True)
+        interp = Interpreter(model_content=b.finish([x], [y]), num_threads=threads,
+                             experimental_op_resolver_type=(
+                                 OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+        interp.allocate_tensors()
+        xin = rng.integers(-12, 12, shape, dtype=np.int8)
+        interp.set_tensor(interp.get_input_details()[0]["index"], xin)
+        interp.invoke()
+        ref = interp.get_tensor(interp.get_output_details()[0]["index"])
+        _check(optimized.mean(xin, (1, 2), keep_dims=True, input_scale=2.0 ** -3,
+                              input_zero_point=3, output_scale=2.0 ** -5, output_zero_point=-2,
+                              threads=threads), ref)
