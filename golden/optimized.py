@@ -19,7 +19,8 @@ import numpy as np
 
 from . import ops as _ops
 from .conv import INT8_MAX, INT8_MIN
-from .requant import _MBQM, _round_half_away, per_channel_multipliers, quantize_multiplier, wrap_int32
+from .requant import (_MBQM, _round_half_away, per_channel_multipliers, quantize_multiplier,
+                      wrap_int32)
 from .xnnpack import conv2d_acc, depthwise_conv2d_acc
 
 __all__ = ["conv2d", "depthwise_conv2d", "fully_connected", "add", "mean", "quantize",

@@ -1,4 +1,4 @@
-"""XNNPACK's int8 arithmetic per op (the TFLite interpreter's default path) and the delegate's rules.
+"""XNNPACK's int8 arithmetic per op (the TFLite interpreter's default path), the delegate's rules.
 
 ai-edge-litert's ``Interpreter(model_path=...)`` with no resolver option applies the XNNPACK
 delegate: every op it takes (:func:`delegated`) runs in XNNPACK, every other op in TFLite's builtin
@@ -26,10 +26,12 @@ import numpy as np
 
 from . import ops as _ops
 from .conv import INT8_MAX, INT8_MIN
+from .conv import _requant_float as _float_mode
 from .requant import float32_scales, wrap_int32
 
-__all__ = ["output_bounds", "conv2d_acc", "depthwise_conv2d_acc", "add_params", "conv2d", "depthwise_conv2d", "fully_connected", "add", "sub",
-           "mul", "mean", "quantize", "requantize_tensor", "delegated", "DELEGATED_ACTIVATIONS"]
+__all__ = ["output_bounds", "conv2d_acc", "depthwise_conv2d_acc", "add_params", "conv2d",
+           "depthwise_conv2d", "fully_connected", "add", "sub", "mul", "mean", "quantize",
+           "requantize_tensor", "delegated", "DELEGATED_ACTIVATIONS"]
 
 #: Fused activations the delegate takes (ConvertActivationToOutputRange); TANH, SIGN_BIT and
 #: SIGMOID make it leave the op to TFLite.
@@ -73,8 +75,7 @@ def _requant_float(acc, scale32, zero_point, lo, hi):
     (src/qs8-gemm/*-minmax-fp32-*.c, src/qs8-dwconv/*-minmax-fp32-*.c): ``f32(acc) * scale``
     rounded to nearest, ties to even, ``+ zp``, clamped. Shared with pwconv's ``"float"`` mode
     (:func:`pwconv.golden.requantize`)."""
-    from .conv import _requant_float as core
-    return core(wrap_int32(acc), scale32, int(zero_point), int(lo), int(hi))
+    return _float_mode(wrap_int32(acc), scale32, int(zero_point), int(lo), int(hi))
 
 
 def conv2d_acc(x, w, bias, *, input_zero_point, stride=(1, 1), dilation=(1, 1),
@@ -186,6 +187,14 @@ def add_params(scales, zero_points, output_scale):
     return mults, int(wrap_int32(np.int64(bias))), shift
 
 
+def _add(a, b, params, output_scale, output_zero_point, activation):
+    (ma, mb), bias, shift = params
+    a64, b64 = _ops._int8("a", a), _ops._int8("b", b)
+    acc = wrap_int32(bias + a64 * ma + b64 * mb)
+    lo, hi = output_bounds(activation, output_scale, output_zero_point)
+    return np.clip((acc >> shift) + int(output_zero_point), lo, hi).astype(np.int8)
+
+
 def add(a, b, *, scales, zero_points, output_scale, output_zero_point, activation="NONE"):
     """ADD, int8, in XNNPACK (qs8 VADD microkernels, ``xnn_qs8_quantize_add`` in
     src/xnnpack/requantization.h), with NumPy broadcasting.
@@ -193,22 +202,15 @@ def add(a, b, *, scales, zero_points, output_scale, output_zero_point, activatio
     ``y = clip(((bias + a * m_a + b * m_b) >> shift) + zp_out, lo, hi)``, an arithmetic (floor)
     shift, parameters from :func:`add_params`, bounds from :func:`output_bounds`.
     """
-    (ma, mb), bias, shift = add_params(scales, zero_points, output_scale)
-    a64, b64 = _ops._int8("a", a), _ops._int8("b", b)
-    acc = wrap_int32(bias + a64 * ma + b64 * mb)
-    lo, hi = output_bounds(activation, output_scale, output_zero_point)
-    return np.clip((acc >> shift) + int(output_zero_point), lo, hi).astype(np.int8)
+    return _add(a, b, add_params(scales, zero_points, output_scale), output_scale,
+                output_zero_point, activation)
 
 
 def sub(a, b, *, scales, zero_points, output_scale, output_zero_point, activation="NONE"):
     """SUB, int8, in XNNPACK: :func:`add` with the second input's scale negated
     (``xnn_init_qs8_add_minmax_scalar_params`` takes signed ratios)."""
-    (ma, mb), bias, shift = add_params((scales[0], -_F32(scales[1])), zero_points,
-                                       output_scale)
-    a64, b64 = _ops._int8("a", a), _ops._int8("b", b)
-    acc = wrap_int32(bias + a64 * ma + b64 * mb)
-    lo, hi = output_bounds(activation, output_scale, output_zero_point)
-    return np.clip((acc >> shift) + int(output_zero_point), lo, hi).astype(np.int8)
+    params = add_params((scales[0], -_F32(scales[1])), zero_points, output_scale)
+    return _add(a, b, params, output_scale, output_zero_point, activation)
 
 
 def mul(a, b, *, scales, zero_points, output_scale, output_zero_point, activation="NONE"):
@@ -244,11 +246,11 @@ def mean(x, axes, *, keep_dims, input_scale, input_zero_point, output_scale,
 def quantize(x, *, scale, zero_point):
     """QUANTIZE float32 -> int8 in XNNPACK (``xnn_init_f32_qs8_cvt_scalar_params``,
     src/f32-qs8-vcvt/): ``y = clip(rint(x * f32(1 / s_out)) + zp, -128, 127)``, ties to even
-    (TFLite's reference divides by the scale and rounds ties away)."""
+    (TFLite's reference divides by the scale and rounds ties away). Infinities saturate; NaN is
+    not modeled (pwconv refuses non-finite model inputs)."""
     inv = _F32(_F32(1.0) / _F32(scale))
-    with np.errstate(over="ignore", invalid="ignore"):
-        v = np.asarray(x, np.float32) * inv
-        v = np.clip(np.nan_to_num(v, nan=INT8_MIN), -1e6, 1e6)
+    with np.errstate(over="ignore"):
+        v = np.clip(np.asarray(x, np.float32) * inv, -1e6, 1e6)
     return np.clip(np.rint(v) + int(zero_point), INT8_MIN, INT8_MAX).astype(np.int8)
 
 

@@ -2,10 +2,14 @@
 
 Every CONV_2D with a 1x1 filter (a strided one on its subsampled input) and every
 FULLY_CONNECTED runs on the accelerator (:meth:`Accelerator.run_layer`); every other op runs on
-the host in :mod:`pwconv.golden.ops`, TFLite's reference integer kernels. Multipliers and shifts come from the model's float scales as
-TFLite's Prepare computes them (kernel_util.cc::PopulateConvolutionQuantizationParams for
-CONV_2D, GetQuantizedConvolutionMultipler for a per-tensor FULLY_CONNECTED), fused activations
-from CalculateActivationRangeQuantized.
+the host in the arithmetic of the kernels the matched runtime runs it in (:meth:`_kernels_for`):
+:mod:`pwconv.golden.ops` (TFLite's reference kernels), :mod:`pwconv.golden.optimized` (its
+optimized kernels) or :mod:`pwconv.golden.xnnpack` (the XNNPACK delegate, for the ops and cases
+it takes); an offloaded layer rounds like them too. Multipliers and shifts come from the
+model's float scales as TFLite's Prepare computes them
+(kernel_util.cc::PopulateConvolutionQuantizationParams for CONV_2D,
+GetQuantizedConvolutionMultipler for a per-tensor FULLY_CONNECTED), fused activations from
+CalculateActivationRangeQuantized (XNNPACK: golden.xnnpack.output_bounds).
 """
 
 import time
