@@ -1,4 +1,4 @@
-"""Drive DMA readers and writers (alone or behind a PortArbiter) against NativeMemory in amaranth.sim."""
+"""Drive DMA readers and writers (alone or arbitrated) against NativeMemory in amaranth.sim."""
 
 import numpy as np
 from amaranth.hdl import ClockDomain, Module

@@ -1,4 +1,4 @@
-"""A memory behind a NativePortSignature for Amaranth's simulator: storage, latency, stalls, checks."""
+"""A memory behind a NativePortSignature for amaranth.sim: storage, latency, stalls, checks."""
 
 import itertools
 from collections import deque

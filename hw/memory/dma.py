@@ -155,10 +155,13 @@ class DMAReader(wiring.Component):
     busy : Out(1)
         The same condition, this cycle.
 
-    Latency and throughput: a request's first command leaves two cycles after the request is
-    taken; a word reaches ``o`` one cycle after the memory offers it. With no stall and
-    ``lanes >= word bytes`` the reader takes one word per cycle, rows back to back (the row
-    change costs no cycle).
+    Latency and throughput (in clock edges; measured in amaranth.sim): a request taken at edge
+    ``t`` offers its first read command on ``bus.cmd`` right after edge ``t + 1`` (accepted at
+    ``t + 2`` at the earliest); a word taken from ``bus.rdata`` at edge ``u`` is in a beat
+    offered on ``o`` right after edge ``u + 1`` (taken at ``u + 2`` at the earliest). With no
+    stall and ``lanes >= word bytes`` the reader takes one word per cycle, rows and requests
+    back to back (a row change costs no cycle: the next row's bytes follow the last row's in
+    the unpack buffer).
 
     The design follows LiteDRAM's ``LiteDRAMDMAReader`` (litedram/frontend/dma.py: reserve a
     FIFO slot per read command in flight) and VTA's 2-D load (x_size, y_size, x_stride).
@@ -377,9 +380,11 @@ class DMAWriter(wiring.Component):
     cycles_busy : Out(counter_width), busy : Out(1)
         Cycles with any request, byte, command or completion pending; that condition now.
 
-    Latency and throughput: a word's command and data reach the port two cycles after its last
-    byte is taken; one word per cycle with no stall and ``lanes >= word bytes``, the row change
-    costing no cycle.
+    Latency and throughput (in clock edges; measured in amaranth.sim): a word completed by a
+    beat taken at edge ``t`` has its command and data offered on the port right after edge
+    ``t + 2`` (a request's first beat is taken one edge after the request at the earliest);
+    one word per cycle with no stall and ``lanes >= word bytes``, a row change costing no
+    cycle.
 
     The design follows LiteDRAM's ``LiteDRAMDMAWriter`` (litedram/frontend/dma.py) with
     byte-granular rows, as in VTA's store of 2-D tiles.
