@@ -411,9 +411,8 @@ async def refresh_exact(dut):
     step = window // count
     first = sd.edge + 2
     for i in range(5 * count):
-        sd.refresh(at=first + i * step)
-    await sd.flush()
-    await sd.run_to(sd.edge + step - 1)
+        last = sd.refresh(at=first + i * step)
+    await sd.run_to(last + step - 1)     # the edge before the next refresh would be late
     assert sd.violations() == 0
 
 
@@ -453,7 +452,6 @@ async def backdoor(dut):
 # simulation at once, so the assert at the end is reached only if it did not.
 
 def _planted(fn):
-    @cocotb.test()
     async def scenario(dut):
         sd = await _bench(dut)
         await fn(sd)
@@ -461,7 +459,8 @@ def _planted(fn):
         await sd.run_to(sd.edge + 40)
         assert False, f"the model did not stop ({sd.violations()} violations counted)"
     scenario.__name__ = scenario.__qualname__ = fn.__name__
-    return scenario
+    scenario.__doc__ = fn.__doc__
+    return cocotb.test()(scenario)
 
 
 @_planted
@@ -500,7 +499,7 @@ async def violate_power_up_mode(sd):
 async def violate_trcd(sd):
     await sd.init()
     k = sd.activate(1, 5)
-    sd.read(1, 0, at=k + sd.t["T_RCD"] - 1)
+    sd.command(k + sd.t["T_RCD"] - 1, "READ", ba=1, a=0)
 
 
 @_planted

@@ -594,8 +594,8 @@ module sdram_model #(
             C_REF, C_LMR: begin
                 for (b = 0; b < 4; b = b + 1) begin
                     if (bank_open[b] || ap_state[b] != 0) begin
-                        $display("sdram_model: bank state violated: %0s%0s with bank %0d open (row %0d) at cycle %0d (%0t)",
-                                 cmd_name(cmd), (cmd == C_REF && cke !== 1'b1) ? " (SELF REFRESH)" : "",
+                        $display("sdram_model: bank state violated: %0s with bank %0d open (row %0d) at cycle %0d (%0t)",
+                                 (cmd == C_REF && cke !== 1'b1) ? "SELF REFRESH" : cmd_name(cmd),
                                  b, bank_row[b], cyc, $time);
                         violated;
                     end else if (cyc - t_pre[b] < RP_C) begin
@@ -607,8 +607,8 @@ module sdram_model #(
                 if (cmd == C_LMR) begin
                     if (a[2:0] == 3'd4 || a[2:0] == 3'd5 || a[2:0] == 3'd6
                             || a[2:0] == 3'd7 && a[3]) begin
-                        $display("sdram_model: mode register violated: burst length code %0d%0s is reserved at cycle %0d (%0t)",
-                                 a[2:0], a[3] ? " (interleaved)" : "", cyc, $time);
+                        $display("sdram_model: mode register violated: burst length code %0d is reserved with burst type %0d at cycle %0d (%0t)",
+                                 a[2:0], a[3], cyc, $time);
                         violated;
                     end
                     if (a[6:4] != 3'd2 && a[6:4] != 3'd3) begin
@@ -712,7 +712,7 @@ module sdram_model #(
             oldest = (ref_n >= refresh_count) ? ref_ring[ref_ptr] : ref_base;
             if (!ref_said && cyc - oldest >= refresh_window) begin
                 ref_said = 1;
-                $display("sdram_model: refresh violated: fewer than %0d AUTO REFRESH in the %0d cycles before cycle %0d (%0t)",
+                $display("sdram_model: refresh violated: fewer than %0d AUTO REFRESH in the window of %0d cycles ending at cycle %0d (%0t)",
                          refresh_count, refresh_window, cyc, $time);
                 violated;
             end
