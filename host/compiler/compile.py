@@ -51,8 +51,8 @@ class CompileError(ModelError):
 
 @dataclass
 class OpReport:
-    """One model op in the compiled program: where it runs (``board``, ``host``, or ``view``:
-    addressing only), its MACs, and its SDRAM and link traffic per inference.
+    """One model op in the compiled program: where it runs (``board``, ``host``, ``view``:
+    addressing only, or ``fused``: an ADD done by its conv's descriptor), its MACs, and its SDRAM and link traffic per inference.
 
     ``min_bytes``: the op's input read once, output written once, weights and parameters read
     once. ``moved_bytes``: what this scheme's address generation moves (see
@@ -227,8 +227,8 @@ def _pads(size, k, s, d, padding):
 
 
 class _Compiler:
-    def __init__(self, model, cfg, runtime, board_ops):
-        self.m, self.cfg, self.runtime = model, cfg, runtime
+    def __init__(self, model, cfg, runtime, board_ops, fuse=True):
+        self.m, self.cfg, self.runtime, self.fuse = model, cfg, runtime, fuse
         self.rounding = rounding_for(runtime)
         self.board_ops = tuple(board_ops)
         self.T = model.tensors
@@ -446,6 +446,29 @@ class _Compiler:
             else:
                 return t
 
+    def _fuse_residuals(self, where):
+        """Fold each board ADD into the CONV_2D that makes one of its inputs (its only
+        consumer) when the other input exists before that conv: the conv's descriptor gets the
+        RESIDUAL flag, the ADD's output view and the other input as its ``aux`` view."""
+        m = self.m
+        for i in sorted(self.board):
+            op, ins, outs, _ = m.ops[i]
+            if op != "ADD":
+                continue
+            for t, other in ((ins[0], ins[1]), (ins[1], ins[0])):
+                j = self.producer.get(t)
+                if j is None or j not in self.board or m.ops[j][0] != "CONV_2D" or \
+                        j in self.residual or t == other or t == m.outputs[0] or \
+                        self.consumers.get(t) != [i]:
+                    continue
+                made = -1 if other == m.inputs[0] else self.producer.get(other)
+                if made is None or made >= j:
+                    continue
+                self.fused[i], self.residual[j] = j, (i, other)
+                self.producer[outs[0]] = j           # written by the conv: live from there
+                where[i] = "fused"
+                break
+
     def compile(self):
         m, n = self.m, self.n
         where = [None] * n
@@ -455,11 +478,19 @@ class _Compiler:
             if params is not None:
                 where[i] = "board"
                 self.board[i] = params
+        self.fused, self.residual = {}, {}
+        if self.fuse:
+            self._fuse_residuals(where)
         self._views(where)
         # Tensors the board touches; a group of views lives in the arena if any member does.
         touched = set()
         for i in self.board:
+            if i in self.fused:
+                continue
             _, ins, outs, _ = m.ops[i]
+            if i in self.residual:
+                add, other = self.residual[i]
+                outs = [m.ops[add][2][0], other]
             touched |= {t for t in ins + outs if t >= 0 and self.T[t].data is None}
         changed = True
         while changed:
@@ -567,6 +598,8 @@ class _Compiler:
                 d = self._descriptor(i, views, waddr, paddr, extra, last)
                 self._account(reports[i], d, len(wbytes) + len(pbytes), extra)
                 reports[i].descriptor = index
+                if i in self.residual:
+                    reports[self.residual[i][0]].descriptor = index
             try:
                 raw = fmt.encode_descriptor(d, f"op {i} ({d.kind})" if kind == "board"
                                             else f"host segment {i}")
@@ -638,7 +671,7 @@ class _Compiler:
                 tiles = cfg.tiles(ps.f1 - ps.f0)
                 total += cfg.beats(ps.c1 - ps.c0) * tiles * cfg.load_groups * cfg.load_width \
                     * cfg.cols + tiles * fmt.param_tile_bytes(cfg.cols)
-            return total
+            return total + (fmt.AddRecord.BYTES if i in self.residual else 0)
         if op == "DEPTHWISE_CONV_2D":
             w = self.T[ins[1]].data
             return w.size + cfg.tiles(w.shape[-1]) * fmt.param_tile_bytes(cfg.cols)
@@ -669,6 +702,11 @@ class _Compiler:
                 w_mat = w.T
             wb, pb, extra = self._array_passes(w_mat, bias, xin.zp(), mult, shift, scale,
                                                rounding, out.zp(), lo, hi)
+            if i in self.residual:
+                other = self.T[self.residual[i][1]]
+                add_out = self.T[m.ops[self.residual[i][0]][2][0]]
+                mults, shifts = gops.add_params((out.s(), other.s()), add_out.s())
+                pb += fmt.AddRecord(mults, shifts, (out.zp(), other.zp()), (lo, hi)).encode()
             pixels = int(np.prod(out.shape)) // f
             extra["scratch"] = extra["scratch_per_pixel"] * pixels
             return wb, pb, extra
@@ -735,18 +773,25 @@ class _Compiler:
         xin, out = self.T[ins[0]], self.T[outs[0]]
         p = self.board[i]
         _use_kernels(m, i, self.runtime)
-        vin, vout = views[ins[0]], views[outs[0]]
+        vin, vout = views[ins[0]], views.get(outs[0])
         if op == "CONV_2D":
             w = self.T[ins[1]].data
             lo, hi = m._activation(p["opt"], out)
             (_, pt, pb), (_, pl, pr) = p["pads"]
-            pixels = vout.h * vout.w
+            residual, ozp = None, out.zp()
+            if i in self.residual:                  # the fused ADD's output and clamp
+                add, other = self.residual[i]
+                add_out = m.ops[add][2][0]
+                vout, residual, ozp = views[add_out], views[other], self.T[add_out].zp()
+                _use_kernels(m, add, self.runtime)
+                lo, hi = m._activation(m._options(m.ops[add][3], "AddOptions"),
+                                       self.T[add_out])
             return fmt.Conv(vin, vout, waddr, paddr, kernel=w.shape[1:3], stride=p["stride"],
                             dilation=p["dilation"], padding=(pt, pl, pb, pr),
-                            input_zero_point=xin.zp(), output_zero_point=out.zp(),
+                            input_zero_point=xin.zp(), output_zero_point=ozp,
                             activation=(lo, hi), rounding=extra["rounding"],
                             chunk_channels=extra["chunk"], group_filters=extra["group"],
-                            last=last)
+                            residual=residual, last=last)
         if op == "FULLY_CONNECTED":
             c = self.T[ins[1]].data.shape[1]
             f = self.T[ins[1]].data.shape[0]
@@ -813,6 +858,9 @@ class _Compiler:
         elif d.kind == "ADD":
             r.min_bytes += d.other.nbytes
             r.moved_bytes = r.min_bytes
+        if getattr(d, "residual", None) is not None:
+            r.min_bytes += d.residual.nbytes
+            r.moved_bytes += d.residual.nbytes
 
 
 def _align(n, alignment=_ALIGN):
@@ -849,7 +897,8 @@ def _param_words(cfg, bias, mult, shift):
     return b"".join(b[t].tobytes() + m[t].tobytes() + s[t].tobytes() for t in range(len(b)))
 
 
-def compile_model(model, config=None, *, runtime=None, board_ops=BOARD_OPS):
+def compile_model(model, config=None, *, runtime=None, board_ops=BOARD_OPS,
+                  fuse_residual=True):
     """Compile ``model`` (a TFLiteModel) into a memory image for an array of ``config``.
 
     Parameters
@@ -865,6 +914,9 @@ def compile_model(model, config=None, *, runtime=None, board_ops=BOARD_OPS):
         The TFLite ops the board runs (:data:`BOARD_OPS`, or :data:`ARRAY_OPS` for the array
         alone); every other op, and any op whose shapes the board cannot take, runs in a host
         segment.
+    fuse_residual : bool
+        Fold a board ADD into the CONV_2D that makes one of its inputs (the RESIDUAL flag:
+        the conv's output path adds the other input), so no separate pass is spent on it.
 
     Returns
     -------
@@ -888,4 +940,4 @@ def compile_model(model, config=None, *, runtime=None, board_ops=BOARD_OPS):
     if unknown:
         raise CompileError(f"board_ops: {', '.join(sorted(unknown))} have no descriptor (the "
                            f"format has {', '.join(BOARD_OPS)})")
-    return _Compiler(model, cfg, runtime, board_ops).compile()
+    return _Compiler(model, cfg, runtime, board_ops, fuse_residual).compile()
