@@ -80,7 +80,7 @@ def test_layer_config():
     config = _layer(engine, height=7, width=6, kernel=5, stride=2)
     assert (config["out_height"], config["out_width"], config["pad_top"],
             config["pad_left"], config["groups"]) == (4, 3, 2, 1, 2)
-    assert dw.config_layout(engine).const(config)["out_height"] == 4
+    assert dw.layer_layout(engine).const(config)["out_height"] == 4
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -163,7 +163,7 @@ def simulate(engine, layers, *, seed=0, in_idle=0.0, out_stall=0.0):
                     assert ctx.get(port.ready)
                     await ctx.tick()
                 ctx.set(port.valid, 0)
-            ctx.set(engine.config, dw.config_layout(engine).const(config))
+            ctx.set(engine.layer, dw.layer_layout(engine).const(config))
             ctx.set(engine.start, 1)
             await ctx.tick()
             ctx.set(engine.start, 0)
@@ -226,3 +226,34 @@ def test_sim_matches_golden():
     layers = [random_layer(rng, height=h, width=w, channels=c, kernel=k, stride=s, padding=p,
                            rounding=r) for k, s, p, r, h, w, c in CASES]
     _check(_engine(), layers, seed=1, in_idle=0.3, out_stall=0.3)
+
+
+# The exported Verilog under cocotb.
+
+COCOTB_PARAMS = dict(lanes=4, max_width=8, max_height=8, max_channels=8, max_kernel=5)
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_cocotb_matches_golden(simulator):
+    from pwconv.sim import depthwise_runner
+    cfg = ArrayConfig(roundings=("double", "float"))
+    engine = DepthwiseEngine(cfg, **COCOTB_PARAMS)
+    engine._MustUse__silence = True     # the runner exports its own copy
+    rng = np.random.default_rng(260)
+    layers = [random_layer(rng, height=6, width=5, channels=6, kernel=3, stride=1,
+                           padding="SAME", rounding="double"),
+              random_layer(rng, height=7, width=8, channels=8, kernel=5, stride=2,
+                           padding="VALID", rounding="float")]
+    jobs = [{"layer": dw.layer_config(engine, **layer["settings"]),
+             "weight_words": dw.weight_words(engine, layer["w"]),
+             "param_words": dw.param_words(engine, layer["bias"], layer["mult"],
+                                           layer["shift"]),
+             "input_words": dw.input_beats(engine, layer["x"])} for layer in layers]
+    out = depthwise_runner.run_layers(cfg, COCOTB_PARAMS, jobs, simulator=simulator, seed=3,
+                                      in_idle=0.25, out_stall=0.25)
+    for layer, job, (words, cycles) in zip(layers, jobs, out):
+        config = job["layer"]
+        y = dw.output_tensor(engine, words, config["out_height"], config["out_width"],
+                             layer["settings"]["channels"])
+        np.testing.assert_array_equal(y, layer["y"])
+        assert cycles >= dw.layer_cycles(engine, config)

@@ -14,7 +14,7 @@ from ..params import check_config, rejected
 from ..requant_lane import RequantLane
 
 __all__ = ["DepthwiseEngine", "KERNELS", "STRIDES", "PADDINGS", "beat_layout",
-           "config_layout", "weight_layout", "param_layout", "layer_config", "weight_words",
+           "layer_layout", "weight_layout", "param_layout", "layer_config", "weight_words",
            "param_words", "input_beats", "output_tensor", "layer_cycles"]
 
 #: Kernel sizes (square) the engine computes.
@@ -42,7 +42,7 @@ def beat_layout(lanes):
     return data.ArrayLayout(signed(8), lanes)
 
 
-def config_layout(engine):
+def layer_layout(engine):
     """The layer's run-time settings (:func:`layer_config` builds them), held stable while the
     engine is ``busy``.
 
@@ -111,7 +111,7 @@ class DepthwiseEngine(wiring.Component):
     ``lanes`` channels of one pixel (``ceil(C / lanes)`` beats per pixel; lanes beyond C are
     ignored), the order in which the DMA reads a tensor whose C is a multiple of its lanes.
     Each beat is written once into a line buffer of ``max_kernel + 2`` row slots of
-    ``max_width * ceil(max_channels / lanes)`` words (block RAM): ``kernel`` rows being read
+    ``max_row_bytes / lanes`` words (block RAM): ``kernel`` rows being read
     and up to two more being written ahead, so the rows of the next output row load while the
     current one computes. The compute loop reads one word (one filter tap of ``lanes``
     channels) and one weight word per cycle and multiply-accumulates them in ``lanes``
@@ -122,18 +122,19 @@ class DepthwiseEngine(wiring.Component):
     **Throughput.** ``lanes`` MACs per cycle: ``kernel**2 * ceil(C / lanes)`` cycles per output
     pixel once the first ``kernel - pad_top`` rows are in, input and compute overlapped (a
     layer takes about ``OH * OW * ceil(C / lanes) * kernel**2`` cycles, plus the first rows'
-    load and the pipeline; :func:`layer_cycles`). With 16 lanes: 16 MACs/cycle. Balance on
-    MobileNetV2 1.0/224 next to the ULX3S array (192 MACs/cycle): its 17 depthwise layers hold
-    about 6.9% of the MACs (300.8 M in all), so at 16 MACs/cycle they take 1.30 M cycles
-    against 1.46 M for everything else at full array rate: 47% of the compute time, not a
-    tenth; a tenth needs at least 128 MACs/cycle (lanes 128 with one tap per cycle, or 16 lanes
-    doing all 9 taps of a 3x3 at once). Unfused, though, a depthwise layer is bound by its
-    SDRAM traffic, not by its MACs: a stride-1 3x3 layer reads and writes one byte per channel
-    and pixel for 9 MACs, so the 16-bit SDRAM at the same clock (2 bytes per cycle) feeds at
-    most 9 MACs/cycle (the input alone, stride 2: 4.5 bytes/cycle of MACs per byte...), and 16
-    lanes keep the engine above that floor: its streams (16/9 bytes/cycle in, as many out)
-    outrun the 2 bytes/cycle the SDRAM gives both together. Fusion (keeping the expanded
-    tensor on chip) is what would need more lanes.
+    load and the pipeline; :func:`layer_cycles`). With 16 lanes: 16 MACs/cycle.
+
+    **Balance** (MobileNetV2 1.0/224, counted from its layer table, Sandler et al. 2018): 300.8 M
+    MACs, of which its 17 depthwise layers hold 20.7 M (6.89%). Next to the ULX3S array (192
+    MACs/cycle, 1.46 M cycles for the other 280 M at full rate), 16 lanes take 1.29 M cycles:
+    47% of the compute time, not a tenth; a tenth needs 128 MACs/cycle (32 lanes: 31%, 64: 18%,
+    128: 10.0%). Unfused, however, the depthwise layers are bound by SDRAM traffic, not MACs:
+    they move 6.04 MB (each input read once, each output written once), 3.02 M cycles at the 16-bit SDRAM's
+    2 bytes per cycle, 2.3x the 1.29 M cycles of 16 lanes (a stride-1 3x3 layer moves 2 bytes
+    per 9 MACs: the SDRAM feeds at most 9 MACs/cycle of it). So 16 lanes keep the engine off
+    the critical path of the unfused program; more lanes pay only once the expanded tensors
+    stay on chip (fusion), where 64-128 lanes would balance it against the array.
+    (0.35/96: 1.58 M of 11.9 M MACs, 13.2%, 0.10 M cycles at 16 lanes.)
 
     **Loading.** Weights (``weights``, :func:`weight_words`) and per-channel parameters
     (``params``, :func:`param_words`) load before the layer, while the engine is idle (their
@@ -153,6 +154,11 @@ class DepthwiseEngine(wiring.Component):
     max_kernel : int
         3 or 5: the largest kernel the build supports (the line buffer holds ``max_kernel + 2``
         rows).
+    max_row_bytes : int or None
+        Largest input row, ``width * ceil(C / lanes) * lanes`` bytes (a row slot's size); by
+        default ``max_width * ceil(max_channels / lanes) * lanes``. MobileNetV2 1.0/224 needs
+        10752 (112 x 96): 7 slots are 75 KB of block RAM, where its largest width and
+        channel count (112, 960) would make 753 KB.
 
     Members
     -------
@@ -165,7 +171,7 @@ class DepthwiseEngine(wiring.Component):
     weights : In(stream.Signature(weight_layout(self)))
     params : In(stream.Signature(param_layout(self)))
         Loads, ready while not ``busy``.
-    config : In(config_layout(self))
+    layer : In(layer_layout(self))
         The layer (:func:`layer_config`); read from ``start`` on and held stable while ``busy``.
     start : In(1)
         Starts a layer when the engine is idle (ignored while ``busy``).
@@ -178,7 +184,7 @@ class DepthwiseEngine(wiring.Component):
     """
 
     def __init__(self, cfg: ArrayConfig, *, lanes=16, max_width=112, max_height=112,
-                 max_channels=960, max_kernel=5):
+                 max_channels=960, max_kernel=5, max_row_bytes=None):
         check_config(self, cfg)
         for name, value, lo, hi in (("Lane count", lanes, 1, 64),
                                     ("Maximum width", max_width, 1, MAX_SIDE),
@@ -192,6 +198,18 @@ class DepthwiseEngine(wiring.Component):
                     f"{name} must be between {lo} and {hi}, not {value}"))
         if max_kernel not in KERNELS or isinstance(max_kernel, bool):
             raise rejected(self, ValueError(f"Maximum kernel must be 3 or 5, not {max_kernel!r}"))
+        full_row = max_width * _groups(max_channels, lanes) * lanes
+        if max_row_bytes is None:
+            max_row_bytes = full_row
+        if not isinstance(max_row_bytes, numbers.Integral) or isinstance(max_row_bytes, bool):
+            raise rejected(self, TypeError(
+                f"Maximum row bytes must be a positive integer, not {max_row_bytes!r}"))
+        if not lanes <= max_row_bytes <= full_row or max_row_bytes % lanes:
+            raise rejected(self, ValueError(
+                f"Maximum row bytes must be a multiple of {lanes} (lanes) between {lanes} "
+                f"and {full_row} (max_width * max_channels, rounded up to whole lanes), "
+                f"not {max_row_bytes}"))
+        self._max_row_bytes = int(max_row_bytes)
         self._cfg = cfg
         self._lanes = int(lanes)
         self._max_width = int(max_width)
@@ -204,7 +222,7 @@ class DepthwiseEngine(wiring.Component):
             "o":       Out(stream.Signature(beat)),
             "weights": In(stream.Signature(weight_layout(self))),
             "params":  In(stream.Signature(param_layout(self))),
-            "config":  In(config_layout(self)),
+            "layer":   In(layer_layout(self)),
             "start":   In(1),
             "busy":    Out(1),
         })
@@ -235,6 +253,10 @@ class DepthwiseEngine(wiring.Component):
         return self._max_kernel
 
     @property
+    def max_row_bytes(self):
+        return self._max_row_bytes
+
+    @property
     def max_groups(self):
         """Most beats per pixel: ``ceil(max_channels / lanes)``."""
         return _groups(self._max_channels, self._lanes)
@@ -246,8 +268,8 @@ class DepthwiseEngine(wiring.Component):
 
     @property
     def line_buffer_bytes(self):
-        """Bytes of line buffer (block RAM): ``row_slots * max_width * max_groups * lanes``."""
-        return self.row_slots * self._max_width * self.max_groups * self._lanes
+        """Bytes of line buffer (block RAM): ``row_slots * max_row_bytes``."""
+        return self.row_slots * self._max_row_bytes
 
     @property
     def requant_latency(self):
@@ -267,8 +289,8 @@ class DepthwiseEngine(wiring.Component):
 
     def elaborate(self, platform):
         lanes, slots = self._lanes, self.row_slots
-        slot_words = self._max_width * self.max_groups
-        cfg = self.config
+        slot_words = self._max_row_bytes // lanes
+        cfg = self.layer
         m = Module()
 
         word = unsigned(8 * lanes)
@@ -490,8 +512,8 @@ def _check_int(name, value, lo, hi):
 def layer_config(engine, *, height, width, channels, kernel, stride, padding,
                  input_zero_point, output_zero_point, activation_min=-128, activation_max=127,
                  rounding="double"):
-    """The ``config`` of ``engine`` for one DEPTHWISE_CONV_2D layer, as a dict for
-    ``config_layout(engine).const(...)``; the padding from TFLite's rules
+    """The ``layer`` setting of ``engine`` for one DEPTHWISE_CONV_2D layer, as a dict for
+    ``layer_layout(engine).const(...)``; the padding from TFLite's rules
     (:func:`pwconv.golden.ops.compute_padding`).
 
     Raises
@@ -502,6 +524,10 @@ def layer_config(engine, *, height, width, channels, kernel, stride, padding,
     height = _check_int("height", height, 1, engine.max_height)
     width = _check_int("width", width, 1, engine.max_width)
     channels = _check_int("channels", channels, 1, engine.max_channels)
+    row_bytes = width * _groups(channels, engine.lanes) * engine.lanes
+    if row_bytes > engine.max_row_bytes:
+        raise ValueError(f"a row of {width} x {channels} channels takes {row_bytes} bytes of "
+                         f"line buffer, more than the engine's {engine.max_row_bytes}")
     if kernel not in KERNELS or isinstance(kernel, bool):
         raise ValueError(f"kernel must be 3 or 5, not {kernel!r}")
     if kernel > engine.max_kernel:
@@ -589,7 +615,7 @@ def output_tensor(engine, beats, out_height, out_width, channels):
 
 
 def layer_cycles(engine, config):
-    """The compute loop's cycles for a layer (its ``config`` dict): one tap per cycle,
+    """The compute loop's cycles for a layer (its :func:`layer_config` dict): one tap per cycle,
     ``out_height * out_width * groups * kernel**2``; the first rows' load and the pipeline
     add a little."""
     return (config["out_height"] * config["out_width"] * config["groups"]
