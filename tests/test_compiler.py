@@ -503,3 +503,17 @@ def test_residual_add_fused_into_its_conv(tmp_path):
     assert compiled.sdram_bytes_per_inference < plain.sdram_bytes_per_inference
     xin = compiled.model.random_input(5)
     assert np.array_equal(plain.infer(xin), compiled.infer(xin))
+
+
+def test_command_line(tmp_path, capsys):
+    from pwconv.host.compiler.__main__ import main
+    out = tmp_path / "image.bin"
+    assert main([str(MODELS / "ops.tflite"), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^   6 PAD +view ", text, re.M) and "link 1,802 B per inference" in text
+    image = bytearray(out.read_bytes())
+    assert fmt.image_id(image, fmt.decode_header(image)) == fmt.decode_header(image).image_id
+    assert main([str(tmp_path / "missing.tflite")]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"python -m pwconv\.host\.compiler: error: \S+missing\.tflite: no such "
+                        r"file\n", err)

@@ -52,7 +52,8 @@ class CompileError(ModelError):
 @dataclass
 class OpReport:
     """One model op in the compiled program: where it runs (``board``, ``host``, ``view``:
-    addressing only, or ``fused``: an ADD done by its conv's descriptor), its MACs, and its SDRAM and link traffic per inference.
+    addressing only, or ``fused``: an ADD done by its conv's descriptor), its MACs, and its
+    SDRAM and link traffic per inference.
 
     ``min_bytes``: the op's input read once, output written once, weights and parameters read
     once. ``moved_bytes``: what this scheme's address generation moves (see
