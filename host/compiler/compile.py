@@ -377,12 +377,56 @@ class _Compiler:
         for i, (op, ins, outs, _) in enumerate(self.m.ops):
             if op not in VIEW_OPS or where[i] is not None:
                 continue
+            if op in ("PAD", "PADV2") and self._absorb_pad(ins, outs):
+                where[i] = "view"
+                continue
             rel = self._view_relation(op, ins, outs)
             if rel is not None:
                 where[i] = "view"
                 self.view_ops[i] = rel
                 for kind, t, value in rel:
                     getattr(self, kind)[t] = value
+
+    def _pad_amounts(self, ins, outs):
+        """``(top, left, bottom, right, value)`` of a PAD of height and width only, or None."""
+        src, out = ins[0], outs[0]
+        pads = self.T[ins[1]].data
+        if pads is None or not self._is_act(src) or not self._nhwc1(src):
+            return None
+        pads = np.asarray(pads)
+        if pads.shape != (4, 2) or pads[[0, 3]].any() or (pads < 0).any():
+            return None
+        if self.T[src].s() != self.T[out].s() or self.T[src].zp() != self.T[out].zp():
+            return None
+        value = self.T[out].zp()
+        if len(ins) > 2 and ins[2] >= 0:
+            value = int(np.asarray(self.T[ins[2]].data).ravel()[0])
+        return int(pads[1, 0]), int(pads[2, 0]), int(pads[1, 1]), int(pads[2, 1]), value
+
+    def _absorb_pad(self, ins, outs):
+        """Fold a PAD into its readers' padding when every reader is a board CONV_2D or
+        DEPTHWISE_CONV_2D whose out-of-image taps read the pad value (its input zero point):
+        they read the unpadded tensor with more padding, and the padded one never exists."""
+        src, out = ins[0], outs[0]
+        amounts = self._pad_amounts(ins, outs)
+        readers = self.consumers.get(out, [])
+        if amounts is None or not readers or out == self.m.outputs[0]:
+            return False
+        top, left, bottom, right, value = amounts
+        for j in readers:
+            op, ins_j, _, _ = self.m.ops[j]
+            if j not in self.board or op not in ("CONV_2D", "DEPTHWISE_CONV_2D") or \
+                    ins_j[0] != out or ins_j.count(out) != 1 or value != self.T[out].zp():
+                return False
+            (_, pt, pb), (_, pl, pr) = self.board[j]["pads"]
+            if max(pt + top, pb + bottom, pl + left, pr + right) > 255:
+                return False
+        for j in readers:
+            (oh, pt, pb), (ow, pl, pr) = self.board[j]["pads"]
+            self.board[j]["pads"] = [(oh, pt + top, pb + bottom), (ow, pl + left, pr + right)]
+            self.board[j]["source"] = src
+        self.consumers.setdefault(src, []).extend(readers)     # src lives until they run
+        return True
 
     def _free(self, t):
         """Whether ``t`` may become a window of another tensor (not already one, not aliased,
@@ -489,6 +533,7 @@ class _Compiler:
             if i in self.fused:
                 continue
             _, ins, outs, _ = m.ops[i]
+            ins = [self.board[i].get("source", ins[0])] + ins[1:]
             if i in self.residual:
                 add, other = self.residual[i]
                 outs = [m.ops[add][2][0], other]
@@ -774,7 +819,7 @@ class _Compiler:
         xin, out = self.T[ins[0]], self.T[outs[0]]
         p = self.board[i]
         _use_kernels(m, i, self.runtime)
-        vin, vout = views[ins[0]], views.get(outs[0])
+        vin, vout = views[p.get("source", ins[0])], views.get(outs[0])
         if op == "CONV_2D":
             w = self.T[ins[1]].data
             lo, hi = m._activation(p["opt"], out)
