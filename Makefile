@@ -102,6 +102,12 @@ faults: setup
 formal: setup
 	$(BIN)/python -m pwconv.hw.formal --out build/formal
 
+# The SDRAM chip model (sim/sdram/): every test of it, the slow ones too (each planted timing
+# violation on Icarus as well as on Verilator).
+.PHONY: test-sdram-model
+test-sdram-model: setup
+	$(BIN)/python -m pytest -q tests/test_sim_sdram_model.py
+
 # Bitstream and its report with the YoWASP tools: make bitstream BOARD=ulx3s writes
 # build/BOARD/ (report in build/BOARD/report/); make publish-bitstream BOARD=... also
 # updates the committed reports/BOARD.{json,md} and reports/boards.md.
