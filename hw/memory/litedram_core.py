@@ -82,12 +82,20 @@ class LiteDRAMConfig:
         clock, inverted).
     user_data_width : int
         Width of the native user port in bits (16: the SDRAM's own width, no up-conversion).
+    auto_precharge : bool
+        LiteDRAM's READ/WRITE with auto precharge when the bank's next request is to another
+        row (``ControllerSettings.with_auto_precharge``). Off: rows are closed by explicit
+        PRECHARGE commands, which LiteDRAM times for tRAS itself. With it on, LiteDRAM can
+        issue a READ/WRITE with auto precharge 2 cycles after ACTIVE; Micron's data sheet has
+        the chip delay such a precharge until tRAS(min) is met, but sim/sdram/sdram_model.v
+        flags it (tRAS), and not every part documents that lock-out.
     """
 
     device: str = "LFE5U-85F-6BG381C"
     module: str = "MT48LC16M16"
     sys_clk_freq: float = 100e6
     user_data_width: int = 16
+    auto_precharge: bool = False
 
     def __post_init__(self):
         if self.module not in MODULES:
@@ -115,6 +123,7 @@ class LiteDRAMConfig:
             "uart": "fifo",                 # unused (no CPU); the fifo variant has no pins
             "sys_clk_freq": float(self.sys_clk_freq),
             "cmd_latency": 0,
+            "with_auto_precharge": bool(self.auto_precharge),
             "user_ports": {"native_0": {"type": "native",
                                         "data_width": self.user_data_width}},
         }

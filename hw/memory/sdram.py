@@ -102,6 +102,7 @@ class SDRAMController(wiring.Component):
 
     def __init__(self, core=None, *, target="sim", powerup_cycles=None, read_buffer=16,
                  write_buffer=16, command_buffer=4):
+        self._MustUse__silence = True       # not an error if a parameter check fails below
         if target not in TARGETS:
             raise ValueError(f"Target must be one of {', '.join(TARGETS)}, not {target!r}")
         for name, depth in (("Read buffer", read_buffer), ("Write buffer", write_buffer),
@@ -127,6 +128,7 @@ class SDRAMController(wiring.Component):
         if target == "sim":
             members["pins"] = Out(SDRAMPinsSignature())
         super().__init__(members)
+        self._MustUse__silence = False
 
     @property
     def core(self):

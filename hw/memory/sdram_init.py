@@ -154,6 +154,7 @@ class SDRAMInitSequencer(wiring.Component):
     """
 
     def __init__(self, program, *, addr_width=30, timeout=64):
+        self._MustUse__silence = True       # not an error if a parameter check fails below
         program = tuple(program)
         if not program:
             raise ValueError("Init program must not be empty")
@@ -174,6 +175,7 @@ class SDRAMInitSequencer(wiring.Component):
             "bus": Out(WishboneSignature(addr_width)),
             "done": Out(1), "error": Out(1), "busy": Out(1),
         })
+        self._MustUse__silence = False
 
     @property
     def program(self):
