@@ -167,8 +167,14 @@ PLANTED = {
 SCENARIO_ARGS = {"violate_refresh": REFRESH_ARGS, "violate_trc": (f"+sdram_t_rc={T_RC_RAISED}",)}
 
 
+#: Each planted scenario is a simulator run of its own (the model ends it), ~2 s: the default
+#: run plants every rule on Verilator; the Icarus runs are `slow` (make test-sdram-model).
+PLANTED_SIMULATORS = [SIMULATORS[0], pytest.param(*SIMULATORS[1].values,
+                                                  marks=[*SIMULATORS[1].marks, pytest.mark.slow])]
+
+
 @pytest.mark.parametrize("scenario", sorted(PLANTED))
-@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("simulator", PLANTED_SIMULATORS)
 def test_sim_planted_violation(simulator, scenario):
     """The model stops the simulation at the planted violation, with one line naming the rule
     and the bank and cycles involved, and no other violation before it."""
