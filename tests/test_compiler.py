@@ -526,27 +526,27 @@ def test_pads_fold_into_their_readers(tmp_path):
     rng = np.random.default_rng(8)
     b = ModelBuilder()
     x = b.tensor("x", (1, 9, 8, 6), np.int8, 0.05, -9)
-    pads = b.const("pads", np.array([[0, 0], [0, 1], [1, 1], [0, 0]], np.int32))
-    p = b.tensor("p", (1, 10, 10, 6), np.int8, 0.05, -9)
+    pads = b.const("pads", np.array([[0, 0], [1, 1], [1, 1], [0, 0]], np.int32))
+    p = b.tensor("p", (1, 11, 10, 6), np.int8, 0.05, -9)
     b.op("PAD", [x, pads], [p])
     ws = rng.uniform(0.01, 0.03, 6).astype(np.float32)
     w = b.const("dw_w", rng.integers(-127, 128, (1, 3, 3, 6), dtype=np.int8), ws, 0, axis=3)
     bias = b.const("dw_b", rng.integers(-900, 900, 6).astype(np.int32), ws * np.float32(0.05))
-    d = b.tensor("d", (1, 4, 4, 6), np.int8, float(40 * 3 * 0.05 * ws.mean()), 2)
+    d = b.tensor("d", (1, 5, 4, 6), np.int8, float(40 * 3 * 0.05 * ws.mean()), 2)
     b.op("DEPTHWISE_CONV_2D", [p, w, bias], [d], "DepthwiseConv2DOptions", padding=1,
          strideW=2, strideH=2, depthMultiplier=1)
     s_d = b.tensors[d]["scale"]
     pads2 = b.const("pads2", np.array([[0, 0], [2, 0], [0, 1], [0, 0]], np.int32))
     value = b.const("value", np.array([30], np.int8), s_d, 2)
-    q = b.tensor("q", (1, 6, 5, 6), np.int8, s_d, 2)
+    q = b.tensor("q", (1, 7, 5, 6), np.int8, s_d, 2)
     b.op("PADV2", [d, pads2, value], [q])
     w, bias, s_out = _quant_conv(b, rng, "c", q, 6, 8, (3, 3), in_scale=s_d)
-    y = b.tensor("y", (1, 4, 3, 8), np.int8, s_out, -1)
+    y = b.tensor("y", (1, 5, 3, 8), np.int8, s_out, -1)
     b.op("CONV_2D", [q, w, bias], [y], "Conv2DOptions", padding=1, strideW=1, strideH=1)
     compiled = _check_model(tmp_path, b.finish([x], [y]), "pads", SMALL)
     assert [r.where for r in compiled.ops] == ["view", "board", "view", "board"]
     dw, conv = compiled.descriptors
-    assert dw.padding == (0, 1, 1, 1) and dw.input.h == 9     # the unpadded input
-    assert conv.padding == (0, 0, 0, 0) and conv.input.h == 6   # the padded buffer
+    assert dw.padding == (1, 1, 1, 1) and dw.input.h == 9     # the unpadded input
+    assert conv.padding == (0, 0, 0, 0) and conv.input.h == 7   # the padded buffer
     assert dw.output.row_pixels == 5 and dw.output.addr == conv.input.addr + 2 * 5 * 6
     assert p not in compiled.views and q in compiled.views
