@@ -13,7 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
-__all__ = ["KEEP", "GRACE_S", "BUILD_SECONDS", "describe", "build_estimate", "announce_build",
+__all__ = ["KEEP", "GRACE_S", "BUILD_SECONDS", "FIXED_SECONDS", "describe", "build_estimate",
+           "announce_build",
            "mark_used",
            "drop_intermediates", "prune", "keep_count"]
 
@@ -21,10 +22,16 @@ __all__ = ["KEEP", "GRACE_S", "BUILD_SECONDS", "describe", "build_estimate", "an
 KEEP = 32
 #: A configuration used this recently is never pruned (another process may be running it).
 GRACE_S = 15 * 60
-#: First-build seconds of the default 8x8 array, export included, on the 2-core development
-#: machine (`pwconv demo --backend NAME` on a fresh checkout prints them as "building the
-#: simulator model"); 4x4 took 7 s and 16x16 32 s on Verilator: about (MACs / 64) ** 0.75.
-BUILD_SECONDS = {"verilator": 12, "icarus": 4}
+#: First-build seconds of the default 8x8 array, export included, on an idle 2-core machine
+#: (`pwconv demo --backend NAME` on a fresh checkout prints them as "building the simulator
+#: model"). Verilator, measured 2026-12-08 with `pwconv.sim.bulk.prepare` into an empty build
+#: root: 29.0, 23.2 and 23.3 s (and 29.5 s in issue 27's first `make demo`); 4x4 took 17.9 s.
+#: Most of it does not grow with the array (:data:`FIXED_SECONDS`). A loaded machine is
+#: slower: at a load average of 8 on the 2 cores the 8x8 build took 110 s and 16x16 243 s.
+BUILD_SECONDS = {"verilator": 26, "icarus": 4}
+#: The part of a first build that is the same for every array size (Verilator compiling its
+#: runtime and the bench): 4x4 and 8x8 above give 15 s + 0.17 s per MAC.
+FIXED_SECONDS = {"verilator": 15}
 #: The cocotb Verilator builds (``--waves``, the cocotb benches) compile cocotb's VPI layer and
 #: precompiled headers too: 39 s for a 2x2 array (`pwconv run L.npz --waves --rows 2 ...`).
 COCOTB_VERILATOR_SECONDS = 40
@@ -62,7 +69,11 @@ def build_estimate(simulator, cfg, cocotb=False):
     scale = (cfg.macs / 64) ** 0.75
     if cocotb and simulator == "verilator":
         return COCOTB_VERILATOR_SECONDS * max(1.0, scale)
-    return BUILD_SECONDS.get(simulator, 12) * scale
+    seconds = BUILD_SECONDS.get(simulator, 12)
+    if simulator in FIXED_SECONDS:
+        fixed = FIXED_SECONDS[simulator]
+        return fixed + (seconds - fixed) * cfg.macs / 64
+    return seconds * scale
 
 
 def announce_build(log, simulator, cfg, reason, where, what="model"):
