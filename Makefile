@@ -9,7 +9,8 @@ export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
 .PHONY: setup test test-all demo model-demo verilog bench publish-bench bench-icebreaker \
-  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes soak formal faults clean
+  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes soak formal faults clean \
+  test-engine
 
 setup: $(BIN)/pwconv iverilog fst-libs
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -128,6 +129,11 @@ runtimes: setup
 # reports/requant_modes.{json,md}
 lane-cost: setup
 	$(BIN)/python -m pwconv.synth.lane_cost
+
+# The layer-program engines (hw/engine/) in full: their default tests plus the slow randomized
+# ones (random layers against golden.ops with random stalls; about 2 minutes in all).
+test-engine: setup
+	$(BIN)/python -m pytest -q tests/test_engine_depthwise.py
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -60,6 +60,16 @@ def test_init_wrong_size():
         _engine(max_channels=65537)
 
 
+def test_init_wrong_row_bytes():
+    with pytest.raises(ValueError, match=r"^Maximum row bytes must be a multiple of 4 \(lanes\) "
+                                         r"between 4 and 108 \(max_width \* max_channels, "
+                                         r"rounded up to whole lanes\), not 110$"):
+        _engine(max_row_bytes=110)
+    with pytest.raises(TypeError, match=r"^Maximum row bytes must be a positive integer, "
+                                        r"not 1.5$"):
+        _engine(max_row_bytes=1.5)
+
+
 @pytest.mark.parametrize("kernel", [1, 4, 7, True, "3"])
 def test_init_wrong_kernel(kernel):
     with pytest.raises(ValueError, match=r"^Maximum kernel must be 3 or 5, not "):
@@ -98,6 +108,12 @@ def test_layer_config():
 def test_layer_config_wrong(kwargs, message):
     with pytest.raises(ValueError, match=message):
         _layer(_engine(), **kwargs)
+
+
+def test_layer_config_wrong_row_bytes():
+    with pytest.raises(ValueError, match=r"^a row of 5 x 6 channels takes 40 bytes of line "
+                                         r"buffer, more than the engine's 36$"):
+        _layer(_engine(max_row_bytes=36), width=5, channels=6)
 
 
 def test_layer_config_wrong_kernel_for_build():
@@ -145,9 +161,10 @@ def random_layer(rng, *, height, width, channels, kernel, stride, padding, round
     }
 
 
-def simulate(engine, layers, *, seed=0, in_idle=0.0, out_stall=0.0):
+def simulate(engine, layers, *, seed=0, in_idle=0.0, out_stall=0.0, extra=None):
     """Run ``layers`` back to back on ``engine`` in Amaranth's simulator; returns each layer's
-    output tensor and cycle count (from start to the last output taken)."""
+    output tensor and cycle count (from start to the last output taken). ``extra``: another
+    testbench to run beside it."""
     rng = np.random.default_rng(seed)
     results = []
 
@@ -172,6 +189,8 @@ def simulate(engine, layers, *, seed=0, in_idle=0.0, out_stall=0.0):
             out, fed, cycles = [], 0, 0
             limit = 20 * (dw.layer_cycles(engine, config) + len(beats)) + 500
             while len(out) < expected or ctx.get(engine.busy):
+                assert not (ctx.get(engine.weights.ready) or ctx.get(engine.params.ready)) \
+                    or not ctx.get(engine.busy), "a load port is ready during a layer"
                 offer = fed < len(beats) and rng.random() >= in_idle
                 ctx.set(engine.i.valid, offer)
                 if offer:
@@ -196,6 +215,8 @@ def simulate(engine, layers, *, seed=0, in_idle=0.0, out_stall=0.0):
     sim = Simulator(engine)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
+    if extra is not None:
+        sim.add_testbench(extra, background=True)
     sim.run()
     return results
 
@@ -226,6 +247,78 @@ def test_sim_matches_golden():
     layers = [random_layer(rng, height=h, width=w, channels=c, kernel=k, stride=s, padding=p,
                            rounding=r) for k, s, p, r, h, w, c in CASES]
     _check(_engine(), layers, seed=1, in_idle=0.3, out_stall=0.3)
+
+
+
+def test_sim_throughput():
+    """Without stalls a layer takes its taps (a cycle each), plus the first rows' load and the
+    pipeline: input and compute overlap."""
+    engine = _engine()
+    rng = np.random.default_rng(7)
+    layers = [random_layer(rng, height=h, width=w, channels=8, kernel=k, stride=s, padding=p,
+                           rounding="double")
+              for k, s, p, h, w in ((3, 1, "SAME", 8, 8), (5, 2, "SAME", 9, 9),
+                                    (3, 2, "VALID", 8, 8))]
+    for layer, (y, cycles) in zip(layers, simulate(engine, layers)):
+        np.testing.assert_array_equal(y, layer["y"])
+        config = dw.layer_config(engine, **layer["settings"])
+        taps = dw.layer_cycles(engine, config)
+        first_rows = (config["kernel"] - config["pad_top"]) * config["width"] * config["groups"]
+        assert taps < cycles <= taps + first_rows + engine.requant_latency + 12, \
+            (layer["settings"], cycles, taps, first_rows)
+
+
+def test_sim_one_rounding_fabric_tight_rows():
+    """A build with one rounding mode, fabric multiplies and a line buffer exactly one row of
+    the layer wide; the output stalled most of the time."""
+    cfg = ArrayConfig(roundings=("ruy",), requant_multiply="fabric")
+    engine = _engine(cfg=cfg, max_row_bytes=6 * 8)
+    rng = np.random.default_rng(8)
+    layers = [random_layer(rng, height=7, width=6, channels=7, kernel=3, stride=1,
+                           padding="SAME", rounding="ruy"),
+              random_layer(rng, height=6, width=6, channels=5, kernel=5, stride=2,
+                           padding="SAME", rounding="ruy")]
+    _check(engine, layers, seed=2, in_idle=0.1, out_stall=0.85)
+
+
+def test_sim_start_ignored_while_busy():
+    """A second start pulse during a layer changes nothing."""
+    engine = _engine()
+    rng = np.random.default_rng(9)
+    layer = random_layer(rng, height=5, width=5, channels=4, kernel=3, stride=1,
+                         padding="VALID", rounding="double")
+    results = []
+
+    async def poke(ctx):
+        await ctx.tick().until(engine.busy)
+        for _ in range(40):
+            await ctx.tick()
+        ctx.set(engine.start, 1)
+        await ctx.tick()
+        ctx.set(engine.start, 0)
+
+    (y, _), = simulate(engine, [layer], extra=poke)
+    np.testing.assert_array_equal(y, layer["y"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(8))
+def test_sim_random_layers(seed):
+    """Random shapes, kernels, strides, paddings and modes, random stalls (slow: make
+    test-engine)."""
+    rng = np.random.default_rng(1000 + seed)
+    engine = _engine(max_width=11, max_height=11, max_channels=13)
+    layers = []
+    for _ in range(4):
+        kernel, stride = int(rng.choice([3, 5])), int(rng.choice([1, 2]))
+        padding = str(rng.choice(["SAME", "VALID"]))
+        low = kernel if padding == "VALID" else 1
+        layers.append(random_layer(
+            rng, height=int(rng.integers(low, 12)), width=int(rng.integers(low, 12)),
+            channels=int(rng.integers(1, 14)), kernel=kernel, stride=stride, padding=padding,
+            rounding=str(rng.choice(CFG.roundings))))
+    _check(engine, layers, seed=seed, in_idle=float(rng.uniform(0, 0.6)),
+           out_stall=float(rng.uniform(0, 0.6)))
 
 
 # The exported Verilog under cocotb.
