@@ -178,7 +178,16 @@ PLANTED_SIMULATORS = [SIMULATORS[0], pytest.param(*SIMULATORS[1].values,
 def test_sim_planted_violation(simulator, scenario):
     """The model stops the simulation at the planted violation, with one line naming the rule
     and the bank and cycles involved, and no other violation before it."""
-    rule, text = PLANTED[scenario]
+    _planted(simulator, scenario, *PLANTED[scenario])
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="icarus is not installed")
+def test_sim_planted_command_x():
+    """Icarus (4-state): an X on cs_n after the power-up wait stops the model."""
+    _planted("icarus", "violate_command_x", "command", "X or Z on cs_n/ras_n/cas_n/we_n")
+
+
+def _planted(simulator, scenario, rule, text):
     r = _run(simulator, scenario, SCENARIO_ARGS.get(scenario, ()))
     assert not r.passed, f"the run passed: {r.log_file}"
     assert "sdram_model: stopping on the violation above" in r.log, r.log_file

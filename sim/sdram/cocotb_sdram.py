@@ -16,6 +16,7 @@ import random
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
+from cocotb.types import LogicArray
 
 CMDS = {"LMR": 0b000, "REF": 0b001, "PRE": 0b010, "ACT": 0b011, "WRITE": 0b100, "READ": 0b101,
         "BST": 0b110, "NOP": 0b111}
@@ -279,6 +280,25 @@ async def data_paths(dut):
             await sd.flush()
             sd.check(elements)
     sd.refresh()
+
+    # power-down (CKE low while idle) and SELF REFRESH (tXSR after CKE returns): the data
+    # written before is still there, and neither counts as a violation
+    await sd.flush()
+    c = sd.edge + 2
+    for e in range(c, c + 10):
+        sd.put(e, cke=0)
+    sd.cursor = c + 11                               # the edge after CKE is back is live
+    s = sd.earliest_all_idle()
+    sd.command(s, "REF", cke=0)                      # SELF REFRESH entry
+    for e in range(s + 1, s + 30):
+        sd.put(e, cke=0)
+    sd.cursor = s + 30 + sd.t["T_XSR"]               # CKE high at s + 30: the exit
+    sd.t_ref = s
+    sd.activate(0, 0)
+    elements = sd.read(0, 5)[1]
+    sd.precharge(0)
+    await sd.flush()
+    sd.check(elements)
 
     # four banks open at once (tRRD), interleaved accesses
     for bank in range(4):
@@ -639,6 +659,13 @@ async def violate_write_data(sd):
     sd.activate(0, 1)
     k = sd.earliest_rw(0)
     sd.command(k, "WRITE", ba=0, a=0)                # no data driven with it
+
+
+@_planted
+async def violate_command_x(sd):
+    """(Icarus: Verilator has no X.) An unknown cs_n after the power-up wait."""
+    await sd.init()
+    sd.put(sd.cursor + 2, cs_n=LogicArray("X"))
 
 
 @_planted
