@@ -550,3 +550,49 @@ def test_pads_fold_into_their_readers(tmp_path):
     assert conv.padding == (0, 0, 0, 0) and conv.input.h == 7   # the padded buffer
     assert dw.output.row_pixels == 5 and dw.output.addr == conv.input.addr + 2 * 5 * 6
     assert p not in compiled.views and q in compiled.views
+
+
+def _fetch(image, requests):
+    """Bytes of 2-D DMA requests, as the DMA reader streams them."""
+    out = bytearray()
+    for addr, length, count, stride in requests:
+        for r in range(count):
+            out += image[addr + r * stride:addr + r * stride + length]
+    return bytes(out)
+
+
+def test_views_and_taps_as_dma_requests():
+    """Every arena view as 2-D DMA requests gives the tensor golden.program reads, and every
+    CONV output pixel's tap requests (zero point elsewhere) give its im2col row: the address
+    generation the engine implements, checked against golden.program.im2col."""
+    model = load_model(MODELS / "ops.tflite")
+    compiled = compile_model(model)
+    image = compiled.fresh_image()
+    rng = np.random.default_rng(0)
+    image[compiled.header.arena_addr:] = rng.integers(0, 256, len(image) -
+                                                      compiled.header.arena_addr,
+                                                      dtype=np.uint8).tobytes()
+    windows = 0
+    for v in compiled.views.values():
+        assert _fetch(image, v.dma_requests()) == gprog.read_view(image, v).tobytes()
+        windows += not v.is_dense
+    assert windows >= 1                          # the padded interior
+    pixels = 0
+    for d in compiled.descriptors + [_conv(input=fmt.View(0, 5, 6, 7, 9, 8),
+                                           output=fmt.View(900, 3, 3, 4, 4, 3), kernel=(3, 2),
+                                           stride=(2, 3), dilation=(2, 2),
+                                           padding=(2, 1, 1, 0), residual=None)]:
+        if d.kind != "CONV":
+            continue
+        x = gprog.read_view(image, d.input)
+        cols = gprog.im2col(x, d.kernel, d.stride, d.dilation, d.padding[:2],
+                            (d.output.h, d.output.w), d.input_zero_point)
+        kh, kw = d.kernel
+        for oy, ox in itertools.product(range(d.output.h), range(d.output.w)):
+            row = np.full((kh, kw, d.input.c), d.input_zero_point, np.int8)
+            for (ky, kx0, taps), req in d.tap_requests(oy, ox):
+                row[ky, kx0:kx0 + taps] = np.frombuffer(_fetch(image, [req]), np.int8) \
+                    .reshape(taps, d.input.c)
+            assert np.array_equal(row.reshape(-1), cols[oy * d.output.w + ox]), (d, oy, ox)
+            pixels += 1
+    assert pixels > 100

@@ -153,6 +153,16 @@ class View:
     def is_dense(self):
         return self.pixel_stride == self.c and self.row_pixels == self.w
 
+    def dma_requests(self):
+        """The view as 2-D DMA requests ``(addr, length, count, stride)`` (hw/memory/dma.py
+        ``request_layout``: ``count`` rows of ``length`` bytes, row ``r`` at ``addr + r *
+        stride``), in NHWC order: one request when pixels are packed (``pixel_stride == c``),
+        else one per image row (a pixel per DMA row)."""
+        if self.pixel_stride == self.c:
+            return [(self.addr, self.w * self.c, self.h, self.row_pitch)]
+        return [(self.addr + y * self.row_pitch, self.c, self.w, self.pixel_stride)
+                for y in range(self.h)]
+
     def check(self, where):
         for name in ("h", "w", "c", "pixel_stride", "row_pixels"):
             _check(where, name, getattr(self, name), 1, 0xFFFF)
@@ -302,6 +312,32 @@ class Conv(_Spatial):
                    group_filters=raw["group_filters"],
                    residual=_view_of(raw, "aux", "out") if raw["flags"] & FLAG_RESIDUAL
                    else None)
+
+
+    def tap_requests(self, oy, ox):
+        """Output pixel ``(oy, ox)``'s im2col vector as 2-D DMA requests: per kernel row
+        ``ky`` whose input row is in the image, ``(addr, length, count, stride)`` of its
+        in-image taps, with ``(ky, kx0, taps)`` saying where they go (``taps`` taps from
+        ``kx0``); every other tap is ``input_zero_point``. With packed pixels and dilation 1
+        a kernel row is one DMA row of ``taps * C`` bytes, and all the rows of a pixel one
+        request (row stride ``dilation_h * row_pitch``)."""
+        v = self.input
+        sh, sw = self.stride
+        dh, dw = self.dilation
+        y0, x0 = oy * sh - self.padding[0], ox * sw - self.padding[1]
+        kxs = [kx for kx in range(self.kernel[1]) if 0 <= x0 + kx * dw < v.w]
+        kys = [ky for ky in range(self.kernel[0]) if 0 <= y0 + ky * dh < v.h]
+        if not kxs or not kys:
+            return []
+        kx0, taps = kxs[0], len(kxs)
+        out = []
+        for ky in kys:
+            at = v.addr + (y0 + ky * dh) * v.row_pitch + (x0 + kx0 * dw) * v.pixel_stride
+            if dw == 1 and v.pixel_stride == v.c:
+                out.append(((ky, kx0, taps), (at, taps * v.c, 1, 0)))
+            else:
+                out.append(((ky, kx0, taps), (at, v.c, taps, dw * v.pixel_stride)))
+        return out
 
 
 @dataclass(frozen=True)
