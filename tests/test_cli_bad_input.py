@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("ai_edge_litert")
-tflite = pytest.importorskip("tflite")
+pytest.importorskip("tflite")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
