@@ -264,6 +264,14 @@ def test_pointwise_chain_runs_on_the_board(tmp_path):
     size = 12 * 12 * (8 + 10)
     assert compiled.link_bytes_per_inference == size <= 1.1 * size
     assert compiled.arena.size < compiled.arena.unshared
+    first = compiled.ops[0]                     # 144 pixels x 8 -> 24 on a 4x4 array
+    assert first.macs == 144 * 8 * 24
+    # Weights once (8 x 24, no padding), 6 tiles of parameter words (4 x 9 bytes each).
+    assert first.min_bytes == 144 * (8 + 24) + 8 * 24 + 6 * 4 * 9
+    # Two filter groups (16 + 8: 8 weight words per PE hold 2 beats x 4 tiles): input twice.
+    assert first.passes == 2 and first.moved_bytes == first.min_bytes + 144 * 8
+    roof = compiled.roofline(2.0)
+    assert roof[0] == max(144 * 8 * 24 / 16, first.min_bytes / 2.0)
 
 
 def _resnet_like(rng):
@@ -596,3 +604,28 @@ def test_views_and_taps_as_dma_requests():
             assert np.array_equal(row.reshape(-1), cols[oy * d.output.w + ox]), (d, oy, ox)
             pixels += 1
     assert pixels > 100
+
+
+def test_concatenation_is_addressing(tmp_path):
+    """Two convs write straight into their channel windows of the concatenated tensor, which a
+    third conv reads whole (an Inception / SqueezeNet fire module)."""
+    rng = np.random.default_rng(10)
+    b = ModelBuilder()
+    x = b.tensor("x", (1, 7, 9, 8), np.int8, 0.05, 3)
+    outs = []
+    for name, k, f in (("a", (1, 1), 6), ("b", (3, 3), 10)):
+        w, bias, s = _quant_conv(b, rng, name, x, 8, f, k)
+        y = b.tensor(name, (1, 7, 9, f), np.int8, 0.03, -4)
+        b.op("CONV_2D", [x, w, bias], [y], "Conv2DOptions", padding=0, strideW=1, strideH=1,
+             fusedActivationFunction=1)
+        outs.append(y)
+    cat = b.tensor("cat", (1, 7, 9, 16), np.int8, 0.03, -4)
+    b.op("CONCATENATION", outs, [cat], "ConcatenationOptions", axis=3)
+    w, bias, s = _quant_conv(b, rng, "c", cat, 16, 5, (3, 3), in_scale=0.03)
+    y = b.tensor("y", (1, 4, 5, 5), np.int8, s, 0)
+    b.op("CONV_2D", [cat, w, bias], [y], "Conv2DOptions", padding=0, strideW=2, strideH=2)
+    compiled = _check_model(tmp_path, b.finish([x], [y]), "concat", SMALL)
+    assert [r.where for r in compiled.ops] == ["board", "board", "view", "board"]
+    a, bb, c = compiled.descriptors
+    assert (a.output.c, a.output.pixel_stride) == (6, 16) and bb.output.pixel_stride == 16
+    assert bb.output.addr == a.output.addr + 6 == c.input.addr + 6

@@ -103,6 +103,15 @@ class CompiledModel:
     def sdram_bytes_per_inference(self):
         return sum(r.moved_bytes for r in self.ops if r.where == "board")
 
+    def roofline(self, sdram_bytes_per_cycle, macs_per_cycle=None):
+        """Per board op (by model op index): the fewest cycles it can take, ``max(MACs /
+        macs_per_cycle, min_bytes / sdram_bytes_per_cycle)`` (issue 25's roofline;
+        ``macs_per_cycle`` defaults to the array's ``rows * cols``, which a depthwise engine of
+        another size would replace)."""
+        rate = macs_per_cycle or self.config.macs
+        return {r.index: max(r.macs / rate, r.min_bytes / sdram_bytes_per_cycle)
+                for r in self.ops if r.where == "board"}
+
     def fresh_image(self):
         return bytearray(self.image)
 
