@@ -5,6 +5,8 @@ This room holds the gateware that runs a layer program's ops beside the pointwis
 - :mod:`.depthwise` -- :class:`~.depthwise.DepthwiseEngine`, DEPTHWISE_CONV_2D (3x3 and 5x5,
   stride 1 and 2, SAME/VALID) from an NHWC byte stream through line buffers, requantized per
   channel by the array's own lane (:class:`pwconv.hw.requant_lane.RequantLane`);
-- the command processor that fetches and runs the program's descriptors, and the ADD and pool
-  units (to come).
+- :mod:`.add` -- :class:`~.add.AddUnit`, the residual ADD of two streams (TFLite's reference
+  arithmetic);
+- the command processor that fetches and runs the program's descriptors, and the pool units
+  (to come).
 """
