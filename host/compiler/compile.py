@@ -474,21 +474,11 @@ class _Compiler:
                 offset += g[2]
             return rel
         if op in ("PAD", "PADV2"):
-            src = ins[0]
-            pads = self.T[ins[1]].data
-            if not self._free(src) or pads is None or not self._nhwc1(src) or \
-                    np.asarray(pads).shape != (4, 2) or np.asarray(pads)[[0, 3]].any() or \
-                    (np.asarray(pads) < 0).any():
+            amounts = self._pad_amounts(ins, outs)
+            if amounts is None or not self._free(ins[0]):
                 return None
-            if op == "PAD" or len(ins) < 3 or ins[2] < 0:
-                value = self.T[out].zp()
-            else:
-                value = int(np.asarray(self.T[ins[2]].data).ravel()[0])
-            if self.T[src].s() != self.T[out].s() or self.T[src].zp() != self.T[out].zp():
-                return None
-            p = np.asarray(pads)
-            return [("parent", src, (out, int(p[1, 0]), int(p[2, 0]), 0)),
-                    ("fill", out, value)]
+            top, left, _, _, value = amounts
+            return [("parent", ins[0], (out, top, left, 0)), ("fill", out, value)]
         return None
 
     def _root(self, t):
