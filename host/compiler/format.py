@@ -38,7 +38,8 @@ __all__ = [
     "FormatError", "MAGIC", "VERSION", "HEADER_BYTES", "DESCRIPTOR_BYTES", "MAX_DESCRIPTORS",
     "SDRAM_BYTES", "ADD_LEFT_SHIFT", "OPS", "DESCRIPTOR_FIELDS", "HEADER_FIELDS", "View",
     "Conv", "FullyConnected", "Depthwise", "Add", "AveragePool", "MaxPool", "Mean", "Host",
-    "Header", "AddRecord", "MeanRecord", "encode_descriptor", "decode_descriptor",
+    "Header", "AddRecord", "MeanRecord", "encode_descriptor", "decode_descriptor", "replace",
+    "FLAG_RESIDUAL", "FLAG_LAST",
     "encode_header", "decode_header", "param_tile_bytes", "image_id",
 ]
 
