@@ -629,3 +629,24 @@ def test_concatenation_is_addressing(tmp_path):
     a, bb, c = compiled.descriptors
     assert (a.output.c, a.output.pixel_stride) == (6, 16) and bb.output.pixel_stride == 16
     assert bb.output.addr == a.output.addr + 6 == c.input.addr + 6
+
+
+@pytest.mark.parametrize("runtime, resolver", [
+    ("tflite-ruy", "BUILTIN_WITHOUT_DEFAULT_DELEGATES"), ("tflite-xnnpack", "BUILTIN")])
+def test_other_runtimes(tmp_path, runtime, resolver):
+    """Compiled for TFLite's optimized kernels or its XNNPACK default path, the 1x1 convs and
+    FULLY_CONNECTED run on the board in that runtime's rounding ("ruy", "float"), the rest
+    on the host in that runtime's kernels: bit-exact with the runtime and model.run."""
+    data = _resnet_like(np.random.default_rng(2))
+    path = tmp_path / "resnet.tflite"
+    path.write_bytes(data)
+    model = load_model(path)
+    compiled = compile_model(model, runtime=runtime)
+    board = [d for d in compiled.descriptors if d.kind != "HOST"]
+    assert [d.kernel for d in board if d.kind == "CONV"] == [(1, 1)]
+    assert {d.rounding for d in board} == {"ruy" if runtime == "tflite-ruy" else "float"}
+    for seed in range(3):
+        x = model.random_input(seed)
+        y = compiled.infer(x)
+        assert np.array_equal(y, model.run(x, "golden", runtime=runtime).output)
+        assert np.array_equal(y, run_reference(data, [x], resolver, preserve=False)[0][0])
