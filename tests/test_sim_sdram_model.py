@@ -197,6 +197,7 @@ def _planted(simulator, scenario, rule, text):
     assert first_rule == rule, (r.violations, r.log_file)
     assert text in first_text, (r.violations, r.log_file)
     assert re.search(r" at cycle \d+\b", first_text), first_text
+    shutil.rmtree(r.log_file.parent, ignore_errors=True)     # kept only when a check failed
 
 
 # ------------------------------------------------------------------------ the inout wrapper

@@ -94,8 +94,9 @@ module sdram_model #(
 );
 
     localparam integer ADDR_BITS = ROW_BITS + 2 + COL_BITS;
-    localparam integer WORDS = 1 << ((STORE_BITS > 0 && STORE_BITS < ADDR_BITS) ? STORE_BITS
-                                                                                : ADDR_BITS);
+    localparam integer STORE_LOG = (STORE_BITS > 0 && STORE_BITS < ADDR_BITS) ? STORE_BITS
+                                                                              : ADDR_BITS;
+    localparam integer WORDS = 1 << STORE_LOG;
     localparam integer PAGE = 1 << COL_BITS;
     localparam signed [63:0] NEVER = -64'sd1000000000000;
     // the timing parameters as 64-bit cycle counts (the time arithmetic's width)
@@ -183,7 +184,7 @@ module sdram_model #(
     reg        out_v;
     reg [15:0] out_d;
     reg [COL_BITS-1:0] col;
-    reg [ADDR_BITS-1:0] idx;
+    reg [STORE_LOG-1:0] idx;
     reg signed [63:0] oldest;
     integer b, fd, got, i, extra;
 
@@ -217,12 +218,12 @@ module sdram_model #(
         end
     endfunction
 
-    function [ADDR_BITS-1:0] word_addr(input [1:0] bank, input [12:0] row,
+    function [STORE_LOG-1:0] word_addr(input [1:0] bank, input [12:0] row,
                                        input [COL_BITS-1:0] column);
         reg [ADDR_BITS-1:0] full;
         begin
             full = {row[ROW_BITS-1:0], bank, column};
-            word_addr = full & (WORDS - 1);
+            word_addr = full[STORE_LOG-1:0];
         end
     endfunction
 
