@@ -133,7 +133,8 @@ lane-cost: setup
 # The layer-program engines (hw/engine/) in full: their default tests plus the slow randomized
 # ones (random layers against golden.ops with random stalls; about 2 minutes in all).
 test-engine: setup
-	$(BIN)/python -m pytest -q tests/test_engine_depthwise.py tests/test_engine_add.py
+	$(BIN)/python -m pytest -q tests/test_engine_depthwise.py tests/test_engine_add.py \
+	  tests/test_engine_mean.py
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -7,6 +7,8 @@ This room holds the gateware that runs a layer program's ops beside the pointwis
   channel by the array's own lane (:class:`pwconv.hw.requant_lane.RequantLane`);
 - :mod:`.add` -- :class:`~.add.AddUnit`, the residual ADD of two streams (TFLite's reference
   arithmetic);
-- the command processor that fetches and runs the program's descriptors, and the pool units
-  (to come).
+- :mod:`.mean` -- :class:`~.mean.MeanUnit`, MEAN over a tensor's pixels (global average
+  pooling);
+- the command processor that fetches and runs the program's descriptors, and the windowed
+  pool units (to come).
 """
