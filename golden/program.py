@@ -24,7 +24,7 @@ from .conv import conv1x1_acc, requantize
 from .requant import wrap_int32
 
 __all__ = ["run_program", "read_view", "write_view", "im2col", "unpack_pass_weights",
-           "unpack_params", "pass_sizes"]
+           "unpack_params", "unpack_channel_params", "pass_sizes"]
 
 
 def _fmt():
@@ -94,6 +94,16 @@ def unpack_params(cfg, data, filters):
     mult = raw[:, 4 * cfg.cols:8 * cfg.cols].copy().view("<i4").reshape(-1)[:filters]
     shift = raw[:, 8 * cfg.cols:].copy().view(np.int8).reshape(-1)[:filters]
     return bias.astype(np.int32), mult.astype(np.int32), shift.astype(np.int8)
+
+
+def unpack_channel_params(data, channels):
+    """``(bias int32 [C], multiplier int32 [C], shift int8 [C])`` stored one array after the
+    other (DEPTHWISE's parameters)."""
+    raw = bytes(data)
+    bias = np.frombuffer(raw[:4 * channels], "<i4").astype(np.int32)
+    mult = np.frombuffer(raw[4 * channels:8 * channels], "<i4").astype(np.int32)
+    shift = np.frombuffer(raw[8 * channels:9 * channels], np.int8).copy()
+    return bias, mult, shift
 
 
 def _passes(cfg, image, d, channels, filters):
@@ -192,8 +202,7 @@ def _execute(cfg, image, d, host):
         kh, kw = d.kernel
         c = d.input.c
         w = np.frombuffer(bytes(image[d.weight_addr:d.weight_addr + kh * kw * c]), np.int8)
-        npar = cfg.tiles(c) * cfg.cols * 9
-        bias, mult, shift = unpack_params(cfg, image[d.param_addr:d.param_addr + npar], c)
+        bias, mult, shift = unpack_channel_params(image[d.param_addr:d.param_addr + 9 * c], c)
         if d.rounding != "double":
             raise fmt.FormatError(f"DEPTHWISE in rounding {d.rounding!r}: golden has the "
                                   f"reference kernel only ('double')")
@@ -202,7 +211,8 @@ def _execute(cfg, image, d, host):
                          np.int8)
         padded[pt:pt + d.input.h, pl:pl + d.input.w] = x
         y = gops.depthwise_conv2d(padded[None], w.reshape(1, kh, kw, c), bias,
-                                  input_zero_point=0, output_zero_point=d.output_zero_point,
+                                  input_zero_point=d.input_zero_point,
+                                  output_zero_point=d.output_zero_point,
                                   multiplier=mult, shift=shift, stride=d.stride,
                                   padding="VALID", activation_min=d.activation[0],
                                   activation_max=d.activation[1])

@@ -650,3 +650,31 @@ def test_other_runtimes(tmp_path, runtime, resolver):
         y = compiled.infer(x)
         assert np.array_equal(y, model.run(x, "golden", runtime=runtime).output)
         assert np.array_equal(y, run_reference(data, [x], resolver, preserve=False)[0][0])
+
+
+def test_depthwise_weights_stream_in_the_engine_order():
+    """A group of L channels of a DEPTHWISE descriptor's weights, fetched as one 2-D DMA
+    request, is what hw/engine/depthwise.py's weights port takes for that group."""
+    from pwconv.hw.engine import depthwise as dwe
+    model = load_model(MODELS / "mobilenetv2_035_96.tflite")
+    compiled = compile_model(model)
+    image = compiled.image
+    for lanes in (16, 5):
+        engine = dwe.DepthwiseEngine(ArrayConfig(), lanes=lanes)
+        data_at = dwe.weight_layout(engine)["data"].offset
+        checked = 0
+        for r, d in ((r, compiled.descriptors[r.descriptor]) for r in compiled.ops
+                     if r.op == "DEPTHWISE_CONV_2D"):
+            w = model.tensors[model.ops[r.index][1][1]].data
+            words = dwe.weight_words(engine, w)
+            taps = d.kernel[0] * d.kernel[1]
+            c = d.input.c
+            for g in range(-(-c // lanes)):
+                n = min(lanes, c - g * lanes)
+                got = _fetch(image, [(d.weight_addr + g * lanes, n, taps, c)])
+                want = b"".join(((word >> data_at) & ((1 << 8 * lanes) - 1))
+                                .to_bytes(lanes, "little")[:n]
+                                for word in words[g * taps:(g + 1) * taps])
+                assert got == want
+            checked += 1
+        assert checked == 17

@@ -719,7 +719,7 @@ class _Compiler:
             return total + (fmt.AddRecord.BYTES if i in self.residual else 0)
         if op == "DEPTHWISE_CONV_2D":
             w = self.T[ins[1]].data
-            return w.size + cfg.tiles(w.shape[-1]) * fmt.param_tile_bytes(cfg.cols)
+            return w.size + 9 * w.shape[-1]
         return fmt.AddRecord.BYTES
 
     def _blobs(self, i):
@@ -760,13 +760,13 @@ class _Compiler:
             c = w.shape[-1]
             bias = self.T[ins[2]].data if len(ins) > 2 and ins[2] >= 0 else None
             bias = np.zeros(c, np.int32) if bias is None else np.asarray(bias, np.int32)
-            taps = w[0].reshape(-1, c)
             ws = self.T[ins[1]].scale
             mult, shift = golden.per_channel_multipliers(
                 xin.s(), np.broadcast_to(ws, (c,)) if ws.size == 1 else ws, out.s())
-            folded = golden.fold_input_zero_point(taps, bias, xin.zp())
-            return (np.ascontiguousarray(taps, np.int8).tobytes(),
-                    _param_words(cfg, folded, mult, shift), {"rounding": "double"})
+            params = (np.asarray(bias, "<i4").tobytes() + np.asarray(mult, "<i4").tobytes()
+                      + np.asarray(shift, np.int8).tobytes())
+            return (np.ascontiguousarray(w[0], np.int8).tobytes(), params,
+                    {"rounding": "double"})
         if op == "ADD":
             mults, shifts = gops.add_params((self.T[ins[0]].s(), self.T[ins[1]].s()), out.s())
             rec = fmt.AddRecord(mults, shifts, (self.T[ins[0]].zp(), self.T[ins[1]].zp()))
@@ -927,19 +927,6 @@ def _param_word_bytes(cfg, layout, word):
     mult = np.array(lanes("multiplier", 32, False), np.uint32)
     shift = np.array(lanes("shift", layouts.SHIFT_SHAPE.width, True), np.int8)
     return bias.astype("<u4").tobytes() + mult.astype("<u4").tobytes() + shift.tobytes()
-
-
-def _param_words(cfg, bias, mult, shift):
-    """Per-channel parameters in the parameter-word layout (per column tile of ``cols``)."""
-    c = len(bias)
-    pad = cfg.tiles(c) * cfg.cols
-
-    def padded(v, dtype):
-        out = np.zeros(pad, dtype)
-        out[:c] = v
-        return out.reshape(-1, cfg.cols)
-    b, m, s = padded(bias, "<i4"), padded(mult, "<i4"), padded(shift, np.int8)
-    return b"".join(b[t].tobytes() + m[t].tobytes() + s[t].tobytes() for t in range(len(b)))
 
 
 def compile_model(model, config=None, *, runtime=None, board_ops=BOARD_OPS,

@@ -17,8 +17,8 @@ byte at ``addr + (y * row_pixels + x) * pixel_stride + c``. Channel concatenatio
 offset in ``addr``, the whole tensor's channels as ``pixel_stride``), a pad's interior
 (``row_pixels`` wider than ``w``) and RESHAPE (the same bytes, another shape) are views, not ops.
 
-Per-channel requantization parameters (CONV, FULLY_CONNECTED, DEPTHWISE) are stored as the
-array's parameter words: per column tile of ``cols`` channels, ``bias`` int32[cols],
+Per-channel requantization parameters of CONV and FULLY_CONNECTED are stored as the array's
+parameter words: per column tile of ``cols`` channels, ``bias`` int32[cols],
 ``multiplier`` int32[cols] (float32 bits in the ``"float"`` mode), ``shift`` int8[cols]
 (:func:`param_tile_bytes`; the layout of hw/layouts.py ``param_word`` without its address).
 Weight words are hw/layouts.py ``weight_word``'s data: ``load_width * cols`` int8, in the order
@@ -394,9 +394,11 @@ class FullyConnected:
 @dataclass(frozen=True)
 class Depthwise(_Spatial):
     """DEPTHWISE (depth multiplier 1, 3x3 or 5x5, stride 1 or 2): weights int8
-    ``[kh * kw, C]`` (tap-major) at ``weight_addr``; per-channel parameter words at
-    ``param_addr`` whose bias has ``input_zero_point`` folded in (out-of-image taps read
-    ``input_zero_point``, so every output sees all taps)."""
+    ``[kh, kw, C]`` at ``weight_addr`` (a group of L lanes is one 2-D DMA request: ``kh * kw``
+    rows of L bytes, ``C`` apart, the order hw/engine/depthwise.py ``weight_words`` takes);
+    at ``param_addr`` ``bias`` int32[C], ``multiplier`` int32[C] (float32 bits in the float
+    mode), ``shift`` int8[C], one array after the other. ``acc = bias + sum (x - zp) * w``
+    with out-of-image taps reading ``input_zero_point`` (so they add nothing)."""
 
     input: View
     output: View
