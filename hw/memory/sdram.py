@@ -84,8 +84,10 @@ class SDRAMController(wiring.Component):
     user : In(NativePortSignature(addr_width, 16))
         The memory port (``sync`` domain). Word ``addr`` = bank, row, column as LiteDRAM maps
         them (``ROW_BANK_COL``: column in the low 9 bits, then 2 bank bits, then the row).
-        Commands are accepted only after ``init_done``. Throughput and latency: see
-        tests/test_memory_sdram.py's measurements (docs in the test's report).
+        Commands are accepted only after ``init_done``. Measured on the MT48LC16M16A2 model at
+        100 MHz (tests/test_memory_sdram.py, ``test_sim_throughput``): 2,048 sequential words
+        (4 bank/row changes, refreshes included) in 0.962 words/cycle writing and 0.959
+        reading; a lone read's word is taken 13 cycles after its command.
     pins : Out(SDRAMPinsSignature()), ``target="sim"`` only
         The SDRAM pins, DQ split.
     init_done : Out(1)
@@ -217,7 +219,7 @@ class SDRAMController(wiring.Component):
             self.init_error.eq(core_init_error | init.error),
         ]
         ports = dict(
-            i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
+            i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync", allow_reset_less=True),
             o_init_done=core_init_done, o_init_error=core_init_error,
             i_wb_ctrl_adr=init.bus.adr, i_wb_ctrl_dat_w=init.bus.dat_w,
             o_wb_ctrl_dat_r=init.bus.dat_r, i_wb_ctrl_sel=init.bus.sel,
