@@ -678,3 +678,19 @@ def test_depthwise_weights_stream_in_the_engine_order():
                 assert got == want
             checked += 1
         assert checked == 17
+
+
+def test_documented_figures_are_current():
+    """docs/program.md's MobileNetV2 table is what the compiler gives today."""
+    rows = re.findall(r"^\| (every op kind \(ADDs fused\)|CONV_2D and FULLY_CONNECTED) \| (.*) \|$",
+                      DOCS.read_text(), re.M)
+    assert len(rows) == 2
+    model = load_model(MODELS / "mobilenetv2_035_96.tflite")
+    for label, cells in rows:
+        c = compile_model(model, board_ops=BOARD_OPS if label.startswith("every") else ARRAY_OPS)
+        numbers = [int(v.replace(",", "")) for v in re.findall(r"\d[\d,]*", cells)]
+        board = [r for r in c.ops if r.where == "board"]
+        assert numbers[:5] == [len(c.descriptors), len(c.segments), c.header.image_bytes,
+                               c.arena.size, c.arena.unshared], label
+        assert c.link_bytes_per_inference in numbers
+        assert numbers[-2:] == [sum(r.min_bytes for r in board), c.sdram_bytes_per_inference]
