@@ -80,7 +80,8 @@ def test_model_parameters_wrong(part, clock, message):
 # ------------------------------------------------------------------------ data
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_sim_data_paths(simulator):
-    """Every command at its earliest legal edge (so no check fires early), the data read back
+    """LiteDRAM's init sequence (with its reserved mode-register load); every command at its
+    earliest legal edge (so no check fires early), the data read back
     equals a Python memory through bursts 1/2/4/8/page, both orders, CAS latency 2 and 3, DQM,
     auto precharge and interrupted bursts; no violation."""
     r = _run(simulator, "data_paths")
@@ -153,7 +154,8 @@ PLANTED = {
     "violate_write_idle_bank": ("bank state", "WRITE to bank 2, which is idle"),
     "violate_active_open_bank": ("bank state", "ACTIVE to bank 3, which has row 3 open"),
     "violate_refresh_open_bank": ("bank state", "AUTO REFRESH with bank 0 open (row 3)"),
-    "violate_mode_register": ("mode register", "burst length code 4 is reserved"),
+    "violate_mode_register": ("mode register", "ACTIVE while the mode register holds a "
+                                               "reserved burst length code"),
     "violate_bus_conflict": ("bus conflict", "the controller (dq_oe) and the model both drive"),
     "violate_write_data": ("write data", "WRITE burst element 0 to bank 0 column 0 with dq_oe "
                                          "low"),

@@ -156,9 +156,9 @@ class Sdram:
         self.t_ref = k
         return k
 
-    def load_mode(self, cl=2, bl=1, interleaved=False, write_single=False, at=None):
+    def load_mode(self, cl=2, bl=1, interleaved=False, write_single=False, at=None, extra=0):
         k = self.earliest_all_idle(at)
-        a = BL_CODE[bl] | int(interleaved) << 3 | cl << 4 | int(write_single) << 9
+        a = BL_CODE[bl] | int(interleaved) << 3 | cl << 4 | int(write_single) << 9 | extra
         self.command(k, "LMR", a=a)
         self.t_lmr = k
         self.cl, self.bl, self.interleaved, self.write_single = cl, bl, interleaved, write_single
@@ -229,19 +229,22 @@ class Sdram:
                     f"element {i} ({key}) at edge {edge}: read {int(value):#06x}, "
                     f"wrote {want:#06x} (dqm {mask})")
 
-    async def init(self, cl=2, bl=1, interleaved=False, lmr_first=False):
+    async def init(self, cl=2, bl=1, interleaved=False, litedram=False):
         """The power-up sequence: the wait, PRECHARGE ALL, two AUTO REFRESH, LOAD MODE
-        REGISTER (or the mode register before the refreshes), each at its earliest edge."""
+        REGISTER, each at its earliest edge. ``litedram``: LiteDRAM's SDR sequence instead
+        (litedram/init.py, get_sdr_phy_init_sequence): PRECHARGE ALL, LOAD MODE REGISTER with
+        A8 ("DLL reset", a reserved SDR operating mode), PRECHARGE ALL, two AUTO REFRESH, LOAD
+        MODE REGISTER."""
         wait = int(os.environ.get("SDRAM_INIT_CYCLES", self.t["T_INIT"]))
         if wait > self.edge + 2:
             await self.idle(wait - self.edge - 2)
         self.precharge(at=max(self.cursor, wait))
-        if lmr_first:
-            self.load_mode(cl, bl, interleaved)
+        if litedram:
+            self.load_mode(cl, bl, interleaved, extra=1 << 8)
+            self.precharge()
         for _ in range(self.t["INIT_REFRESHES"]):
             self.refresh()
-        if not lmr_first:
-            self.load_mode(cl, bl, interleaved)
+        self.load_mode(cl, bl, interleaved)
         await self.flush()
 
     def violations(self):
@@ -264,7 +267,7 @@ async def data_paths(dut):
     sd = await _bench(dut)
     rng = random.Random(int(os.environ.get("SDRAM_SEED", "1")))
     word = lambda: rng.randrange(1 << 16)              # noqa: E731
-    await sd.init(cl=2, bl=1)
+    await sd.init(cl=2, bl=1, litedram=True)
 
     # single words in every bank, rows at the top and bottom of the range
     rows = [0, 1, (1 << sd.t["ROW_BITS"]) - 1]
@@ -642,7 +645,9 @@ async def violate_refresh_open_bank(sd):
 @_planted
 async def violate_mode_register(sd):
     await sd.init()
-    sd.command(sd.earliest_all_idle(), "LMR", a=0b0100100)   # CL 2, burst length code 4
+    k = sd.earliest_all_idle()
+    sd.command(k, "LMR", a=0b0100100)                # CL 2, burst length code 4
+    sd.command(k + sd.t["T_MRD"], "ACT", ba=0, a=1)
 
 
 @_planted

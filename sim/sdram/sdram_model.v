@@ -47,8 +47,9 @@
 // REFRESH and LOAD MODE REGISTER in either order before the first ACTIVE), tRCD, tRP, tRAS,
 // tRAS max, tRC, tRRD, tCCD, tWR (before PRECHARGE and before an auto precharge), tRFC, tMRD,
 // tXSR, bank state (READ/WRITE to an idle bank or one in auto precharge, ACTIVE to an open bank,
-// AUTO REFRESH/LOAD MODE REGISTER/SELF REFRESH with a bank open), mode register (reserved
-// codes, a CAS latency the part cannot run at this clock), bus conflict (dq_oe while the model
+// AUTO REFRESH/LOAD MODE REGISTER/SELF REFRESH with a bank open), mode register (an ACTIVE,
+// READ or WRITE while the last LOAD MODE REGISTER held a reserved code or a CAS latency the
+// part cannot run at this clock: such a load only prints a note), bus conflict (dq_oe while the model
 // drives DQ), write data (an unmasked write element without dq_oe), command (X/Z on cs_n or
 // the command pins after the power-up wait), refresh (fewer than REFRESH_COUNT AUTO REFRESH in
 // a window of REFRESH_WINDOW cycles, checked on every edge: the REFRESH_COUNT-th most recent
@@ -134,6 +135,9 @@ module sdram_model #(
     // power-up: 0 waiting for PRECHARGE ALL, 1 refreshes and mode register, 2 done
     integer init_state, init_refreshes;
     reg     mode_set;
+    reg     mode_bad;                         // the last LOAD MODE REGISTER held a reserved code
+    reg [8*40-1:0] mode_reason;
+    reg signed [63:0] t_mode;
 
     // mode register
     integer cas_latency;                      // 2 or 3
@@ -303,6 +307,9 @@ module sdram_model #(
         init_state = 0;
         init_refreshes = 0;
         mode_set = 0;
+        mode_bad = 0;
+        mode_reason = 0;
+        t_mode = NEVER;
         cas_latency = 2;
         bl_code = 0;
         interleaved = 0;
@@ -490,6 +497,15 @@ module sdram_model #(
 
             // ------------------------------------------------ the command
             if (is_cmd) case (cmd)
+            C_ACT, C_READ, C_WRITE: if (mode_bad) begin
+                $display("sdram_model: mode register violated: %0s while the mode register holds %0s (LOAD MODE REGISTER at cycle %0d) at cycle %0d (%0t)",
+                         cmd_name(cmd), mode_reason, t_mode, cyc, $time);
+                violated;
+            end
+            default: ;
+            endcase
+
+            if (is_cmd) case (cmd)
             C_ACT: begin
                 if (bank_open[ba] || ap_state[ba] != 0) begin
                     $display("sdram_model: bank state violated: ACTIVE to bank %0d, which has row %0d open, at cycle %0d (%0t)",
@@ -606,26 +622,26 @@ module sdram_model #(
                     end
                 end
                 if (cmd == C_LMR) begin
+                    // A reserved code is not itself a violation (LiteDRAM's SDR init loads
+                    // A8 = 1, DDR's "DLL reset", and then a valid mode): the mode register is
+                    // invalid until the next LOAD MODE REGISTER, and an ACTIVE, READ or WRITE
+                    // meanwhile is the violation.
+                    mode_bad = 1;
                     if (a[2:0] == 3'd4 || a[2:0] == 3'd5 || a[2:0] == 3'd6
-                            || a[2:0] == 3'd7 && a[3]) begin
-                        $display("sdram_model: mode register violated: burst length code %0d is reserved with burst type %0d at cycle %0d (%0t)",
-                                 a[2:0], a[3], cyc, $time);
-                        violated;
-                    end
-                    if (a[6:4] != 3'd2 && a[6:4] != 3'd3) begin
-                        $display("sdram_model: mode register violated: CAS latency code %0d is reserved (2 or 3) at cycle %0d (%0t)",
-                                 a[6:4], cyc, $time);
-                        violated;
-                    end else if (a[6:4] == 3'd2 && CL2_OK == 0 || a[6:4] == 3'd3 && CL3_OK == 0) begin
-                        $display("sdram_model: mode register violated: CAS latency %0d is too short for this clock (see sim/sdram/parts.py) at cycle %0d (%0t)",
-                                 a[6:4], cyc, $time);
-                        violated;
-                    end
-                    if (a[8:7] != 2'd0) begin
-                        $display("sdram_model: mode register violated: operating mode %0d is reserved (0) at cycle %0d (%0t)",
-                                 a[8:7], cyc, $time);
-                        violated;
-                    end
+                            || a[2:0] == 3'd7 && a[3])
+                        mode_reason = "a reserved burst length code";
+                    else if (a[6:4] != 3'd2 && a[6:4] != 3'd3)
+                        mode_reason = "a reserved CAS latency code";
+                    else if (a[6:4] == 3'd2 && CL2_OK == 0 || a[6:4] == 3'd3 && CL3_OK == 0)
+                        mode_reason = "a CAS latency too short for this clock";
+                    else if (a[8:7] != 2'd0)
+                        mode_reason = "a reserved operating mode (A8:A7)";
+                    else
+                        mode_bad = 0;
+                    if (mode_bad)
+                        $display("sdram_model: note: LOAD MODE REGISTER %h at cycle %0d holds %0s; it must be loaded again before an ACTIVE (%0t)",
+                                 a, cyc, mode_reason, $time);
+                    t_mode = cyc;
                     bl_code = a[2:0];
                     interleaved = a[3];
                     cas_latency = (a[6:4] == 3'd3) ? 3 : 2;
