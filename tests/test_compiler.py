@@ -694,3 +694,16 @@ def test_documented_figures_are_current():
                                c.arena.size, c.arena.unshared], label
         assert c.link_bytes_per_inference in numbers
         assert numbers[-2:] == [sum(r.min_bytes for r in board), c.sdram_bytes_per_inference]
+
+
+def test_host_only_programs():
+    """With nothing the board can run (no board ops, or a build without the runtime's
+    rounding), the program is one HOST descriptor and the result is still exact."""
+    model = load_model(MODELS / "ops.tflite")
+    x = np.load(MODELS / "ops.input.npy")
+    want = model.run(x, "golden").output
+    for compiled in (compile_model(model, board_ops=()),
+                     compile_model(model, ArrayConfig(roundings=("float",)))):
+        assert [d.kind for d in compiled.descriptors] == ["HOST"]
+        assert compiled.header.arena_bytes == 0 and compiled.link_bytes_per_inference == 0
+        assert np.array_equal(compiled.infer(x), want)

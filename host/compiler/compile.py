@@ -158,7 +158,8 @@ class _HostRunner:
 
     def __init__(self, compiled, values, counts):
         self.c, self.values, self.counts = compiled, values, counts
-        cfg = compiled.config
+        # Host ops compute on the host (golden), whatever modes the board's build has.
+        cfg = ArrayConfig()
 
         def offload(index, op, name, x_in, layer, macs, shape=None, source=None):
             from ..accelerator import Accelerator
