@@ -64,7 +64,7 @@ OPS = {"CONV": 1, "FULLY_CONNECTED": 2, "DEPTHWISE": 3, "ADD": 4, "AVERAGE_POOL"
        "MAX_POOL": 6, "MEAN": 7, "HOST": 15}
 
 #: Descriptor flag bits (byte 1).
-FLAG_RESIDUAL = 1       # CONV / FULLY_CONNECTED: add the ``aux`` view (an ADD record follows)
+FLAG_RESIDUAL = 1       # CONV: add the ``aux`` view (an ADD record follows the parameters)
 FLAG_LAST = 2           # the program's last descriptor
 
 # (name, bit offset, width, signed): the 512-bit little-endian descriptor.
