@@ -98,7 +98,8 @@ def test_sim_refresh_exact(simulator):
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_sim_backdoor(simulator, tmp_path):
     """+sdram_load's words read back through the pins at their word addresses ({row, bank,
-    column}); words written through the pins are in the +sdram_dump file, little-endian."""
+    column}); words written through the pins are in the +sdram_dump file, little-endian, both
+    from the dump_request toggle and from the dump at the end of the simulation."""
     rng = np.random.default_rng(5)
     words = rng.integers(0, 1 << 16, 1100, dtype=np.uint16)
     load, dump = tmp_path / "load.bin", tmp_path / "dump.bin"
@@ -115,6 +116,8 @@ def test_sim_backdoor(simulator, tmp_path):
     assert len(out) == at + 16
     assert np.array_equal(out[:len(words)], words)
     assert list(out[at:at + 8]) == [0xC000 + i for i in range(8)]
+    assert out[at + 8] == 0xD00D                   # written after dump_request: the final dump
+    assert r.log.count(f"sdram_model: dumped {at + 16} words to {dump}") == 2
 
 
 # ------------------------------------------------------------------------ planted violations

@@ -466,8 +466,12 @@ async def backdoor(dut):
     sd.write(2, 0, [0xC000 + i for i in range(8)])
     sd.precharge(2)
     await sd.flush()
-    dut.dump_request.value = 1
+    dut.dump_request.value = 1                       # a dump now...
     await sd.run_to(sd.edge + 2)
+    sd.activate(2, 3)                                # ...and one at the end (final), which
+    sd.write(2, 8, [0xD00D] + [0] * 7, dqm=[0] + [3] * 7)    # must hold this word too
+    sd.precharge(2)
+    await sd.flush()
 
 
 # -------------------------------------------------------------------- planted violations
