@@ -94,6 +94,9 @@ def test_layer_config():
 
 
 @pytest.mark.parametrize("kwargs, message", [
+    ({"op": "min_pool"}, r"^op must be one of conv, max_pool, average_pool, not 'min_pool'$"),
+    ({"op": "max_pool", "kernel": 0}, r"^pool kernel must be a positive integer, not 0$"),
+    ({"op": "max_pool", "kernel": 6}, r"^kernel 6 is larger than the engine's maximum, 5$"),
     ({"width": 10}, r"^width must be between 1 and 9, not 10$"),
     ({"channels": 13}, r"^channels must be between 1 and 12, not 13$"),
     ({"kernel": 7}, r"^kernel must be 3 or 5, not 7$"),
@@ -301,22 +304,77 @@ def test_sim_start_ignored_while_busy():
     np.testing.assert_array_equal(y, layer["y"])
 
 
+def random_pool(rng, *, op, height, width, channels, kernel, stride, padding, low_share=0.0):
+    """A random MAX_POOL_2D or AVERAGE_POOL_2D layer and golden's output; ``low_share`` of
+    the inputs -128 (windows whose in-image taps are all -128)."""
+    x = rng.integers(-128, 128, size=(height, width, channels), dtype=np.int8)
+    x[rng.random(x.shape) < low_share] = -128
+    lo, hi = (-128, 127) if rng.random() < 0.5 else (int(rng.integers(-128, -60)),
+                                                       int(rng.integers(60, 128)))
+    pool = ops.max_pool2d if op == "max_pool" else ops.average_pool2d
+    y = pool(x[None], (kernel, kernel), stride=(stride, stride), padding=padding,
+             activation_min=lo, activation_max=hi)[0]
+    zeros = np.zeros(channels, np.int64)
+    return {
+        "x": x, "w": np.zeros((1, kernel, kernel, channels), np.int8), "bias": zeros,
+        "mult": zeros, "shift": zeros, "y": y,
+        "settings": dict(height=height, width=width, channels=channels, kernel=kernel,
+                         stride=stride, padding=padding, activation_min=lo, activation_max=hi,
+                         op=op),
+    }
+
+
+def test_sim_pools_match_golden():
+    """MAX_POOL_2D and AVERAGE_POOL_2D on the same window walk, between depthwise layers:
+    2x2/2 and 3x3/2 (ResNet's), SAME windows cut by the edges (the average divides by the
+    in-image taps), a 5x5 average, random stalls."""
+    rng = np.random.default_rng(31)
+    layers = [
+        random_pool(rng, op="max_pool", height=6, width=7, channels=6, kernel=2, stride=2,
+                    padding="VALID"),
+        random_layer(rng, height=5, width=5, channels=4, kernel=3, stride=1, padding="SAME",
+                     rounding="double"),
+        random_pool(rng, op="max_pool", height=7, width=6, channels=5, kernel=3, stride=2,
+                    padding="SAME", low_share=0.9),
+        random_pool(rng, op="average_pool", height=6, width=5, channels=7, kernel=3,
+                    stride=1, padding="SAME"),
+        random_pool(rng, op="average_pool", height=7, width=7, channels=4, kernel=5,
+                    stride=2, padding="SAME"),
+        random_pool(rng, op="average_pool", height=5, width=6, channels=3, kernel=2,
+                    stride=1, padding="VALID"),
+    ]
+    _check(_engine(), layers, seed=4, in_idle=0.2, out_stall=0.3)
+
+
+def test_reciprocals_exact():
+    """The average pool's reciprocal table divides exactly up to 7x7 windows (checked for
+    every sum when the table is built)."""
+    bits, table = dw._reciprocals(49)
+    assert table[1] == 1 << 20 and bits == 21
+    assert table[3] == 349526
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(8))
 def test_sim_random_layers(seed):
-    """Random shapes, kernels, strides, paddings and modes, random stalls (slow: make
-    test-engine)."""
+    """Random shapes, kernels, strides, paddings and modes, then pools, random stalls (slow:
+    make test-engine)."""
     rng = np.random.default_rng(1000 + seed)
     engine = _engine(max_width=11, max_height=11, max_channels=13)
     layers = []
-    for _ in range(4):
-        kernel, stride = int(rng.choice([3, 5])), int(rng.choice([1, 2]))
-        padding = str(rng.choice(["SAME", "VALID"]))
+    for index in range(5):
+        op = "conv" if index < 3 else str(rng.choice(["max_pool", "average_pool"]))
+        kernel = int(rng.choice([3, 5]) if op == "conv" else rng.integers(1, 6))
+        stride, padding = int(rng.choice([1, 2])), str(rng.choice(["SAME", "VALID"]))
         low = kernel if padding == "VALID" else 1
-        layers.append(random_layer(
-            rng, height=int(rng.integers(low, 12)), width=int(rng.integers(low, 12)),
-            channels=int(rng.integers(1, 14)), kernel=kernel, stride=stride, padding=padding,
-            rounding=str(rng.choice(CFG.roundings))))
+        shape = dict(height=int(rng.integers(low, 12)), width=int(rng.integers(low, 12)),
+                     channels=int(rng.integers(1, 14)), kernel=kernel, stride=stride,
+                     padding=padding)
+        if op == "conv":
+            layers.append(random_layer(rng, rounding=str(rng.choice(CFG.roundings)), **shape))
+        else:
+            layers.append(random_pool(rng, op=op, low_share=float(rng.uniform(0, 0.5)),
+                                      **shape))
     _check(engine, layers, seed=seed, in_idle=float(rng.uniform(0, 0.6)),
            out_stall=float(rng.uniform(0, 0.6)))
 
@@ -336,7 +394,9 @@ def test_cocotb_matches_golden(simulator):
     layers = [random_layer(rng, height=6, width=5, channels=6, kernel=3, stride=1,
                            padding="SAME", rounding="double"),
               random_layer(rng, height=7, width=8, channels=8, kernel=5, stride=2,
-                           padding="VALID", rounding="float")]
+                           padding="VALID", rounding="float"),
+              random_pool(rng, op="average_pool", height=5, width=6, channels=5, kernel=3,
+                          stride=2, padding="SAME")]
     jobs = [{"layer": dw.layer_config(engine, **layer["settings"]),
              "weight_words": dw.weight_words(engine, layer["w"]),
              "param_words": dw.param_words(engine, layer["bias"], layer["mult"],

@@ -4,11 +4,11 @@ This room holds the gateware that runs a layer program's ops beside the pointwis
 
 - :mod:`.depthwise` -- :class:`~.depthwise.DepthwiseEngine`, DEPTHWISE_CONV_2D (3x3 and 5x5,
   stride 1 and 2, SAME/VALID) from an NHWC byte stream through line buffers, requantized per
-  channel by the array's own lane (:class:`pwconv.hw.requant_lane.RequantLane`);
+  channel by the array's own lane (:class:`pwconv.hw.requant_lane.RequantLane`); the same
+  window walk runs MAX_POOL_2D and AVERAGE_POOL_2D;
 - :mod:`.add` -- :class:`~.add.AddUnit`, the residual ADD of two streams (TFLite's reference
   arithmetic);
 - :mod:`.mean` -- :class:`~.mean.MeanUnit`, MEAN over a tensor's pixels (global average
   pooling);
-- the command processor that fetches and runs the program's descriptors, and the windowed
-  pool units (to come).
+- the command processor that fetches and runs the program's descriptors (to come).
 """

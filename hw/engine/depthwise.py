@@ -13,7 +13,7 @@ from ..layouts import SHIFT_SHAPE
 from ..params import check_config, rejected
 from ..requant_lane import RequantLane
 
-__all__ = ["DepthwiseEngine", "KERNELS", "STRIDES", "PADDINGS", "beat_layout",
+__all__ = ["DepthwiseEngine", "KERNELS", "STRIDES", "PADDINGS", "OPS", "beat_layout",
            "layer_layout", "weight_layout", "param_layout", "layer_config", "weight_words",
            "param_words", "input_beats", "output_tensor", "layer_cycles"]
 
@@ -23,6 +23,27 @@ KERNELS = (3, 5)
 STRIDES = (1, 2)
 #: TFLite's padding schemes; SAME pads with the input zero point.
 PADDINGS = ("SAME", "VALID")
+
+#: What the engine runs (``op`` of :func:`layer_layout`): DEPTHWISE_CONV_2D, MAX_POOL_2D and
+#: AVERAGE_POOL_2D share the line buffers and the window walk.
+OPS = ("conv", "max_pool", "average_pool")
+
+#: The average pool divides by a multiply with ``ceil(2^shift / taps)`` and this shift.
+_RECIPROCAL_SHIFT = 20
+
+
+def _reciprocals(max_taps):
+    """``(bits, table)``: ``table[n] = ceil(2^shift / n)`` for n in 1..max_taps (0 for 0), each
+    checked to give ``floor(v / n)`` exactly for every ``v`` up to ``max_taps * 128 + n``
+    (the largest |sum| + n / 2 of a window of int8 values)."""
+    table = [0] + [-(-(1 << _RECIPROCAL_SHIFT) // n) for n in range(1, max_taps + 1)]
+    for n in range(1, max_taps + 1):
+        top = max_taps * 128 + n
+        values = np.arange(top + 1, dtype=np.int64)
+        if not np.array_equal((values * table[n]) >> _RECIPROCAL_SHIFT, values // n):
+            raise AssertionError(f"reciprocal of {n} is not exact")
+    return max(table).bit_length(), table
+
 
 #: Largest tensor height and width an engine can be built for.
 MAX_SIDE = 1 << 13
@@ -49,7 +70,8 @@ def layer_layout(engine):
     ``height``, ``width`` and ``groups`` = ceil(C / lanes) describe the input; ``out_height``,
     ``out_width``, ``pad_top`` and ``pad_left`` the padding (TFLite's ComputePaddingWithOffset,
     from SAME or VALID); ``kernel`` is 3 or 5, ``stride`` 1 or 2; ``rounding`` is the index of
-    the requantization mode in :data:`pwconv.config.ROUNDINGS`.
+    the requantization mode in :data:`pwconv.config.ROUNDINGS`; ``op`` the index in
+    :data:`OPS` (a pool's kernel may be any size up to ``max_kernel``).
     """
     side_h = unsigned(engine.max_height.bit_length())
     side_w = unsigned(engine.max_width.bit_length())
@@ -68,6 +90,7 @@ def layer_layout(engine):
         "activation_min":    signed(8),
         "activation_max":    signed(8),
         "rounding":          unsigned(2),
+        "op":                unsigned(2),
     })
 
 
@@ -106,6 +129,15 @@ class DepthwiseEngine(wiring.Component):
     point, so its taps add nothing). The requantization is one
     :class:`~pwconv.hw.requant_lane.RequantLane` per lane, the array's own lane with the build's
     ``cfg.roundings`` and ``cfg.requant_multiply``.
+
+    **Pools.** The same window walk runs MAX_POOL_2D and AVERAGE_POOL_2D (``op`` of the layer,
+    any square kernel up to ``max_kernel``, stride 1 or 2), bit-exact with TFLite's
+    ``reference_integer_ops::MaxPool`` and ``AveragePool`` (``reference/integer_ops/
+    pooling.h``; :func:`pwconv.golden.ops.max_pool2d`, :func:`~pwconv.golden.ops.
+    average_pool2d`): the MACs multiply by 1 and the accumulators keep the maximum (taps
+    outside the image read -128) or the sum and the count of in-image taps, divided as C
+    divides ``(sum +- count / 2) / count``, by an exact reciprocal multiply; then the
+    activation clamp. A pool's results skip the lanes and leave with the same latency.
 
     **Data flow.** The input tensor arrives once, row by row in NHWC order, as beats of
     ``lanes`` channels of one pixel (``ceil(C / lanes)`` beats per pixel; lanes beyond C are
@@ -279,8 +311,8 @@ class DepthwiseEngine(wiring.Component):
     @property
     def fifo_depth(self):
         """Output FIFO depth, the compute loop's credit: enough for the results in flight at
-        one result per 9 cycles (the 3x3 kernel's rate)."""
-        return max(4, -(-(self.requant_latency + 8) // 9) + 2)
+        one result per 4 cycles (a 2x2 pool's rate; a 3x3 conv makes one per 9)."""
+        return max(4, -(-(self.requant_latency + 8) // 4) + 2)
 
     @property
     def macs(self):
@@ -432,20 +464,25 @@ class DepthwiseEngine(wiring.Component):
         g_a = Signal.like(g)
         m.d.sync += [v_a.eq(fire), ok_a.eq(tap_ok), first_a.eq((kx == 0) & (ky == 0)),
                      last_a.eq(tap_last), g_a.eq(g)]
-        # Stage B: x - zp_in (0 for a tap outside the image), the weight beside it.
-        v_b, first_b, last_b = Signal(), Signal(), Signal()
+        # Stage B: x - zp_in (0 for a tap outside the image), the weight beside it; for the
+        # pools x itself times 1 (a tap outside the image: -128 for max, 0 for average).
+        is_conv, is_max = cfg.op == OPS.index("conv"), cfg.op == OPS.index("max_pool")
+        v_b, ok_b, first_b, last_b = Signal(), Signal(), Signal(), Signal()
         g_b = Signal.like(g)
-        m.d.sync += [v_b.eq(v_a), first_b.eq(first_a), last_b.eq(last_a), g_b.eq(g_a)]
+        m.d.sync += [v_b.eq(v_a), ok_b.eq(ok_a), first_b.eq(first_a), last_b.eq(last_a),
+                     g_b.eq(g_a)]
         diff_b = [Signal(signed(9), name=f"diff_b{i}", reset_less=True) for i in range(lanes)]
         w_b = [Signal(signed(8), name=f"w_b{i}", reset_less=True) for i in range(lanes)]
         for i in range(lanes):
             x_i = line_r.data[8 * i:8 * i + 8].as_signed()
-            m.d.sync += [diff_b[i].eq(Mux(ok_a, x_i - cfg.input_zero_point, 0)),
-                         w_b[i].eq(wmem_r.data[8 * i:8 * i + 8].as_signed())]
+            m.d.sync += [diff_b[i].eq(Mux(ok_a, Mux(is_conv, x_i - cfg.input_zero_point, x_i),
+                                          Mux(is_max, -128, 0))),
+                         w_b[i].eq(Mux(is_conv, wmem_r.data[8 * i:8 * i + 8].as_signed(), 1))]
         # Stage C: the products.
-        v_c, first_c, last_c = Signal(), Signal(), Signal()
+        v_c, ok_c, first_c, last_c = Signal(), Signal(), Signal(), Signal()
         g_c = Signal.like(g)
-        m.d.sync += [v_c.eq(v_b), first_c.eq(first_b), last_c.eq(last_b), g_c.eq(g_b)]
+        m.d.sync += [v_c.eq(v_b), ok_c.eq(ok_b), first_c.eq(first_b), last_c.eq(last_b),
+                     g_c.eq(g_b)]
         prod_c = [Signal(signed(17), name=f"prod_c{i}", reset_less=True) for i in range(lanes)]
         for i in range(lanes):
             m.d.sync += prod_c[i].eq(diff_b[i] * w_b[i])
@@ -455,9 +492,16 @@ class DepthwiseEngine(wiring.Component):
         sums_valid = Signal()
         m.d.sync += sums_valid.eq(v_c & last_c)
         m.d.comb += pmem_r.addr.eq(g_c)
+        # The pools: the running maximum instead of the sum, and the count of in-image taps.
+        taps = Signal(range(self._max_kernel ** 2 + 1))
         with m.If(v_c):
+            m.d.sync += taps.eq(Mux(first_c, 0, taps) + ok_c)
             for i in range(lanes):
-                m.d.sync += acc[i].eq(Mux(first_c, 0, acc[i]) + prod_c[i])
+                with m.If(is_max):
+                    m.d.sync += acc[i].eq(Mux(first_c | (prod_c[i] > acc[i]), prod_c[i],
+                                              acc[i]))
+                with m.Else():
+                    m.d.sync += acc[i].eq(Mux(first_c, 0, acc[i]) + prod_c[i])
 
         # Requantization: one lane per channel, then the output FIFO.
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
@@ -482,8 +526,9 @@ class DepthwiseEngine(wiring.Component):
             results.append(lane.result[:8])
             if i == 0:
                 m.d.comb += out_fifo.w_en.eq(lane.result_valid)
+        pooled = self._pool(m, acc, taps, cfg, is_max)
         m.d.comb += [
-            out_fifo.w_data.eq(Cat(*results)),
+            out_fifo.w_data.eq(Mux(is_conv, Cat(*results), pooled)),
             self.o.valid.eq(out_fifo.r_rdy),
             self.o.payload.eq(out_fifo.r_data),
             out_fifo.r_en.eq(self.o.ready),
@@ -500,6 +545,43 @@ class DepthwiseEngine(wiring.Component):
             m.d.sync += busy.eq(0)
         return m
 
+    def _pool(self, m, acc, taps, cfg, is_max):
+        """The pools' results, ``lanes`` bytes, in step with the lanes' (stages D + latency):
+        the maximum, or the average ``(sum +- taps / 2) / taps`` rounded as C divides (toward
+        zero: TFLite's reference AveragePool), by a reciprocal multiply exact for every sum
+        the window can make; then the activation clamp."""
+        lanes, latency = self._lanes, self.requant_latency
+        bits, scale = _reciprocals(self._max_kernel ** 2)
+        table = Array(Const(r, bits) for r in scale)
+        # P1: |sum| + taps / 2, the sign, the reciprocal of the tap count.
+        recip = Signal(bits)
+        m.d.sync += recip.eq(table[taps])
+        values = []
+        for i in range(lanes):
+            total = acc[i]
+            magnitude = Signal(unsigned(len(total)), name=f"pool_mag{i}", reset_less=True)
+            negative = Signal(name=f"pool_neg{i}", reset_less=True)
+            keep = Signal(signed(9), name=f"pool_max{i}", reset_less=True)
+            m.d.sync += [magnitude.eq(Mux(total < 0, -total, total) + (taps >> 1)),
+                         negative.eq(total < 0), keep.eq(total)]
+            # P2: the quotient, signed; or the maximum.
+            quotient = Signal(signed(len(total) + 1), name=f"pool_q{i}", reset_less=True)
+            q = (magnitude * recip) >> _RECIPROCAL_SHIFT
+            m.d.sync += quotient.eq(Mux(is_max, keep, Mux(negative, -q, q)))
+            # P3: the clamp.
+            out = Signal(signed(8), name=f"pool_out{i}", reset_less=True)
+            m.d.sync += out.eq(Mux(quotient < cfg.activation_min, cfg.activation_min,
+                                   Mux(quotient > cfg.activation_max, cfg.activation_max,
+                                       quotient)))
+            values.append(out)
+        result = Cat(*values)
+        # Delayed to leave with the lanes' results (the FIFO takes both on a lane's valid).
+        for stage in range(latency - 3):
+            delayed = Signal(len(result), name=f"pool_delay{stage}", reset_less=True)
+            m.d.sync += delayed.eq(result)
+            result = delayed
+        return result
+
 
 def _check_int(name, value, lo, hi):
     if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
@@ -510,8 +592,8 @@ def _check_int(name, value, lo, hi):
 
 
 def layer_config(engine, *, height, width, channels, kernel, stride, padding,
-                 input_zero_point, output_zero_point, activation_min=-128, activation_max=127,
-                 rounding="double"):
+                 input_zero_point=0, output_zero_point=0, activation_min=-128,
+                 activation_max=127, rounding="double", op="conv"):
     """The ``layer`` setting of ``engine`` for one DEPTHWISE_CONV_2D layer, as a dict for
     ``layer_layout(engine).const(...)``; the padding from TFLite's rules
     (:func:`pwconv.golden.ops.compute_padding`).
@@ -528,8 +610,13 @@ def layer_config(engine, *, height, width, channels, kernel, stride, padding,
     if row_bytes > engine.max_row_bytes:
         raise ValueError(f"a row of {width} x {channels} channels takes {row_bytes} bytes of "
                          f"line buffer, more than the engine's {engine.max_row_bytes}")
-    if kernel not in KERNELS or isinstance(kernel, bool):
+    if op not in OPS:
+        raise ValueError(f"op must be one of {', '.join(OPS)}, not {op!r}")
+    if op == "conv" and (kernel not in KERNELS or isinstance(kernel, bool)):
         raise ValueError(f"kernel must be 3 or 5, not {kernel!r}")
+    if op != "conv" and (not isinstance(kernel, numbers.Integral) or isinstance(kernel, bool)
+                         or kernel < 1):
+        raise ValueError(f"pool kernel must be a positive integer, not {kernel!r}")
     if kernel > engine.max_kernel:
         raise ValueError(f"kernel {kernel} is larger than the engine's maximum, "
                          f"{engine.max_kernel}")
@@ -558,7 +645,7 @@ def layer_config(engine, *, height, width, channels, kernel, stride, padding,
         "pad_top": pad_top, "pad_left": pad_left,
         "input_zero_point": int(input_zero_point), "output_zero_point": int(output_zero_point),
         "activation_min": int(activation_min), "activation_max": int(activation_max),
-        "rounding": ROUNDINGS.index(rounding),
+        "rounding": ROUNDINGS.index(rounding), "op": OPS.index(op),
     }
 
 
