@@ -18,7 +18,7 @@ from .parts import model_parameters
 
 __all__ = ["MODEL", "TOPLEVEL", "SdramRun", "build", "run"]
 
-MODEL = Path(__file__).with_name("sdram_model.v")
+from . import MODEL
 BENCH_DIR = Path(__file__).resolve().parent
 TEST_MODULE = "cocotb_sdram"
 TOPLEVEL = "sdram_model"

@@ -1,4 +1,4 @@
-// sdram_model: a behavioural, timing-checked SDR SDRAM chip (16-bit, 4 banks) for Verilator and Icarus.
+// sdram_model: a behavioural, timing-checked SDR SDRAM chip (16-bit, 4 banks), Verilator + Icarus.
 //
 // Written for pwconv (issue 24) from the command truth tables, state rules and timing tables of
 // the ULX3S's SDRAM datasheets (Micron MT48LC16M16A2, ISSI IS42S16160G, Alliance AS4C32M16SB);
@@ -23,6 +23,10 @@
 //   * CKE has a 1-cycle latency: when CKE is low at edge n, edge n+1 is suspended (clock
 //     suspend during a burst: outputs hold; power-down when idle); the command at a suspended
 //     edge is ignored. AUTO REFRESH with CKE low enters SELF REFRESH; CKE high leaves it.
+//   * Auto precharge: after a READ burst the bank precharges from the edge after its last
+//     element, after a WRITE burst T_WR edges after its last data (a burst cut short by
+//     another bank's READ/WRITE, a BURST TERMINATE or a PRECHARGE: from the cut); tRAS is
+//     checked where that precharge starts (no tRAS lockout is assumed), tRP runs from there.
 //   * Time for the checks is counted in edges of clk (`cyc`, from 0 at the first edge), so the
 //     parameters are cycles at the frequency they were computed for.
 //
@@ -43,18 +47,26 @@
 // Checks: every violation prints one line
 //   "sdram_model: <rule> violated: <what> at cycle <n> (<time>)"
 // and then stops the simulation with $fatal (exit status nonzero) unless CHECKS_FATAL is 0
-// or +sdram_warn_only is given. Rules: power-up (wait, PRECHARGE ALL, >= INIT_REFRESHES AUTO
-// REFRESH and LOAD MODE REGISTER in either order before the first ACTIVE), tRCD, tRP, tRAS,
-// tRAS max, tRC, tRRD, tCCD, tWR (before PRECHARGE and before an auto precharge), tRFC, tMRD,
-// tXSR, bank state (READ/WRITE to an idle bank or one in auto precharge, ACTIVE to an open bank,
-// AUTO REFRESH/LOAD MODE REGISTER/SELF REFRESH with a bank open), mode register (an ACTIVE,
-// READ or WRITE while the last LOAD MODE REGISTER held a reserved code or a CAS latency the
-// part cannot run at this clock: such a load only prints a note), bus conflict (dq_oe while the model
-// drives DQ), write data (an unmasked write element without dq_oe), command (X/Z on cs_n or
-// the command pins after the power-up wait), refresh (fewer than REFRESH_COUNT AUTO REFRESH in
-// a window of REFRESH_WINDOW cycles, checked on every edge: the REFRESH_COUNT-th most recent
-// refresh must be less than REFRESH_WINDOW cycles old).
+// or +sdram_warn_only is given. Rules:
+//   power-up       the wait (T_INIT edges from the first one), PRECHARGE ALL, then at least
+//                  INIT_REFRESHES AUTO REFRESH and a LOAD MODE REGISTER (either order) before
+//                  the first ACTIVE
+//   tRCD tRP tRAS  tRAS max, tRC, tRRD, tCCD, tWR (before PRECHARGE, and before an auto
+//   ...            precharge), tRFC, tMRD, tXSR
+//   bank state     READ/WRITE to an idle bank or one in auto precharge, ACTIVE to an open
+//                  bank, AUTO REFRESH / LOAD MODE REGISTER / SELF REFRESH with a bank open
+//   mode register  ACTIVE/READ/WRITE while the last LOAD MODE REGISTER held a reserved code or
+//                  a CAS latency the part cannot run at this clock (the load itself only
+//                  prints a note: LiteDRAM's SDR init loads a reserved mode, then a valid one)
+//   bus conflict   dq_oe while the model drives DQ
+//   write data     an unmasked write element without dq_oe
+//   command        X/Z on cs_n or the command pins after the power-up wait (Icarus)
+//   refresh        fewer than REFRESH_COUNT AUTO REFRESH in a window of REFRESH_WINDOW cycles,
+//                  checked on every edge: the REFRESH_COUNT-th most recent refresh must be
+//                  less than REFRESH_WINDOW cycles old
 
+// The parameter defaults are MT48LC16M16A2-6A at 133 MHz; take them from
+// sim/sdram/parts.py for the part and clock simulated.
 module sdram_model #(
     parameter integer ROW_BITS       = 13,      // row address bits (8192 rows)
     parameter integer COL_BITS       = 9,       // column bits: 9 (512) or 10 (AS4C32M16SB)
