@@ -109,6 +109,12 @@ formal: setup
 test-sdram-model: setup
 	$(BIN)/python -m pytest -q tests/test_sim_sdram_model.py
 
+# The SDRAM controller (hw/memory/sdram.py) alone on the ULX3S at 100 MHz: synthesis and
+# place and route of its board variant, nextpnr seeds 1-4, each seed's Fmax printed (~2 min).
+.PHONY: sdram-fmax
+sdram-fmax: setup
+	$(BIN)/python -m pytest -q -s -m slow tests/test_memory_sdram.py -k fmax
+
 # Bitstream and its report with the YoWASP tools: make bitstream BOARD=ulx3s writes
 # build/BOARD/ (report in build/BOARD/report/); make publish-bitstream BOARD=... also
 # updates the committed reports/BOARD.{json,md} and reports/boards.md.

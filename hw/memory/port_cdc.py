@@ -1,8 +1,9 @@
 """NativePortCDC: a NativePortSignature port carried from one clock domain to another.
 
 For a memory controller that cannot run at its master's clock: LiteDRAM's 1:1 SDR controller
-alone placed and routed at 89.8-99.4 MHz on the ULX3S's LFE5U-85F-6 (nextpnr seeds 1-4), short
-of the array's 100 MHz, so the SDRAM may get a domain of its own (see hw/memory/sdram.py).
+alone on the ULX3S's LFE5U-85F-6 placed and routed at 89.8-106.1 MHz (two netlists, nextpnr
+seeds 1-4 each: six of eight placements short of 100 MHz; ``make sdram-fmax``), so beside the
+array it may need a domain of its own, slower than the array's 100 MHz.
 """
 
 from amaranth.hdl import Module, Value
