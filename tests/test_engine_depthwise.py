@@ -70,6 +70,19 @@ def test_init_wrong_row_bytes():
         _engine(max_row_bytes=1.5)
 
 
+@pytest.mark.parametrize("requant_lanes", [0, 3, 8, 1.0])
+def test_init_wrong_requant_lanes(requant_lanes):
+    with pytest.raises(ValueError, match=r"^Requantization lanes must divide the 4 lanes into "
+                                         r"at most 9 slices \(a 3x3 output beat every 9 "
+                                         r"cycles\), not "):
+        _engine(requant_lanes=requant_lanes)
+
+
+def test_init_requant_lanes_default():
+    assert [_engine(lanes=n).requant_lanes for n in (1, 4, 9, 16, 18, 32)] == [1, 1, 1, 2, 2, 4]
+    assert _engine(lanes=16).requant_slices == 8
+
+
 @pytest.mark.parametrize("kernel", [1, 4, 7, True, "3"])
 def test_init_wrong_kernel(kernel):
     with pytest.raises(ValueError, match=r"^Maximum kernel must be 3 or 5, not "):
@@ -267,8 +280,20 @@ def test_sim_throughput():
         config = dw.layer_config(engine, **layer["settings"])
         taps = dw.layer_cycles(engine, config)
         first_rows = (config["kernel"] - config["pad_top"]) * config["width"] * config["groups"]
-        assert taps < cycles <= taps + first_rows + engine.requant_latency + 12, \
+        assert taps < cycles <= taps + first_rows + engine.result_latency + 12, \
             (layer["settings"], cycles, taps, first_rows)
+
+
+@pytest.mark.parametrize("requant_lanes", [2, 4])
+def test_sim_requant_lanes(requant_lanes):
+    """More requantization lanes (fewer slices per beat), a conv beside a 1x1 max pool (a beat
+    per cycle, the lanes bypassed)."""
+    rng = np.random.default_rng(40 + requant_lanes)
+    layers = [random_layer(rng, height=5, width=4, channels=7, kernel=3, stride=1,
+                           padding="SAME", rounding="float"),
+              random_pool(rng, op="max_pool", height=3, width=4, channels=8, kernel=1,
+                          stride=1, padding="VALID")]
+    _check(_engine(requant_lanes=requant_lanes), layers, seed=5, in_idle=0.2, out_stall=0.2)
 
 
 def test_sim_one_rounding_fabric_tight_rows():

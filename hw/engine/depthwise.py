@@ -186,6 +186,11 @@ class DepthwiseEngine(wiring.Component):
     max_kernel : int
         3 or 5: the largest kernel the build supports (the line buffer holds ``max_kernel + 2``
         rows).
+    requant_lanes : int or None
+        :class:`~pwconv.hw.requant_lane.RequantLane` s, shared by the ``lanes`` channels: an
+        output beat takes ``lanes / requant_lanes`` cycles through them, at most 9 (a 3x3
+        conv makes a beat every 9 cycles). By default the fewest that keep up: 2 for 16 lanes
+        (each lane is a 32 x 32 multiply, 4 DSPs or ~1,000 LUTs in fabric).
     max_row_bytes : int or None
         Largest input row, ``width * ceil(C / lanes) * lanes`` bytes (a row slot's size); by
         default ``max_width * ceil(max_channels / lanes) * lanes``. MobileNetV2 1.0/224 needs
@@ -216,7 +221,7 @@ class DepthwiseEngine(wiring.Component):
     """
 
     def __init__(self, cfg: ArrayConfig, *, lanes=16, max_width=112, max_height=112,
-                 max_channels=960, max_kernel=5, max_row_bytes=None):
+                 max_channels=960, max_kernel=5, max_row_bytes=None, requant_lanes=None):
         check_config(self, cfg)
         for name, value, lo, hi in (("Lane count", lanes, 1, 64),
                                     ("Maximum width", max_width, 1, MAX_SIDE),
@@ -242,6 +247,16 @@ class DepthwiseEngine(wiring.Component):
                 f"and {full_row} (max_width * max_channels, rounded up to whole lanes), "
                 f"not {max_row_bytes}"))
         self._max_row_bytes = int(max_row_bytes)
+        if requant_lanes is None:       # the fewest that keep up with a 3x3 conv
+            requant_lanes = min(r for r in range(1, lanes + 1)
+                                if lanes % r == 0 and lanes // r <= 9)
+        if (not isinstance(requant_lanes, numbers.Integral) or isinstance(requant_lanes, bool)
+                or requant_lanes < 1 or lanes % requant_lanes
+                or lanes // requant_lanes > 9):
+            raise rejected(self, ValueError(
+                f"Requantization lanes must divide the {lanes} lanes into at most 9 slices "
+                f"(a 3x3 output beat every 9 cycles), not {requant_lanes!r}"))
+        self._requant_lanes = int(requant_lanes)
         self._cfg = cfg
         self._lanes = int(lanes)
         self._max_width = int(max_width)
@@ -309,10 +324,25 @@ class DepthwiseEngine(wiring.Component):
         return RequantLane.latency_of(1, self._cfg.roundings, self._cfg.requant_multiply)
 
     @property
+    def requant_lanes(self):
+        """Requantization lanes, shared by the ``lanes`` channels."""
+        return self._requant_lanes
+
+    @property
+    def requant_slices(self):
+        """Cycles the requantization lanes take per output beat: ``lanes / requant_lanes``."""
+        return self._lanes // self._requant_lanes
+
+    @property
+    def result_latency(self):
+        """Cycles from an output beat's sums (stage D) to its result entering the FIFO."""
+        return self.requant_slices + self.requant_latency
+
+    @property
     def fifo_depth(self):
         """Output FIFO depth, the compute loop's credit: enough for the results in flight at
         one result per 4 cycles (a 2x2 pool's rate; a 3x3 conv makes one per 9)."""
-        return max(4, -(-(self.requant_latency + 8) // 4) + 2)
+        return max(4, -(-(self.result_latency + 8) // 4) + 2)
 
     @property
     def macs(self):
@@ -503,20 +533,41 @@ class DepthwiseEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += acc[i].eq(Mux(first_c, 0, acc[i]) + prod_c[i])
 
-        # Requantization: one lane per channel, then the output FIFO.
+        # Requantization: the sums and their parameters are captured, then fed to the
+        # `requant_lanes` lanes a slice of channels per cycle (a shift register moving down by
+        # one slice each cycle, no multiplexers); their results are shifted into the output
+        # beat, which the last slice completes. Output beats of a conv come at least 9 cycles
+        # apart, slices take lanes / requant_lanes <= 9.
+        shared, slices = self._requant_lanes, self.requant_slices
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=8 * lanes, depth=self.fifo_depth)
+        fields = (("sum", signed(24)), ("bias", signed(32)), ("multiplier", signed(32)),
+                  ("shift", SHIFT_SHAPE))
+        hold = {name: [Signal(shape, name=f"hold_{name}{i}", reset_less=True)
+                       for i in range(lanes)] for name, shape in fields}
+        feed = Signal(slices)               # feed[p]: slice p is at the bottom this cycle
+        m.d.sync += feed.eq(Cat(sums_valid, feed[:slices - 1]))
+        sources = {"sum": acc, "bias": [pmem_r.data.bias[i] for i in range(lanes)],
+                   "multiplier": [pmem_r.data.multiplier[i] for i in range(lanes)],
+                   "shift": [pmem_r.data.shift[i] for i in range(lanes)]}
+        for name, _ in fields:
+            with m.If(sums_valid):
+                m.d.sync += [hold[name][i].eq(sources[name][i]) for i in range(lanes)]
+            with m.Else():
+                m.d.sync += [hold[name][i].eq(hold[name][i + shared])
+                             for i in range(lanes - shared)]
         results = []
-        for i in range(lanes):
+        last_slice = Signal()
+        for r in range(shared):
             lane = RequantLane(sum_shape=signed(24), steps=1, roundings=self._cfg.roundings,
                                multiply=self._cfg.requant_multiply)
-            m.submodules[f"lane{i}"] = lane
+            m.submodules[f"lane{r}"] = lane
             m.d.comb += [
-                lane.valid.eq(sums_valid),
-                lane.sum.eq(acc[i]),
-                lane.bias.eq(pmem_r.data.bias[i]),
-                lane.multiplier.eq(pmem_r.data.multiplier[i]),
-                lane.shift.eq(pmem_r.data.shift[i]),
+                lane.valid.eq(feed.any()),
+                lane.sum.eq(hold["sum"][r]),
+                lane.bias.eq(hold["bias"][r]),
+                lane.multiplier.eq(hold["multiplier"][r]),
+                lane.shift.eq(hold["shift"][r]),
                 lane.rounding.eq(cfg.rounding),
                 lane.output_zero_point.eq(cfg.output_zero_point),
                 lane.activation_min.eq(cfg.activation_min),
@@ -524,11 +575,23 @@ class DepthwiseEngine(wiring.Component):
                 lane.raw.eq(0),
             ]
             results.append(lane.result[:8])
-            if i == 0:
-                m.d.comb += out_fifo.w_en.eq(lane.result_valid)
-        pooled = self._pool(m, acc, taps, cfg, is_max)
+        # The last slice's result: its feed bit delayed by the lane's latency.
+        marker = feed[slices - 1]
+        for stage in range(self.requant_latency):
+            delayed = Signal(name=f"last_slice{stage}")
+            m.d.sync += delayed.eq(marker)
+            marker = delayed
+        m.d.comb += last_slice.eq(marker)
+        beat = Cat(*results)
+        if slices > 1:
+            gathered = Signal(8 * (lanes - shared), reset_less=True)
+            with m.If(m.submodules.lane0.result_valid):
+                m.d.sync += gathered.eq(Cat(gathered[8 * shared:], beat))
+            beat = Cat(gathered, beat)
+        pooled, pool_valid = self._pool(m, acc, taps, cfg, is_max, sums_valid)
         m.d.comb += [
-            out_fifo.w_data.eq(Mux(is_conv, Cat(*results), pooled)),
+            out_fifo.w_en.eq(Mux(is_conv, last_slice, pool_valid)),
+            out_fifo.w_data.eq(Mux(is_conv, beat, pooled)),
             self.o.valid.eq(out_fifo.r_rdy),
             self.o.payload.eq(out_fifo.r_data),
             out_fifo.r_en.eq(self.o.ready),
@@ -545,12 +608,13 @@ class DepthwiseEngine(wiring.Component):
             m.d.sync += busy.eq(0)
         return m
 
-    def _pool(self, m, acc, taps, cfg, is_max):
-        """The pools' results, ``lanes`` bytes, in step with the lanes' (stages D + latency):
+    def _pool(self, m, acc, taps, cfg, is_max, sums_valid):
+        """The pools' results, ``lanes`` bytes, and their valid bit, in step with the
+        lanes' (:attr:`result_latency` cycles after ``sums_valid``):
         the maximum, or the average ``(sum +- taps / 2) / taps`` rounded as C divides (toward
         zero: TFLite's reference AveragePool), by a reciprocal multiply exact for every sum
         the window can make; then the activation clamp."""
-        lanes, latency = self._lanes, self.requant_latency
+        lanes, latency = self._lanes, self.result_latency
         bits, scale = _reciprocals(self._max_kernel ** 2)
         table = Array(Const(r, bits) for r in scale)
         # P1: |sum| + taps / 2, the sign, the reciprocal of the tap count.
@@ -575,12 +639,18 @@ class DepthwiseEngine(wiring.Component):
                                        quotient)))
             values.append(out)
         result = Cat(*values)
-        # Delayed to leave with the lanes' results (the FIFO takes both on a lane's valid).
+        valid = sums_valid
+        for stage in range(3):
+            delayed = Signal(name=f"pool_valid{stage}")
+            m.d.sync += delayed.eq(valid)
+            valid = delayed
+        # Delayed to leave with the lanes' results.
         for stage in range(latency - 3):
             delayed = Signal(len(result), name=f"pool_delay{stage}", reset_less=True)
-            m.d.sync += delayed.eq(result)
-            result = delayed
-        return result
+            delayed_valid = Signal(name=f"pool_valid_d{stage}")
+            m.d.sync += [delayed.eq(result), delayed_valid.eq(valid)]
+            result, valid = delayed, delayed_valid
+        return result, valid
 
 
 def _check_int(name, value, lo, hi):
