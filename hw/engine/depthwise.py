@@ -126,9 +126,11 @@ class DepthwiseEngine(wiring.Component):
         y = clamp(rescale_c(acc) + zp_out, activation_min, activation_max)
 
     for kernels 3x3 and 5x5, stride 1 or 2, SAME or VALID padding (padding reads the input zero
-    point, so its taps add nothing). The requantization is one
-    :class:`~pwconv.hw.requant_lane.RequantLane` per lane, the array's own lane with the build's
-    ``cfg.roundings`` and ``cfg.requant_multiply``.
+    point, so its taps add nothing). The requantization is the array's own
+    :class:`~pwconv.hw.requant_lane.RequantLane` with the build's ``cfg.roundings`` and
+    ``cfg.requant_multiply``: ``requant_lanes`` of them, shared by the ``lanes`` channels (an
+    output beat's sums take ``lanes / requant_lanes`` cycles through them, at most 9, while a
+    3x3 conv makes a beat every 9 cycles).
 
     **Pools.** The same window walk runs MAX_POOL_2D and AVERAGE_POOL_2D (``op`` of the layer,
     any square kernel up to ``max_kernel``, stride 1 or 2), bit-exact with TFLite's
@@ -148,7 +150,7 @@ class DepthwiseEngine(wiring.Component):
     current one computes. The compute loop reads one word (one filter tap of ``lanes``
     channels) and one weight word per cycle and multiply-accumulates them in ``lanes``
     parallel MACs (x - zp_in, 9 bits, times int8 w); after the last tap of an output
-    beat the sums go to the lanes. Results leave in NHWC order, a beat of ``lanes`` channels
+    beat the sums go to the requantization lanes. Results leave in NHWC order, a beat of ``lanes`` channels
     per (output pixel, channel group).
 
     **Throughput.** ``lanes`` MACs per cycle: ``kernel**2 * ceil(C / lanes)`` cycles per output
