@@ -186,6 +186,17 @@ def test_sim_planted_violation(simulator, scenario):
     _planted(simulator, scenario, *PLANTED[scenario])
 
 
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_sim_warn_only(simulator):
+    """With +sdram_warn_only a violation is printed and counted (`violations`), and the
+    simulation goes on: the scenario reaches its own end and says so."""
+    r = _run(simulator, "violate_trcd", ("+sdram_warn_only",))
+    assert [rule for rule, _ in r.violations] == ["tRCD"], r.log_file
+    assert "the model did not stop (1 violations counted)" in r.log, r.log_file
+    assert "stopping on the violation above" not in r.log
+    shutil.rmtree(r.log_file.parent, ignore_errors=True)
+
+
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="icarus is not installed")
 def test_sim_planted_command_x():
     """Icarus (4-state): an X on cs_n after the power-up wait stops the model."""
