@@ -121,7 +121,7 @@ def test_sim_backdoor(simulator, tmp_path):
 
 
 # ------------------------------------------------------------------------ planted violations
-#: scenario of cocotb_sdram.py -> (rule, text the message must contain)
+#: scenario of cocotb_sdram_model.py -> (rule, text the message must contain)
 PLANTED = {
     "violate_power_up_wait": ("power-up", "PRECHARGE at cycle 6, before the power-up wait of "
                                           f"{INIT} cycles is over"),

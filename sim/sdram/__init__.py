@@ -6,7 +6,7 @@
   (split DQ: ``dq_i``/``dq_oe`` in, ``dq_o``/``dq_o_en`` out) and ``sdram_model_inout`` (one
   ``inout [15:0] dq``); its header states the clocking contract, the plusargs (backdoor load
   and dump, shortened checks) and every rule it checks;
-- :mod:`.run` and ``cocotb_sdram.py`` -- its cocotb bench and runner
+- :mod:`.run` and ``cocotb_sdram_model.py`` -- its cocotb bench and runner
   (tests/test_sim_sdram_model.py).
 
 Wiring it into a board simulation (one clock domain with the controller's SDRAM side)::

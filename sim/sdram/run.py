@@ -1,5 +1,5 @@
 """Build sim/sdram/sdram_model.v once per simulator and part/clock, and run its cocotb bench
-(sim/sdram/cocotb_sdram.py) scenario by scenario, returning each run's log."""
+(sim/sdram/cocotb_sdram_model.py) scenario by scenario, returning each run's log."""
 
 import dataclasses
 import hashlib
@@ -20,7 +20,7 @@ __all__ = ["MODEL", "TOPLEVEL", "SdramRun", "build", "run"]
 
 from . import MODEL
 BENCH_DIR = Path(__file__).resolve().parent
-TEST_MODULE = "cocotb_sdram"
+TEST_MODULE = "cocotb_sdram_model"   # not sim/cocotb_sdram.py (the controller's bench)
 TOPLEVEL = "sdram_model"
 #: A violation line of the model: "sdram_model: <rule> violated: <what>".
 VIOLATION = re.compile(r"sdram_model: (.+?) violated: (.*)")
@@ -87,7 +87,7 @@ def build(simulator, part, clock_hz, *, store_bits=0, build_root="build/sim", lo
 
 def run(simulator, part, clock_hz, testcase, *, plusargs=(), env=None, store_bits=0,
         build_root="build/sim", keep=False):
-    """Run the bench's ``testcase`` (a cocotb test name of cocotb_sdram.py) on a cached build
+    """Run the bench's ``testcase`` (a cocotb test name of cocotb_sdram_model.py) on a cached build
     of the model. ``plusargs`` go to the simulator, ``env`` to the bench. A run whose model
     stopped on a violation is a normal outcome here: the result says what happened."""
     build_dir, params = build(simulator, part, clock_hz, store_bits=store_bits,
