@@ -10,7 +10,7 @@ export AMARANTH_USE_YOSYS := builtin
 
 .PHONY: setup test test-all demo model-demo verilog bench publish-bench bench-icebreaker \
   publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes soak formal faults clean \
-  test-engine
+  test-engine memory-link
 
 setup: $(BIN)/pwconv iverilog fst-libs
 	@echo "pwconv is installed: try 'make demo' or '$(BIN)/pwconv --help'"
@@ -97,6 +97,11 @@ faults: setup
 	@mkdir -p build
 	PWCONV_FAULT_ROUNDS=$(FAULT_ROUNDS) PWCONV_FAULT_REPORT=build/faults.json \
 	  $(BIN)/python -m pytest -q -s tests/test_board_faults.py
+
+# The link's memory commands end to end on board-sim with a 4 KiB block-RAM memory (its
+# Verilator build takes about 2 minutes; make test runs them in Amaranth's simulator).
+memory-link: setup
+	$(BIN)/python -m pytest -q -m slow tests/test_board_memory_sim.py
 
 # Every SymbiYosys proof of the stream contract on 2x2 configurations, and every mutation that
 # must break one (a fast subset runs in make test: tests/test_formal.py).

@@ -10,7 +10,10 @@ from amaranth.lib.wiring import In, Out
 from pwconv.config import ArrayConfig
 from .link.controller import LinkController, check_link_params
 from .link.protocol import Identity
+from .link.memory import check_memory_params
 from .link.uart import UARTReceiver, UARTTransmitter, uart_divisor
+from .memory.bram import BlockRAMMemory
+from .memory.port import NativePortSignature
 from .params import check_config, rejected
 from .stream_register import StreamRegister
 from .top import PointwiseConv
@@ -84,6 +87,17 @@ class BoardTop(wiring.Component):
         through the other side's logic or across the chip to every weight memory (the longest
         paths at 100 MHz on ECP5). One cycle more per stream, a payload of flip-flops each;
         off where logic is scarce (iCE40).
+    memory : NativePortSignature or None
+        A board memory (the SDRAM controller's port): the top gets a ``mem`` port of this
+        signature (master side) and the link its memory commands (MEM_INFO, MEM_WRITE,
+        MEM_READ, MEM_CRC; :class:`~.link.memory.MemoryCommands`). None (the default, the
+        iCEBreaker build): no memory logic at all.
+    memory_size : int or None
+        Bytes of that memory (default: the port's whole range).
+    block_ram_memory : int or None
+        Instead of ``memory``: bytes of a :class:`~.memory.bram.BlockRAMMemory` of 16-bit
+        words inside the top, behind the memory commands (board-sim without SDRAM; a
+        multiple of 2).
 
     Members
     -------
@@ -93,19 +107,18 @@ class BoardTop(wiring.Component):
         Serial output, 8N1, idle high; registered.
     status_led : Out(1)
         High while a frame is being received or executed.
+    mem : Out(memory)
+        Only with ``memory``: the board memory's port.
 
     Timing: a byte takes ``10 * divisor`` cycles on each line; a frame is executed in about
     4 cycles per payload byte plus the accelerator's time, and a RUN's results stream out while
     its pixels are still being fed (the UART, not the array, sets the pace).
     """
 
-    uart_rx: In(1, init=1)
-    uart_tx: Out(1, init=1)
-    status_led: Out(1)
-
     def __init__(self, cfg: ArrayConfig = ArrayConfig(), *, clk_freq, baud,
                  max_payload=DEFAULT_MAX_PAYLOAD, frame_timeout=DEFAULT_FRAME_TIMEOUT,
-                 register_streams=False):
+                 register_streams=False, memory=None, memory_size=None,
+                 block_ram_memory=None):
         check_config(self, cfg)
         try:
             divisor = uart_divisor(clk_freq, baud)
@@ -121,8 +134,24 @@ class BoardTop(wiring.Component):
                 f"baud), not {frame_timeout!r}"))
         try:
             check_link_params(cfg, max_payload=max_payload, timeout=timeout)
+            if block_ram_memory is not None:
+                if memory is not None:
+                    raise ValueError("Give a memory port or a block RAM memory, not both")
+                if (not isinstance(block_ram_memory, int) or isinstance(block_ram_memory, bool)
+                        or block_ram_memory < 2 or block_ram_memory % 2):
+                    raise ValueError(f"Block RAM memory must be a positive even number of "
+                                     f"bytes, not {block_ram_memory!r}")
+                depth = block_ram_memory // 2
+                memory = NativePortSignature(addr_width=max(1, (depth - 1).bit_length()),
+                                             data_width=16)
+                memory_size = block_ram_memory
+            if memory is not None:
+                memory_size = check_memory_params(memory, memory_size)
         except (TypeError, ValueError) as error:
             raise rejected(self, error) from None
+        self._memory = memory
+        self._memory_size = memory_size
+        self._block_ram_memory = block_ram_memory
         self._cfg = cfg
         self._clk_freq = clk_freq
         self._baud = baud
@@ -132,7 +161,11 @@ class BoardTop(wiring.Component):
         self._register_streams = bool(register_streams)
         self._identity = Identity.of(cfg, max_payload=max_payload, clk_freq=round(clk_freq),
                                      baud=round(baud), timeout=timeout)
-        super().__init__()
+        # A dict, not annotations: the memory port exists only with a memory.
+        signature = {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1), "status_led": Out(1)}
+        if memory is not None and block_ram_memory is None:
+            signature["mem"] = Out(memory)
+        super().__init__(signature)
 
     @property
     def array_config(self):
@@ -157,13 +190,25 @@ class BoardTop(wiring.Component):
         """The :class:`~pwconv.hw.link.protocol.Identity` this board reports."""
         return self._identity
 
+    @property
+    def memory_size(self):
+        """Bytes of board memory behind the memory commands (None: none)."""
+        return self._memory_size
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.uart_rx = rx = UARTReceiver(self._divisor)
         m.submodules.uart_tx = tx = UARTTransmitter(self._divisor)
         m.submodules.link = link = LinkController(
             self._cfg, max_payload=self._max_payload, timeout=self._timeout,
-            clk_freq=self._clk_freq, baud=self._baud)
+            clk_freq=self._clk_freq, baud=self._baud, memory=self._memory,
+            memory_size=self._memory_size)
+        if self._block_ram_memory is not None:
+            m.submodules.memory = bram = BlockRAMMemory(depth=self._block_ram_memory // 2,
+                                                        data_width=16)
+            wiring.connect(m, link.mem, bram.bus)
+        elif self._memory is not None:
+            wiring.connect(m, link.mem, wiring.flipped(self.mem))
         # The link loads weights and params while the accelerator is idle: one bank.
         m.submodules.accel = accel = PointwiseConv(self._cfg.single_bank())
 

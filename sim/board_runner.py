@@ -65,7 +65,7 @@ def write_board_verilog(top: BoardTop, out_dir, *, name=TOPLEVEL):
         path.write_text(text)
     meta = {"config": dataclasses.asdict(top.array_config), "toplevel": name,
             "divisor": top.divisor, "timeout_cycles": top.timeout_cycles,
-            "max_payload": top.max_payload}
+            "max_payload": top.max_payload, "memory_size": top.memory_size}
     (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
@@ -77,18 +77,23 @@ def _board_key(cfg, **params):
 
 def build_board(cfg: ArrayConfig, *, clk_freq=SIM_CLK_FREQ, baud=SIM_BAUD,
                 max_payload=DEFAULT_MAX_PAYLOAD, frame_timeout=SIM_FRAME_TIMEOUT,
-                build_root="build/board-sim"):
+                build_root="build/board-sim", memory_bytes=None):
     """Export and Verilate a :class:`BoardTop` unless an identical build exists.
+
+    ``memory_bytes``: a block-RAM board memory of that many bytes behind the link's memory
+    commands (``BoardTop(block_ram_memory=...)``); None, none.
 
     Returns ``(build_dir, meta)``. The build lives in ``build_root/<key>/obj``, the key hashing
     the configuration and link parameters, and is redone only when the Verilog, the build
     arguments or cocotb's version change; concurrent builds of one key wait for each other.
     """
     top = BoardTop(cfg, clk_freq=clk_freq, baud=baud, max_payload=max_payload,
-                   frame_timeout=frame_timeout)
+                   frame_timeout=frame_timeout, block_ram_memory=memory_bytes)
+    # The memory joins the key only when there is one: builds without keep their keys.
+    extra = {} if memory_bytes is None else {"memory_bytes": memory_bytes}
     root = repo_path(build_root) / _board_key(cfg, clk_freq=clk_freq, baud=baud,
                                             max_payload=max_payload,
-                                            frame_timeout=frame_timeout)
+                                            frame_timeout=frame_timeout, **extra)
     build_dir = root / "obj"
     artifact = build_dir / TOPLEVEL
     with file_lock(root / ".build.lock"):
@@ -143,6 +148,8 @@ class BoardSimulation:
         The accelerator configuration.
     clk_freq, baud, max_payload, frame_timeout
         :class:`BoardTop` parameters (defaults: 4 cycles per bit, 4 KiB frames, 0.25 ms).
+    memory_bytes : int or None
+        A block-RAM board memory of that many bytes (:func:`build_board`).
     build_root : str or Path
         Where builds are cached (relative paths are inside the repository).
     keep : bool
@@ -153,8 +160,10 @@ class BoardSimulation:
 
     def __init__(self, cfg: ArrayConfig, *, clk_freq=SIM_CLK_FREQ, baud=SIM_BAUD,
                  max_payload=DEFAULT_MAX_PAYLOAD, frame_timeout=SIM_FRAME_TIMEOUT,
-                 build_root="build/board-sim", keep=False, start_timeout=120.0):
+                 build_root="build/board-sim", keep=False, start_timeout=120.0,
+                 memory_bytes=None):
         self.cfg = cfg
+        self.memory_bytes = memory_bytes
         self.clk_freq, self.baud = clk_freq, baud
         self.max_payload, self.frame_timeout = max_payload, frame_timeout
         self.build_root, self.keep, self.start_timeout = build_root, keep, start_timeout
@@ -176,7 +185,8 @@ class BoardSimulation:
         build_dir, meta = build_board(self.cfg, clk_freq=self.clk_freq, baud=self.baud,
                                       max_payload=self.max_payload,
                                       frame_timeout=self.frame_timeout,
-                                      build_root=self.build_root)
+                                      build_root=self.build_root,
+                                      memory_bytes=self.memory_bytes)
         self.run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir.parent))
         self.log = self.run_dir / "sim.log"
         path = str(self.run_dir / "link.sock")
