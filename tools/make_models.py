@@ -4,6 +4,7 @@
     /work/tfenv/bin/python tools/make_models.py            # writes tests/models/*
     /work/tfenv/bin/python tools/make_models.py --full     # + build/models/mobilenetv2_100_224
     /work/tfenv/bin/python tools/make_models.py --only none --resnet   # build/models/resnet50_64
+    /work/tfenv/bin/python tools/make_models.py --only none --v1  # build/models/mobilenetv1_100_224
 
 Models (seeded, so a rerun writes the same arithmetic):
 - mobilenetv2_035_96.tflite: keras.applications.MobileNetV2(alpha=0.35, 96x96, 100 classes,
@@ -104,6 +105,21 @@ def mobilenetv2(alpha, size, classes, seed):
     return data, _quantize_input(data, sample)
 
 
+def mobilenetv1(alpha, size, classes, seed):
+    """keras.applications.MobileNet (V1) without its top, which reshapes through
+    SHAPE/STRIDED_SLICE/PACK ops, plus average pooling and a Dense softmax head."""
+    import keras
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    base = keras.applications.MobileNet(input_shape=(size, size, 3), alpha=alpha, weights=None,
+                                        include_top=False, pooling="avg")
+    model = keras.Model(base.input,
+                        keras.layers.Dense(classes, activation="softmax")(base.output))
+    _randomize_batchnorm(model, rng)
+    data, sample = _convert(model, (size, size, 3), rng, int8_io=True)
+    return data, _quantize_input(data, sample)
+
+
 def resnet50(size, seed):
     import keras
     keras.utils.set_random_seed(seed)
@@ -197,6 +213,8 @@ def main():
                         help="also MobileNetV2 alpha 1.0 at 224x224 into build/models/")
     parser.add_argument("--resnet", action="store_true",
                         help="also ResNet50 at 64x64 into build/models/ (25 MB)")
+    parser.add_argument("--v1", action="store_true",
+                        help="also MobileNetV1 alpha 1.0 at 224x224 into build/models/")
     parser.add_argument("--only", choices=["mobilenet", "ops", "onnx", "none"])
     parser.add_argument("--out", type=Path, default=OUT, help="output directory")
     args = parser.parse_args()
@@ -217,6 +235,10 @@ def main():
         OUT = Path(__file__).resolve().parent.parent / "build" / "models"
         OUT.mkdir(parents=True, exist_ok=True)
         _save("resnet50_64.tflite", *resnet50(64, seed=0))
+    if args.v1:
+        OUT = Path(__file__).resolve().parent.parent / "build" / "models"
+        OUT.mkdir(parents=True, exist_ok=True)
+        _save("mobilenetv1_100_224.tflite", *mobilenetv1(1.0, 224, 1000, seed=0))
 
 
 if __name__ == "__main__":
