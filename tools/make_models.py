@@ -1,6 +1,6 @@
 """Generate the test models in tests/models/ (needs tensorflow-cpu: run it from its own venv).
 
-    python3 -m venv /work/tfenv && /work/tfenv/bin/pip install tensorflow-cpu onnx onnxruntime
+    python3 -m venv /work/tfenv && /work/tfenv/bin/pip install tensorflow-cpu tflite onnx onnxruntime
     /work/tfenv/bin/python tools/make_models.py            # writes tests/models/*
     /work/tfenv/bin/python tools/make_models.py --full     # + build/models/mobilenetv2_100_224
     /work/tfenv/bin/python tools/make_models.py --only none --resnet   # build/models/resnet50_64
