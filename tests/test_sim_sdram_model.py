@@ -144,9 +144,8 @@ PLANTED = {
                            f"data (needs {T['T_WR']})"),
     "violate_twr_auto_precharge": ("tRP", f"ACTIVE to bank 1 {T['T_RP'] - 1} cycles after its "
                                           f"precharge (needs {T['T_RP']})"),
-    "violate_tras_auto_precharge": ("tRAS", f"auto precharge of bank 1 row 5 starts "
-                                            f"{T['T_RCD'] + 1} cycles after ACTIVE "
-                                            f"(needs {T['T_RAS']})"),
+    "violate_trp_auto_precharge_tras": ("tRP", f"ACTIVE to bank 1 {T['T_RP'] - 1} cycles after "
+                                               f"its precharge (needs {T['T_RP']})"),
     "violate_trfc": ("tRFC", f"ACTIVE {T['T_RFC'] - 1} cycles after AUTO REFRESH "
                              f"(needs {T['T_RFC']})"),
     "violate_tmrd": ("tMRD", f"ACTIVE {T['T_MRD'] - 1} cycles after LOAD MODE REGISTER "

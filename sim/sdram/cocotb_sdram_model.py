@@ -174,8 +174,6 @@ class Sdram:
         bl = self._burst(True)
         if ap and bl != "page":
             assert len(words) == bl
-            # tRAS before the auto precharge that follows the write recovery
-            k = max(k, self.t_act[bank] + self.t["T_RAS"] - (bl - 1) - self.t["T_WR"])
         self.command(k, "WRITE", ba=bank, a=col | int(ap) << 10)
         dqm = dqm or [0] * len(words)
         cols = burst_columns(col, len(words), bl, self.interleaved, self.page)
@@ -189,8 +187,9 @@ class Sdram:
                 self.t_wdata[bank] = k + i
         self.t_rw = k
         self.cursor = max(self.cursor, k + (len(words) if bl == "page" else bl))
-        if ap:
-            self.t_pre[bank] = k + len(words) - 1 + self.t["T_WR"]
+        if ap:      # the chip precharges tWR after the last data, not before tRAS
+            self.t_pre[bank] = max(k + len(words) - 1 + self.t["T_WR"],
+                                   self.t_act[bank] + self.t["T_RAS"])
             self.open[bank] = None
         return k
 
@@ -200,16 +199,14 @@ class Sdram:
         k = self.earliest_rw(bank, at)
         bl = self._burst(False)
         n = bl if n is None else n
-        if ap:
-            k = max(k, self.t_act[bank] + self.t["T_RAS"] - bl)
         self.command(k, "READ", ba=bank, a=col | int(ap) << 10)
         cols = burst_columns(col, n, bl, self.interleaved, self.page)
         out = [(k + self.cl + i, (bank, self.open[bank], c)) for i, c in enumerate(cols)]
         self.t_rw = k
         self.cursor = max(self.cursor, k + (n if bl == "page" else bl))
         self.bus_free = max(self.bus_free, k + n + self.cl)
-        if ap:
-            self.t_pre[bank] = k + bl
+        if ap:      # the chip precharges after the last element, not before tRAS
+            self.t_pre[bank] = max(k + bl, self.t_act[bank] + self.t["T_RAS"])
             self.open[bank] = None
         return k, out
 
@@ -375,6 +372,20 @@ async def data_paths(dut):
         sd.precharge(0)
         await sd.flush()
         sd.check(elements)
+    # burst length 1 (LiteDRAM's): the auto precharge waits for tRAS, and the next ACTIVE
+    # comes at exactly tRAS + tRP
+    sd.load_mode(2, 1)
+    for ap_write in (True, False):
+        sd.activate(2, 600)
+        if ap_write:
+            sd.write(2, 1, [word()], ap=True)
+        else:
+            k, elements = sd.read(2, 1, ap=True)
+        sd.activate(2, 600)
+        assert sd.t_act[2] == sd.t_pre[2] + sd.t["T_RP"]
+        sd.precharge(2)
+    await sd.flush()
+    sd.check(elements)
 
     # a READ interrupted by a READ, a WRITE interrupted by a WRITE, a READ by a WRITE (DQM
     # blanks the read data still in flight), a WRITE by a READ
@@ -582,16 +593,19 @@ async def violate_twr_auto_precharge(sd):
     # WRITE with auto precharge: the bank precharges tWR after the last data, so an ACTIVE
     # one edge before tWR + tRP (tDAL) is early
     await sd.init(bl=1)
-    sd.activate(1, 5)
-    k = sd.write(1, 0, [0x1234], ap=True)
+    k = sd.activate(1, 5)
+    k = sd.write(1, 0, [0x1234], ap=True, at=k + sd.t["T_RAS"])   # tWR, not tRAS, binds
     sd.command(k + sd.t["T_WR"] + sd.t["T_RP"] - 1, "ACT", ba=1, a=6)
 
 
 @_planted
-async def violate_tras_auto_precharge(sd):
+async def violate_trp_auto_precharge_tras(sd):
+    # READ with auto precharge right after tRCD: the chip precharges at tRAS, not at the end
+    # of the burst, so an ACTIVE one edge before tRAS + tRP is early
     await sd.init(bl=1)
     k = sd.activate(1, 5)
-    sd.command(k + sd.t["T_RCD"], "READ", ba=1, a=1 << 10)   # precharges before tRAS
+    sd.command(k + sd.t["T_RCD"], "READ", ba=1, a=1 << 10)
+    sd.command(k + sd.t["T_RAS"] + sd.t["T_RP"] - 1, "ACT", ba=1, a=6)
 
 
 @_planted

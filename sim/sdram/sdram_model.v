@@ -25,8 +25,9 @@
 //     edge is ignored. AUTO REFRESH with CKE low enters SELF REFRESH; CKE high leaves it.
 //   * Auto precharge: after a READ burst the bank precharges from the edge after its last
 //     element, after a WRITE burst T_WR edges after its last data (a burst cut short by
-//     another bank's READ/WRITE, a BURST TERMINATE or a PRECHARGE: from the cut); tRAS is
-//     checked where that precharge starts (no tRAS lockout is assumed), tRP runs from there.
+//     another bank's READ/WRITE, a BURST TERMINATE or a PRECHARGE: from the cut), but never
+//     before tRAS from the ACTIVE (the datasheets: where an explicit PRECHARGE could have been
+//     issued at the earliest without violating tRAS(MIN)); tRP runs from there.
 //   * Time for the checks is counted in edges of clk (`cyc`, from 0 at the first edge), so the
 //     parameters are cycles at the frequency they were computed for.
 //
@@ -51,8 +52,8 @@
 //   power-up       the wait (T_INIT edges from the first one), PRECHARGE ALL, then at least
 //                  INIT_REFRESHES AUTO REFRESH and a LOAD MODE REGISTER (either order) before
 //                  the first ACTIVE
-//   tRCD tRP tRAS  tRAS max, tRC, tRRD, tCCD, tWR (before PRECHARGE, and before an auto
-//   ...            precharge), tRFC, tMRD, tXSR
+//   tRCD tRP tRAS  tRAS max, tRC, tRRD, tCCD, tWR (before PRECHARGE; an auto precharge
+//   ...            waits for it and for tRAS by itself), tRFC, tMRD, tXSR
 //   bank state     READ/WRITE to an idle bank or one in auto precharge, ACTIVE to an open
 //                  bank, AUTO REFRESH / LOAD MODE REGISTER / SELF REFRESH with a bank open
 //   mode register  ACTIVE/READ/WRITE while the last LOAD MODE REGISTER held a reserved code or
@@ -418,14 +419,13 @@ module sdram_model #(
             violated;
         end
 
-        // Auto precharges that start now (or started at an earlier edge).
+        // Auto precharges that start now (or started at an earlier edge). The datasheets
+        // place an auto precharge's start where an explicit PRECHARGE could have been issued
+        // at the earliest without violating tRAS(MIN): never before tRAS.
         for (b = 0; b < 4; b = b + 1)
-            if (ap_state[b] == 2 && cyc >= ap_time[b]) begin
-                if (ap_time[b] - t_act[b] < RAS_C) begin
-                    $display("sdram_model: tRAS violated: auto precharge of bank %0d row %0d starts %0d cycles after ACTIVE (needs %0d) at cycle %0d (%0t)",
-                             b, bank_row[b], ap_time[b] - t_act[b], RAS_C, cyc, $time);
-                    violated;
-                end
+            if (ap_state[b] == 2 && (ap_time[b] - t_act[b] < RAS_C ? t_act[b] + RAS_C
+                                                                   : ap_time[b]) <= cyc) begin
+                if (ap_time[b] - t_act[b] < RAS_C) ap_time[b] = t_act[b] + RAS_C;
                 bank_open[b] = 0;
                 t_pre[b] = ap_time[b];
                 ap_state[b] = 0;
