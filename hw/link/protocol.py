@@ -14,7 +14,12 @@ __all__ = ["PROTOCOL", "START", "HEADER_BYTES", "CRC_BYTES", "OVERHEAD", "MAX_LE
            "IDENTITY_BYTES", "STATUS_BYTES", "ACK_BIT", "FLAG_LAYER_SET",
            "FLAG_ACCELERATOR_IDLE", "FLAG_WEIGHTS_VALID", "FLAG_PARAMS_VALID",
            "ROUNDING_DOUBLE", "fixed_lengths", "rounding_mask", "MEMORY_COMMANDS",
-           "MemoryInfo", "MEMORY_INFO_BYTES", "MEM_ADDR_BYTES"]
+           "MemoryInfo", "MEMORY_INFO_BYTES", "MEM_ADDR_BYTES", "PROGRAM_COMMANDS",
+           "StopReason", "ProgramFault", "ProgramStop", "RUN_PROGRAM_BYTES",
+           "PROGRAM_STOP_BYTES", "READ_COUNTERS_BYTES", "COUNTER_BYTES", "STOP_ESTIMATED",
+           "pack_run_program",
+           "unpack_run_program", "pack_read_counters", "unpack_read_counters",
+           "pack_counters", "unpack_counters"]
 
 #: Link protocol revision, reported in IDENTITY. Revision 2 added the sequence tag to every
 #: frame, BUSY NACKs, one NACK per refused frame and weight/param validity (docs/protocol.md).
@@ -68,6 +73,13 @@ class Command(enum.IntEnum):
     #: Byte address (u32), byte count (u32, at least 1); reply MEM_CRC, the region's CRC-32
     #: (``zlib.crc32``) as a u32.
     MEM_CRC = 0x0A
+    #: Layer program (builds with a command processor; others NACK them UNKNOWN_COMMAND).
+    #: Start descriptor (u16), run number (u16), image id (u32); reply PROGRAM_STOPPED
+    #: (:class:`ProgramStop`): where and why the program stopped, and its cycles.
+    RUN_PROGRAM = 0x0B
+    #: First descriptor (u16), descriptor count (u16, at least 1); reply COUNTERS: per
+    #: descriptor of its last execution, cycles (u32) and SDRAM bytes moved (u32).
+    READ_COUNTERS = 0x0C
 
 
 #: Reply code of a command that succeeded: the command code with this bit set.
@@ -89,6 +101,8 @@ class Reply(enum.IntEnum):
     MEM_WRITTEN = Command.MEM_WRITE | ACK_BIT
     MEM_DATA = Command.MEM_READ | ACK_BIT
     MEM_CRC = Command.MEM_CRC | ACK_BIT
+    PROGRAM_STOPPED = Command.RUN_PROGRAM | ACK_BIT
+    COUNTERS = Command.READ_COUNTERS | ACK_BIT
     #: The frame was refused and nothing of it applied; payload: error code, command byte. Its
     #: tag is the refused frame's (as received: a garbled tag is echoed garbled).
     NACK = 0xFF
@@ -115,6 +129,12 @@ class Error(enum.IntEnum):
     BAD_ROUNDING = 14
     #: A memory command's byte range reaches outside the board memory (nothing written).
     BAD_RANGE = 15
+    #: RUN_PROGRAM: the memory holds no program image (bad magic) or its header's image id is
+    #: not the one the request names (a reset board, another model's image). Nothing ran.
+    NO_IMAGE = 16
+    #: RUN_PROGRAM: the start descriptor is past the program's end; READ_COUNTERS: the
+    #: descriptors asked for are not all in the program.
+    BAD_DESCRIPTOR = 17
 
     @property
     def message(self):
@@ -143,6 +163,9 @@ _MESSAGES = {
                      "last SET_LAYER of another shape)",
     Error.BAD_ROUNDING: "the layer's rounding mode is not one this build includes",
     Error.BAD_RANGE: "the address range is outside the board memory (nothing written)",
+    Error.NO_IMAGE: "the board memory holds no program image, or another one than the request "
+                    "names (nothing ran)",
+    Error.BAD_DESCRIPTOR: "the descriptor index is outside the loaded program",
 }
 
 #: Reasons that say the frame did not arrive as sent (line noise, a lost byte, a busy device):
@@ -413,3 +436,145 @@ class MemoryInfo:
                              f"{word_bytes} bytes, not one this host can use")
         return cls(size, word_bytes)
 
+
+
+# Layer program (docs/protocol.md, "Layer program"). Data only: the command processor that
+# serves these commands is hw/engine/ (issue 25); host/resident.py speaks them.
+
+#: The layer-program commands (builds with a command processor).
+PROGRAM_COMMANDS = (Command.RUN_PROGRAM, Command.READ_COUNTERS)
+
+_RUN_PROGRAM = struct.Struct("<HHI")
+_PROGRAM_STOP = struct.Struct("<BBHHBBQ")
+_READ_COUNTERS = struct.Struct("<HH")
+_COUNTER = struct.Struct("<II")
+
+#: Payload bytes of RUN_PROGRAM, of its PROGRAM_STOPPED reply, of READ_COUNTERS, and per
+#: descriptor of the COUNTERS reply.
+RUN_PROGRAM_BYTES = _RUN_PROGRAM.size
+PROGRAM_STOP_BYTES = _PROGRAM_STOP.size
+READ_COUNTERS_BYTES = _READ_COUNTERS.size
+COUNTER_BYTES = _COUNTER.size
+
+#: PROGRAM_STOPPED ``flags`` bit: the cycle counts (the reply's and COUNTERS') are a model's
+#: estimate (board-golden: each op's roofline), not counted by gateware.
+STOP_ESTIMATED = 0x01
+
+
+class StopReason(enum.IntEnum):
+    """Why a RUN_PROGRAM stopped."""
+
+    #: The descriptor flagged LAST ran: the inference is done.
+    END = 0
+    #: A HOST descriptor: the host runs its segment and resumes at the next descriptor.
+    HOST = 1
+    #: A descriptor could not run (:class:`ProgramFault` says why); the outputs are undefined.
+    FAULT = 2
+
+
+class ProgramFault(enum.IntEnum):
+    """Why a descriptor faulted (PROGRAM_STOPPED ``fault``, with reason FAULT)."""
+
+    NONE = 0
+    #: The descriptor does not decode (unknown op kind, a field out of range, nonzero unused
+    #: fields).
+    BAD_DESCRIPTOR = 1
+    #: One of its views, weights or parameters reaches outside the memory.
+    BAD_ADDRESS = 2
+    #: Its rounding mode, op kind or shape is not one this build runs.
+    UNSUPPORTED = 3
+    #: The image header's ArrayConfig is not this build's.
+    BAD_CONFIG = 4
+    #: The program ran past its last descriptor without one flagged LAST.
+    NO_END = 5
+
+    @property
+    def message(self):
+        return _FAULT_MESSAGES[self]
+
+
+_FAULT_MESSAGES = {
+    ProgramFault.NONE: "no fault",
+    ProgramFault.BAD_DESCRIPTOR: "the descriptor does not decode",
+    ProgramFault.BAD_ADDRESS: "a view, weight or parameter address is outside the memory",
+    ProgramFault.UNSUPPORTED: "the op, its shape or its rounding mode is not one this build runs",
+    ProgramFault.BAD_CONFIG: "the image is compiled for another ArrayConfig than this build's",
+    ProgramFault.NO_END: "the program has no descriptor flagged LAST",
+}
+
+
+def pack_run_program(start, run, image_id):
+    """RUN_PROGRAM payload: start descriptor, run number (u16 each), image id (u32)."""
+    return _RUN_PROGRAM.pack(start, run, image_id)
+
+
+def unpack_run_program(payload):
+    """``(start, run, image_id)``; ValueError if the length is wrong."""
+    if len(payload) != RUN_PROGRAM_BYTES:
+        raise ValueError(f"RUN_PROGRAM payload must be {RUN_PROGRAM_BYTES} bytes, "
+                         f"not {len(payload)}")
+    return _RUN_PROGRAM.unpack(payload)
+
+
+def pack_read_counters(first, count):
+    """READ_COUNTERS payload: first descriptor, count (u16 each)."""
+    return _READ_COUNTERS.pack(first, count)
+
+
+def unpack_read_counters(payload):
+    """``(first, count)``; ValueError if the length is wrong."""
+    if len(payload) != READ_COUNTERS_BYTES:
+        raise ValueError(f"READ_COUNTERS payload must be {READ_COUNTERS_BYTES} bytes, "
+                         f"not {len(payload)}")
+    return _READ_COUNTERS.unpack(payload)
+
+
+def pack_counters(counters):
+    """COUNTERS payload from ``[(cycles, sdram_bytes), ...]`` (each saturated to u32)."""
+    top = 0xFFFF_FFFF
+    return b"".join(_COUNTER.pack(min(int(c), top), min(int(b), top)) for c, b in counters)
+
+
+def unpack_counters(payload):
+    """``[(cycles, sdram_bytes), ...]`` from a COUNTERS payload."""
+    if len(payload) % COUNTER_BYTES:
+        raise ValueError(f"COUNTERS payload must be a multiple of {COUNTER_BYTES} bytes, "
+                         f"not {len(payload)}")
+    return [_COUNTER.unpack_from(payload, at) for at in range(0, len(payload), COUNTER_BYTES)]
+
+
+@dataclass(frozen=True)
+class ProgramStop:
+    """Where and why a RUN_PROGRAM stopped (the PROGRAM_STOPPED reply).
+
+    Payload, little-endian (16 bytes): reason (u8, :class:`StopReason`), flags (u8, bit 0
+    :data:`STOP_ESTIMATED`), descriptor (u16: the index of the HOST descriptor, of the faulting
+    one, or of the LAST one), segment (u16: HOST's host segment number, else 0), fault (u8,
+    :class:`ProgramFault`), a zero byte, cycles (u64: clock cycles from the start descriptor to
+    the stop, this run only).
+    """
+
+    reason: StopReason
+    descriptor: int
+    cycles: int
+    segment: int = 0
+    fault: ProgramFault = ProgramFault.NONE
+    estimated: bool = False
+
+    def pack(self):
+        return _PROGRAM_STOP.pack(int(self.reason), STOP_ESTIMATED if self.estimated else 0,
+                                  self.descriptor, self.segment, int(self.fault), 0,
+                                  self.cycles)
+
+    @classmethod
+    def unpack(cls, payload):
+        if len(payload) != PROGRAM_STOP_BYTES:
+            raise ValueError(f"PROGRAM_STOPPED payload must be {PROGRAM_STOP_BYTES} bytes, "
+                             f"not {len(payload)}")
+        reason, flags, descriptor, segment, fault, _, cycles = _PROGRAM_STOP.unpack(payload)
+        try:
+            reason, fault = StopReason(reason), ProgramFault(fault)
+        except ValueError:
+            raise ValueError(f"PROGRAM_STOPPED names an unknown reason {reason} or fault "
+                             f"{fault}") from None
+        return cls(reason, descriptor, cycles, segment, fault, bool(flags & STOP_ESTIMATED))
