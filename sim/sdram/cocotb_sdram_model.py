@@ -1,6 +1,7 @@
-"""cocotb bench of sim/sdram/sdram_model.v: a small cycle-exact SDRAM command sequencer, a data
-check against a Python dictionary of the memory, and one scenario per timing rule that plants
-that violation (the model must stop naming it).
+"""cocotb bench of the SDRAM model: a cycle-exact command sequencer and a scenario per rule.
+
+The data scenarios check what sim/sdram/sdram_model.v reads back against a Python dictionary
+of the memory; each planted scenario breaks one timing rule (the model must stop, naming it).
 
 Run by sim/sdram/run.py (never directly); the model's timing parameters arrive as JSON in
 ``SDRAM_TIMING``, the clock period in ``SDRAM_PERIOD_PS``. The sequencer drives every pin at

@@ -1,5 +1,7 @@
-"""The ULX3S's SDR SDRAM parts: one table of datasheet timing, and its conversion to the cycle
-parameters of sim/sdram/sdram_model.v.
+"""The ULX3S's SDR SDRAM parts' datasheet timing in one table, and its cycles for the model.
+
+:func:`model_parameters` turns a part and a clock into the parameters of
+sim/sdram/sdram_model.v (cycles, rounded up).
 
 Sources, per part (the datasheets themselves; the numbers below are the speed grade named):
 
@@ -17,6 +19,12 @@ these families (for slower grades: -75 / generic), consistent with the values he
 The datasheets were not at hand while this table was written (no internet on the build
 machine): the values are the speed grades' published figures as recalled and cross-checked
 against LiteDRAM where it has them; re-read the PDFs before relying on a value at a margin.
+The least certain: the ISSI and Alliance power-up (200 us, 2 AUTO REFRESH: some ISSI and
+Winbond sheets ask for 8 refreshes), their tXSR, and the ISSI -7 tRAS (42 ns here; some ISSI
+-7 parts give 37 ns). Where LiteDRAM's own module is faster than a part here it matters: its
+``AS4C32M16`` has the -6 grade's tRCD = tRP = 18 ns (2 cycles at 100 MHz), the -7 part here
+21 ns (3 cycles); its ``IS42S16160`` and ``AS4C32M16`` give no tRAS (LiteDRAM then does not
+enforce one).
 """
 
 import dataclasses

@@ -1,10 +1,14 @@
-"""Build sim/sdram/sdram_model.v once per simulator and part/clock, and run its cocotb bench
-(sim/sdram/cocotb_sdram_model.py) scenario by scenario, returning each run's log."""
+"""Build the SDRAM model once per simulator and part/clock, and run its bench's scenarios.
+
+sim/sdram/sdram_model.v as the cocotb top level, sim/sdram/cocotb_sdram_model.py as the test
+module: each run is one scenario, and returns whether it passed, its violation lines and log.
+"""
 
 import dataclasses
 import hashlib
 import json
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -110,6 +114,5 @@ def run(simulator, part, clock_hz, testcase, *, plusargs=(), env=None, store_bit
     passed = outcome is not None and outcome[0] > 0 and outcome[1] == 0
     found = [(m[1], m[2]) for m in VIOLATION.finditer(log)]
     if not keep and passed:
-        import shutil
         shutil.rmtree(run_dir, ignore_errors=True)
     return SdramRun(passed, found, log, log_file)
