@@ -543,6 +543,9 @@ class ResidentModel:
         The image load's progress bar (``write_memory``'s).
     load : bool
         Load the image now (default).
+    compiled : CompiledModel, optional
+        ``model`` already compiled (for ``device.cfg``), e.g. to refuse a model that does not
+        fit before a device is opened.
 
     Raises
     ------
@@ -552,11 +555,16 @@ class ResidentModel:
     """
 
     def __init__(self, model, device, *, runtime=None, board_ops=ARRAY_OPS, progress=None,
-                 load=True):
+                 load=True, compiled=None):
         if not isinstance(device, ProgramBoard):
             raise TypeError(f"device must be a ProgramBoard, not {type(device).__name__}")
         self.model, self.device, self.progress = model, device, progress
-        self.compiled = compile_model(model, device.cfg, runtime=runtime, board_ops=board_ops)
+        if compiled is None:
+            compiled = compile_model(model, device.cfg, runtime=runtime, board_ops=board_ops)
+        elif compiled.config != device.cfg:
+            raise ValueError(f"the model is compiled for {compiled.config}, the board is "
+                             f"{device.cfg}")
+        self.compiled = compiled
         header = self.compiled.header
         size = device.memory_info().size
         if header.image_bytes > size:

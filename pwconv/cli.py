@@ -98,9 +98,10 @@ BACKEND_HELP = (
     "board-sim: the board's gateware, UART and all, in Verilator")
 
 
-def _add_run_args(parser):
+def _add_run_args(parser, extra_backends=(), extra_help=""):
     from pwconv.host.accelerator import BACKENDS
-    parser.add_argument("--backend", choices=BACKENDS, default="verilator", help=BACKEND_HELP)
+    parser.add_argument("--backend", choices=BACKENDS + tuple(extra_backends),
+                        default="verilator", help=BACKEND_HELP + extra_help)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random stalls")
     parser.add_argument("--in-idle", type=float, default=0.0,
                         help="probability the pixel source idles in a cycle (simulation)")
@@ -237,6 +238,17 @@ def cmd_demo(args):
 
 
 def cmd_model(args):
+    from pwconv.host.resident import RESIDENT_BACKENDS
+    if args.backend in RESIDENT_BACKENDS and not args.per_layer:
+        from pwconv.host.resident_cli import run as run_resident
+        return run_resident(args, _config(args))
+    if args.backend == "board-golden":
+        raise ValueError("--per-layer: board-golden has no layer-by-layer path; use "
+                         "--backend golden")
+    if args.report or args.inferences != 1 or args.board_ops != "array":
+        raise ValueError(f"--report, --inferences and --board-ops need a backend that runs "
+                         f"the compiled model ({', '.join(RESIDENT_BACKENDS)}), not "
+                         f"{args.backend}{' --per-layer' if args.per_layer else ''}")
     from pwconv.host.model.cli import run
     return run(args, lambda: _accelerator(args))
 
@@ -397,7 +409,10 @@ def build_parser():
                        "pwconv, and check it against the runtime")
     from pwconv.host.model.cli import add_arguments
     add_arguments(p)
-    _add_run_args(p)
+    _add_run_args(p, ("board-golden",),
+                  "; board-golden: the compiled model run from a simulated board's memory by "
+                  "the golden executor, over the real link framing (board, board-sim: the "
+                  "same path on the board's gateware; --per-layer streams layers instead)")
     _add_config_args(p)
     p.set_defaults(func=cmd_model)
 

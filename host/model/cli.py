@@ -24,6 +24,20 @@ def add_arguments(parser):
                         "default tflite-reference for .tflite, onnxruntime for .onnx")
     parser.add_argument("--input-seed", type=int, default=0,
                         help="seed of the random input when --input is not given")
+    # The resident backends (host/resident_cli.py): the whole model from the board's memory.
+    parser.add_argument("--report", metavar="R.json",
+                        help="board-golden, board-sim, board: write cycles, clock, link and "
+                        "SDRAM bytes per inference and the per-op table as JSON")
+    parser.add_argument("--board-ops", choices=("array", "all"), default="array",
+                        help="board-golden, board-sim, board: what the board's program runs: "
+                        "CONV_2D and FULLY_CONNECTED (array), or also depthwise, ADD, pools "
+                        "and MEAN (all)")
+    parser.add_argument("--inferences", type=int, default=1,
+                        help="board-golden, board-sim, board: inferences to run on the image "
+                        "loaded once (the table shows the last)")
+    parser.add_argument("--per-layer", action="store_true",
+                        help="board, board-sim: stream each layer over the link as before, "
+                        "instead of running the compiled model from the board's memory")
 
 
 def run(args, make_accelerator):
