@@ -1,10 +1,12 @@
 """Generate the test models in tests/models/ (needs tensorflow-cpu: run it from its own venv).
 
-    python3 -m venv /work/tfenv && /work/tfenv/bin/pip install tensorflow-cpu tflite onnx onnxruntime
+    python3 -m venv /work/tfenv && /work/tfenv/bin/pip install tensorflow-cpu tflite onnx \
+        onnxruntime
     /work/tfenv/bin/python tools/make_models.py            # writes tests/models/*
     /work/tfenv/bin/python tools/make_models.py --full     # + build/models/mobilenetv2_100_224
     /work/tfenv/bin/python tools/make_models.py --only none --resnet   # build/models/resnet50_64
     /work/tfenv/bin/python tools/make_models.py --only none --v1  # build/models/mobilenetv1_100_224
+    /work/tfenv/bin/python tools/make_models.py --only none --efflite  # effnet_lite_like_128
 
 Models (seeded, so a rerun writes the same arithmetic):
 - mobilenetv2_035_96.tflite: keras.applications.MobileNetV2(alpha=0.35, 96x96, 100 classes,
@@ -120,6 +122,38 @@ def mobilenetv1(alpha, size, classes, seed):
     return data, _quantize_input(data, sample)
 
 
+def effnet_lite_like(size=128, seed=0):
+    """EfficientNet-lite-style MBConv stack: ReLU6, 3x3 and 5x5 depthwise, residual ADDs."""
+    import keras
+    from keras import layers
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    inp = keras.Input((size, size, 3))
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False)(inp)
+    x = layers.ReLU(6.0)(layers.BatchNormalization()(x))
+    cfg = [(1, 16, 3, 1, 1), (6, 24, 3, 2, 2), (6, 40, 5, 2, 2), (6, 80, 3, 2, 3),
+           (6, 112, 5, 1, 3), (6, 192, 5, 2, 4), (6, 320, 3, 1, 1)]
+    for expand, out, k, stride, repeat in cfg:
+        for r in range(repeat):
+            s = stride if r == 0 else 1
+            cin = x.shape[-1]
+            y = x
+            if expand != 1:
+                y = layers.ReLU(6.0)(layers.BatchNormalization()(
+                    layers.Conv2D(cin * expand, 1, use_bias=False)(y)))
+            y = layers.ReLU(6.0)(layers.BatchNormalization()(
+                layers.DepthwiseConv2D(k, strides=s, padding="same", use_bias=False)(y)))
+            y = layers.BatchNormalization()(layers.Conv2D(out, 1, use_bias=False)(y))
+            x = layers.Add()([x, y]) if s == 1 and cin == out else y
+    x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(1280, 1, use_bias=False)(x)))
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(1000, activation="softmax")(x)
+    model = keras.Model(inp, out)
+    _randomize_batchnorm(model, rng)
+    data, sample = _convert(model, (size, size, 3), rng, int8_io=True)
+    return data, _quantize_input(data, sample)
+
+
 def resnet50(size, seed):
     import keras
     keras.utils.set_random_seed(seed)
@@ -215,6 +249,9 @@ def main():
                         help="also ResNet50 at 64x64 into build/models/ (25 MB)")
     parser.add_argument("--v1", action="store_true",
                         help="also MobileNetV1 alpha 1.0 at 224x224 into build/models/")
+    parser.add_argument("--efflite", action="store_true",
+                        help="also an EfficientNet-lite-style MBConv stack at 128x128 into "
+                        "build/models/")
     parser.add_argument("--only", choices=["mobilenet", "ops", "onnx", "none"])
     parser.add_argument("--out", type=Path, default=OUT, help="output directory")
     args = parser.parse_args()
@@ -239,6 +276,10 @@ def main():
         OUT = Path(__file__).resolve().parent.parent / "build" / "models"
         OUT.mkdir(parents=True, exist_ok=True)
         _save("mobilenetv1_100_224.tflite", *mobilenetv1(1.0, 224, 1000, seed=0))
+    if args.efflite:
+        OUT = Path(__file__).resolve().parent.parent / "build" / "models"
+        OUT.mkdir(parents=True, exist_ok=True)
+        _save("effnet_lite_like_128.tflite", *effnet_lite_like())
 
 
 if __name__ == "__main__":
