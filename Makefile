@@ -9,7 +9,8 @@ export YOWASP_CACHE_DIR ?= $(CURDIR)/build/cache/yowasp
 export AMARANTH_USE_YOSYS := builtin
 
 .PHONY: setup test test-all demo model-demo verilog bench publish-bench bench-icebreaker \
-  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes soak formal faults clean \
+  publish-bench-icebreaker bitstream publish-bitstream lane-cost runtimes models-runtimes soak \
+  formal faults clean board-demo soak-board \
   test-engine memory-link
 
 setup: $(BIN)/pwconv iverilog fst-libs
@@ -59,6 +60,29 @@ demo: setup
 MODEL ?= tests/models/mobilenetv2_035_96.tflite
 model-demo: setup
 	$(BIN)/pwconv model $(MODEL) --backend verilator --input $(basename $(MODEL)).input.npy
+
+# The bundled .tflite models compiled once, loaded once into a board's memory and run from it
+# (host/resident.py): on board-golden (the golden executor behind the real link framing) until
+# board-sim's gateware runs layer programs (then BOARD_BACKEND=board-sim). Reports in
+# build/board-demo/.
+BOARD_BACKEND ?= board-golden
+board-demo: setup
+	@mkdir -p build/board-demo
+	$(BIN)/pwconv model tests/models/mobilenetv2_035_96.tflite --backend $(BOARD_BACKEND) \
+	  --input tests/models/mobilenetv2_035_96.input.npy --inferences 3 \
+	  --report build/board-demo/mobilenetv2_035_96.json
+	$(BIN)/pwconv model tests/models/mobilenetv2_035_96.tflite --backend $(BOARD_BACKEND) \
+	  --input tests/models/mobilenetv2_035_96.input.npy --board-ops all \
+	  --report build/board-demo/mobilenetv2_035_96_all.json
+	$(BIN)/pwconv model tests/models/ops.tflite --backend $(BOARD_BACKEND) --board-ops all \
+	  --input tests/models/ops.input.npy --report build/board-demo/ops.json
+
+# 1,000 back-to-back inferences on one loaded image with random host pauses, every output
+# compared with ai-edge-litert BUILTIN_REF (40 of them run in make test).
+SOAK_BOARD ?= 1000
+soak-board: setup
+	PWCONV_SOAK_BOARD=$(SOAK_BOARD) $(BIN)/python -m pytest -q -s tests/test_host_resident.py \
+	  -k soak
 
 verilog: setup
 	$(BIN)/pwconv verilog --out build/verilog
@@ -135,6 +159,11 @@ LAYERS ?= 200
 BACKEND ?= golden
 runtimes: setup
 	$(BIN)/python -m pwconv.host.runtimes $(LAYERS) $(BACKEND)
+
+# Whole models bit-exact against ai-edge-litert in all three TFLite runtime modes (golden): the
+# models tools/make_models.py writes to build/models/ (it needs tensorflow; see its docstring).
+models-runtimes: setup
+	$(BIN)/python -m pytest -q -m slow tests/test_host_model_runtimes.py
 
 # What each requantization rounding mode costs per board (one lane placed and routed, ~15 min):
 # reports/requant_modes.{json,md}

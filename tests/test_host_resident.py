@@ -420,5 +420,9 @@ def soak(count, seed=0, pause=0.002):
 
 
 def test_soak_short():
-    wrong, loads = soak(int(os.environ.get("PWCONV_SOAK_BOARD", "40")))
+    count = int(os.environ.get("PWCONV_SOAK_BOARD", "40"))
+    start = time.perf_counter()
+    wrong, loads = soak(count)
+    print(f"\nsoak-board: {count} inferences on board-golden, image loaded {loads} time(s), "
+          f"{wrong} wrong outputs, {time.perf_counter() - start:.1f} s")
     assert wrong == 0 and loads == 1
