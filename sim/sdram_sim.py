@@ -18,7 +18,7 @@ from pathlib import Path
 import cocotb
 from cocotb_tools.runner import get_runner
 
-from pwconv.hw.memory.litedram_core import generate
+from pwconv.hw.memory.litedram_core import LiteDRAMConfig, generate
 from pwconv.hw.memory.sdram import SDRAMController
 from . import cache
 from .runner import TIMESCALE, _importable, file_lock, read_failures, repo_path, toolchain_env
@@ -50,15 +50,23 @@ def _export(controller, path):
     return path
 
 
-def build_sdram_sim(*, part=DEFAULT_PART, clock_hz=100e6, build_root="build/sim", log=None):
+def build_sdram_sim(*, part=DEFAULT_PART, clock_hz=100e6, config=None, build_root="build/sim",
+                    log=None):
     """Build ``sdram_tb`` on Verilator for ``part``; return ``(build_dir, meta)``.
 
-    ``meta`` holds the model's parameters and the controller's init cycles. The init
+    ``config`` is the core's :class:`~pwconv.hw.memory.litedram_core.LiteDRAMConfig` (default:
+    the ULX3S's at ``clock_hz``). ``meta`` holds the model's parameters and the controller's
+    init cycles. The init
     sequence's power-up wait is the part's own (the model's ``T_INIT``), as short as its check
     allows. Rebuilt only when a source or a parameter changes (first build ~50 s).
     """
     params = model_parameters(part, clock_hz)
-    core = generate()
+    if config is None:
+        config = LiteDRAMConfig(sys_clk_freq=clock_hz)
+    if config.sys_clk_freq != clock_hz:
+        raise ValueError(f"The core's clock ({config.sys_clk_freq / 1e6:g} MHz) is not the "
+                         f"model's ({clock_hz / 1e6:g} MHz)")
+    core = generate(config)
     controller = SDRAMController(core, target="sim", powerup_cycles=params["T_INIT"])
     root = repo_path(build_root) / "sdram"
     root.mkdir(parents=True, exist_ok=True)
@@ -104,7 +112,8 @@ def build_sdram_sim(*, part=DEFAULT_PART, clock_hz=100e6, build_root="build/sim"
     return build_dir, meta
 
 
-def run_sdram_job(job, *, part=DEFAULT_PART, build_root="build/sim", plusargs=(), keep=False):
+def run_sdram_job(job, *, part=DEFAULT_PART, config=None, build_root="build/sim", plusargs=(),
+                  keep=False):
     """Run one cocotb job (a dict, see sim/cocotb_sdram.py) on the model; return its result.
 
     Raises
@@ -113,7 +122,7 @@ def run_sdram_job(job, *, part=DEFAULT_PART, build_root="build/sim", plusargs=()
         If the build fails, the model reports a timing violation, or a check of the job fails;
         the message names the log (the run directory is then kept).
     """
-    build_dir, meta = build_sdram_sim(part=part, build_root=build_root)
+    build_dir, meta = build_sdram_sim(part=part, config=config, build_root=build_root)
     job = dict(job, meta=meta)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir.parent))
     job_file, result_file = run_dir / "job.json", run_dir / "result.json"

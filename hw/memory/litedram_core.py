@@ -86,9 +86,11 @@ class LiteDRAMConfig:
         LiteDRAM's READ/WRITE with auto precharge when the bank's next request is to another
         row (``ControllerSettings.with_auto_precharge``). Off: rows are closed by explicit
         PRECHARGE commands, which LiteDRAM times for tRAS itself. With it on, LiteDRAM can
-        issue a READ/WRITE with auto precharge 2 cycles after ACTIVE; Micron's data sheet has
-        the chip delay such a precharge until tRAS(min) is met, but sim/sdram/sdram_model.v
-        flags it (tRAS), and not every part documents that lock-out.
+        issue a READ/WRITE with auto precharge 2 cycles after ACTIVE, relying on the chip to
+        hold the precharge until tRAS(min) (Micron's data sheet says it does; the model has
+        done so since sim/sdram commit 55cb47e, and flagged tRAS before). Both pass the
+        regions test on the model; on its random read/write mix, on took 1,996 cycles and off
+        2,010, so off costs under 1% there and does not depend on that lock-out.
     """
 
     device: str = "LFE5U-85F-6BG381C"
