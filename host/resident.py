@@ -42,7 +42,7 @@ from pwconv.hw.link.protocol import (Command, Error, Identity, MemoryInfo, Progr
                                      ProgramStop, StopReason)
 from .board import BoardDevice
 from .compiler import format as fmt
-from .compiler.compile import (ARRAY_OPS, BOARD_OPS, CompileError, _Compiler, _HostRunner,
+from .compiler.compile import (ARRAY_OPS, CompileError, _Compiler, _HostRunner,
                                _use_kernels, compile_model)
 from .link import FrameDecoder, LinkError, NackError, encode_frame, frame_time
 from .model.base import ModelError
