@@ -109,3 +109,33 @@ def test_cli_says_bit_exact(runtime, capsys):
     assert status == 0, out
     assert f"bit-exact vs {runtime}: yes (final output)" in out
     assert "note:" not in out
+
+
+BUILT = sorted((MODELS.parent.parent / "build" / "models").glob("*.tflite"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("path", BUILT or [None], ids=lambda p: p.stem if p else "none")
+def test_built_model_bit_exact(tmp_path, path, runtime):
+    """The models tools/make_models.py writes to build/models/ (--full, --v1, --resnet,
+    --efflite; not bundled: they need tensorflow to make), golden, on their input and a random
+    one, cut after the last op of each type too (`make models-runtimes`)."""
+    if path is None:
+        pytest.skip("no models in build/models/ (tools/make_models.py makes them)")
+    model = TFLiteModel(path)
+    acc = Accelerator("golden")
+    last = {op: outs[0] for op, _, outs, _ in model.ops}
+    cuts = [path]
+    for op, tensor in last.items():
+        if tensor != model.outputs[0] and model.tensors[tensor].type == 9:
+            cut = tmp_path / f"cut_{op.lower()}.tflite"
+            cut.write_bytes(cut_at(path.read_bytes(), tensor))
+            cuts.append(cut)
+    for p in cuts:
+        sub = model if p == path else TFLiteModel(p)
+        for x in (np.load(path.with_suffix(".input.npy")), sub.random_input(1)):
+            run = sub.run(x, acc, runtime=runtime)
+            expected = sub.reference(x, runtime, run)[0]
+            assert np.array_equal(run.output, expected), \
+                f"{p.name}: {int((run.output != expected).sum())} of {expected.size} differ"
