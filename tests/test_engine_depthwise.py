@@ -296,6 +296,24 @@ def test_sim_requant_lanes(requant_lanes):
     _check(_engine(requant_lanes=requant_lanes), layers, seed=5, in_idle=0.2, out_stall=0.2)
 
 
+def test_sim_fabric_macs():
+    """Products and pool dividers from fabric adders; pools smaller than the 4 slices a beat
+    takes through the shared lane (1x1 and 2x2: the window walk waits for the lane)."""
+    rng = np.random.default_rng(44)
+    layers = [random_layer(rng, height=5, width=5, channels=6, kernel=5, stride=1,
+                           padding="SAME", rounding="single"),
+              random_pool(rng, op="average_pool", height=5, width=4, channels=6, kernel=2,
+                          stride=1, padding="SAME"),
+              random_pool(rng, op="max_pool", height=3, width=3, channels=5, kernel=1,
+                          stride=1, padding="VALID")]
+    _check(_engine(fabric_macs=True), layers, seed=6, in_idle=0.1, out_stall=0.1)
+
+
+def test_init_wrong_fabric_macs():
+    with pytest.raises(TypeError, match=r"^fabric_macs must be True or False, not 1$"):
+        _engine(fabric_macs=1)
+
+
 def test_sim_one_rounding_fabric_tight_rows():
     """A build with one rounding mode, fabric multiplies and a line buffer exactly one row of
     the layer wide; the output stalled most of the time."""

@@ -45,6 +45,46 @@ def _reciprocals(max_taps):
     return max(table).bit_length(), table
 
 
+def _fabric_product(m, x, w, name):
+    """``x * w`` for a signed 9-bit ``x`` and a signed 8-bit ``w`` from adders in fabric (no
+    DSP): eight shifted partial products (``w``'s top bit weighs -128), summed by a tree of
+    three adder levels whose first level is registered; the product is ready one cycle after
+    ``x`` and ``w``, combinational from that register (as :func:`pwconv.hw.pe.fabric_product`,
+    widened to the 9-bit ``x - zp``)."""
+    terms = [Mux(w[i], x << i, 0) for i in range(7)] + [Mux(w[7], -(x << 7), 0)]
+    level = 0
+    while len(terms) > 1:
+        level += 1
+        sums = []
+        for index in range(0, len(terms), 2):
+            total = Signal(signed(18), name=f"{name}_l{level}_{index // 2}", reset_less=True,
+                           attrs={"keep": 1})
+            domain = m.d.sync if level == 1 else m.d.comb
+            domain += total.eq(terms[index] + terms[index + 1])
+            sums.append(total)
+        terms = sums
+    return terms[0][:17].as_signed()
+
+
+def _shift_add(m, a, b, name):
+    """``a * b`` for unsigned ``a`` and a constant-table ``b`` (both small) from adders in
+    fabric: a balanced tree of ``b``'s shifted partial products, combinational."""
+    terms = [Mux(b[i], a << i, 0) for i in range(len(b))]
+    level = 0
+    while len(terms) > 1:
+        level += 1
+        sums = []
+        for index in range(0, len(terms) - 1, 2):
+            total = Signal(len(a) + len(b), name=f"{name}_l{level}_{index // 2}",
+                           attrs={"keep": 1})
+            m.d.comb += total.eq(terms[index] + terms[index + 1])
+            sums.append(total)
+        if len(terms) % 2:
+            sums.append(terms[-1])
+        terms = sums
+    return terms[0]
+
+
 #: Largest tensor height and width an engine can be built for.
 MAX_SIDE = 1 << 13
 
@@ -197,6 +237,10 @@ class DepthwiseEngine(wiring.Component):
         output beat takes ``lanes / requant_lanes`` cycles through them, at most 9 (a 3x3
         conv makes a beat every 9 cycles). By default the fewest that keep up: 2 for 16 lanes
         (each lane is a 32 x 32 multiply, 4 DSPs or ~1,000 LUTs in fabric).
+    fabric_macs : bool
+        Build the ``lanes`` 9 x 8-bit products (and the pools' dividers) from adders in
+        fabric instead of leaving them to synthesis (a DSP each): for the ULX3S, whose DSPs
+        all go to the array. Same arithmetic and timing.
     max_row_bytes : int or None
         Largest input row, ``width * ceil(C / lanes) * lanes`` bytes (a row slot's size); by
         default ``max_width * ceil(max_channels / lanes) * lanes``. MobileNetV2 1.0/224 needs
@@ -227,7 +271,8 @@ class DepthwiseEngine(wiring.Component):
     """
 
     def __init__(self, cfg: ArrayConfig, *, lanes=16, max_width=112, max_height=112,
-                 max_channels=960, max_kernel=5, max_row_bytes=None, requant_lanes=None):
+                 max_channels=960, max_kernel=5, max_row_bytes=None, requant_lanes=None,
+                 fabric_macs=False):
         check_config(self, cfg)
         for name, value, lo, hi in (("Lane count", lanes, 1, 64),
                                     ("Maximum width", max_width, 1, MAX_SIDE),
@@ -263,6 +308,10 @@ class DepthwiseEngine(wiring.Component):
                 f"Requantization lanes must divide the {lanes} lanes into at most 9 slices "
                 f"(a 3x3 output beat every 9 cycles), not {requant_lanes!r}"))
         self._requant_lanes = int(requant_lanes)
+        if fabric_macs not in (True, False) or not isinstance(fabric_macs, bool):
+            raise rejected(self, TypeError(f"fabric_macs must be True or False, not "
+                                           f"{fabric_macs!r}"))
+        self._fabric_macs = fabric_macs
         self._cfg = cfg
         self._lanes = int(lanes)
         self._max_width = int(max_width)
@@ -348,7 +397,11 @@ class DepthwiseEngine(wiring.Component):
     def fifo_depth(self):
         """Output FIFO depth, the compute loop's credit: enough for the results in flight at
         one result per 4 cycles (a 2x2 pool's rate; a 3x3 conv makes one per 9)."""
-        return max(4, -(-(self.result_latency + 8) // 4) + 2)
+        return max(4, -(-(self.result_latency + 9) // 4) + 2)
+
+    @property
+    def fabric_macs(self):
+        return self._fabric_macs
 
     @property
     def macs(self):
@@ -464,8 +517,16 @@ class DepthwiseEngine(wiring.Component):
         tap_last = last_kx & last_ky
         rows_ok = (rows_in == cfg.height) | (rows_in > iy0 + kernel - 1)
         credit = outstanding < self.fifo_depth
+        # An output beat's sums take `requant_slices` cycles to leave the capture registers:
+        # the next beat's last tap waits that long (only a pool smaller than that waits).
+        slices = self.requant_slices
+        cooldown = Signal(range(slices))
         fire = Signal()
-        m.d.comb += fire.eq(busy & ~done & rows_ok & (~tap_last | credit))
+        m.d.comb += fire.eq(busy & ~done & rows_ok & (~tap_last | (credit & (cooldown == 0))))
+        with m.If(fire & tap_last):
+            m.d.sync += cooldown.eq(slices - 1)
+        with m.Elif(cooldown != 0):
+            m.d.sync += cooldown.eq(cooldown - 1)
         tap_ok = (iy >= 0) & (iy < cfg.height) & (ix >= 0) & (ix < cfg.width)
         m.d.comb += [
             line_r.addr.eq(slot_base[slot] + xg),
@@ -514,14 +575,24 @@ class DepthwiseEngine(wiring.Component):
             m.d.sync += [diff_b[i].eq(Mux(ok_a, Mux(is_conv, x_i - cfg.input_zero_point, x_i),
                                           Mux(is_max, -128, 0))),
                          w_b[i].eq(Mux(is_conv, wmem_r.data[8 * i:8 * i + 8].as_signed(), 1))]
-        # Stage C: the products.
+        # Stages M and C: the products, two registers deep (a DSP's own output register and
+        # one beside the adder; in fabric, after the adder tree's first level and after it).
+        v_m, ok_m, first_m, last_m = Signal(), Signal(), Signal(), Signal()
+        g_m = Signal.like(g)
+        m.d.sync += [v_m.eq(v_b), ok_m.eq(ok_b), first_m.eq(first_b), last_m.eq(last_b),
+                     g_m.eq(g_b)]
         v_c, ok_c, first_c, last_c = Signal(), Signal(), Signal(), Signal()
         g_c = Signal.like(g)
-        m.d.sync += [v_c.eq(v_b), ok_c.eq(ok_b), first_c.eq(first_b), last_c.eq(last_b),
-                     g_c.eq(g_b)]
+        m.d.sync += [v_c.eq(v_m), ok_c.eq(ok_m), first_c.eq(first_m), last_c.eq(last_m),
+                     g_c.eq(g_m)]
         prod_c = [Signal(signed(17), name=f"prod_c{i}", reset_less=True) for i in range(lanes)]
         for i in range(lanes):
-            m.d.sync += prod_c[i].eq(diff_b[i] * w_b[i])
+            if self._fabric_macs:
+                product = _fabric_product(m, diff_b[i], w_b[i], f"mac{i}")
+            else:
+                product = Signal(signed(17), name=f"prod_m{i}", reset_less=True)
+                m.d.sync += product.eq(diff_b[i] * w_b[i])
+            m.d.sync += prod_c[i].eq(product)
         # Stage D: the accumulators; after an output beat's last tap they hold its sums, and
         # its group's parameters (read in stage C) are on the parameter port.
         acc = [Signal(signed(24), name=f"acc{i}", reset_less=True) for i in range(lanes)]
@@ -539,23 +610,25 @@ class DepthwiseEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += acc[i].eq(Mux(first_c, 0, acc[i]) + prod_c[i])
 
-        # Requantization: the sums and their parameters are captured, then fed to the
-        # `requant_lanes` lanes a slice of channels per cycle (a shift register moving down by
-        # one slice each cycle, no multiplexers); their results are shifted into the output
-        # beat, which the last slice completes. Output beats of a conv come at least 9 cycles
-        # apart, slices take lanes / requant_lanes <= 9.
-        shared, slices = self._requant_lanes, self.requant_slices
+        # Requantization: the sums, their parameters and the tap count are captured, then fed
+        # to the `requant_lanes` lanes (and pool dividers) a slice of channels per cycle (a
+        # shift register moving down by one slice each cycle, no multiplexers); their results
+        # are shifted into the output beat, which the last slice completes.
+        shared = self._requant_lanes
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=8 * lanes, depth=self.fifo_depth)
         fields = (("sum", signed(24)), ("bias", signed(32)), ("multiplier", signed(32)),
                   ("shift", SHIFT_SHAPE))
         hold = {name: [Signal(shape, name=f"hold_{name}{i}", reset_less=True)
                        for i in range(lanes)] for name, shape in fields}
+        hold_taps = Signal.like(taps)
         feed = Signal(slices)               # feed[p]: slice p is at the bottom this cycle
         m.d.sync += feed.eq(Cat(sums_valid, feed[:slices - 1]))
         sources = {"sum": acc, "bias": [pmem_r.data.bias[i] for i in range(lanes)],
                    "multiplier": [pmem_r.data.multiplier[i] for i in range(lanes)],
                    "shift": [pmem_r.data.shift[i] for i in range(lanes)]}
+        with m.If(sums_valid):
+            m.d.sync += hold_taps.eq(taps)
         for name, _ in fields:
             with m.If(sums_valid):
                 m.d.sync += [hold[name][i].eq(sources[name][i]) for i in range(lanes)]
@@ -563,7 +636,6 @@ class DepthwiseEngine(wiring.Component):
                 m.d.sync += [hold[name][i].eq(hold[name][i + shared])
                              for i in range(lanes - shared)]
         results = []
-        last_slice = Signal()
         for r in range(shared):
             lane = RequantLane(sum_shape=signed(24), steps=1, roundings=self._cfg.roundings,
                                multiply=self._cfg.requant_multiply)
@@ -580,24 +652,23 @@ class DepthwiseEngine(wiring.Component):
                 lane.activation_max.eq(cfg.activation_max),
                 lane.raw.eq(0),
             ]
-            results.append(lane.result[:8])
+            pooled = self._pool(m, hold["sum"][r], hold_taps, cfg, is_max, f"pool{r}")
+            results.append(Mux(is_conv, lane.result[:8], pooled))
         # The last slice's result: its feed bit delayed by the lane's latency.
         marker = feed[slices - 1]
         for stage in range(self.requant_latency):
             delayed = Signal(name=f"last_slice{stage}")
             m.d.sync += delayed.eq(marker)
             marker = delayed
-        m.d.comb += last_slice.eq(marker)
         beat = Cat(*results)
         if slices > 1:
             gathered = Signal(8 * (lanes - shared), reset_less=True)
             with m.If(m.submodules.lane0.result_valid):
                 m.d.sync += gathered.eq(Cat(gathered[8 * shared:], beat))
             beat = Cat(gathered, beat)
-        pooled, pool_valid = self._pool(m, acc, taps, cfg, is_max, sums_valid)
         m.d.comb += [
-            out_fifo.w_en.eq(Mux(is_conv, last_slice, pool_valid)),
-            out_fifo.w_data.eq(Mux(is_conv, beat, pooled)),
+            out_fifo.w_en.eq(marker),
+            out_fifo.w_data.eq(beat),
             self.o.valid.eq(out_fifo.r_rdy),
             self.o.payload.eq(out_fifo.r_data),
             out_fifo.r_en.eq(self.o.ready),
@@ -614,49 +685,43 @@ class DepthwiseEngine(wiring.Component):
             m.d.sync += busy.eq(0)
         return m
 
-    def _pool(self, m, acc, taps, cfg, is_max, sums_valid):
-        """The pools' results, ``lanes`` bytes, and their valid bit, in step with the
-        lanes' (:attr:`result_latency` cycles after ``sums_valid``):
-        the maximum, or the average ``(sum +- taps / 2) / taps`` rounded as C divides (toward
-        zero: TFLite's reference AveragePool), by a reciprocal multiply exact for every sum
-        the window can make; then the activation clamp."""
-        lanes, latency = self._lanes, self.result_latency
+    def _pool(self, m, total, taps, cfg, is_max, name):
+        """A pool's result for one channel of the slice at the bottom of the capture
+        registers (``total``, its window's maximum or sum; ``taps``, the in-image taps), in
+        step with the lane beside it (:attr:`requant_latency` cycles later): the maximum, or
+        the average ``(sum +- taps / 2) / taps`` rounded as C divides (toward zero: TFLite's
+        reference AveragePool), by a reciprocal multiply exact for every sum a window can
+        make; then the activation clamp."""
         bits, scale = _reciprocals(self._max_kernel ** 2)
         table = Array(Const(r, bits) for r in scale)
+        width = (self._max_kernel ** 2 * 128 + self._max_kernel ** 2).bit_length()
         # P1: |sum| + taps / 2, the sign, the reciprocal of the tap count.
-        recip = Signal(bits)
-        m.d.sync += recip.eq(table[taps])
-        values = []
-        for i in range(lanes):
-            total = acc[i]
-            magnitude = Signal(unsigned(len(total)), name=f"pool_mag{i}", reset_less=True)
-            negative = Signal(name=f"pool_neg{i}", reset_less=True)
-            keep = Signal(signed(9), name=f"pool_max{i}", reset_less=True)
-            m.d.sync += [magnitude.eq(Mux(total < 0, -total, total) + (taps >> 1)),
-                         negative.eq(total < 0), keep.eq(total)]
-            # P2: the quotient, signed; or the maximum.
-            quotient = Signal(signed(len(total) + 1), name=f"pool_q{i}", reset_less=True)
-            q = (magnitude * recip) >> _RECIPROCAL_SHIFT
-            m.d.sync += quotient.eq(Mux(is_max, keep, Mux(negative, -q, q)))
-            # P3: the clamp.
-            out = Signal(signed(8), name=f"pool_out{i}", reset_less=True)
-            m.d.sync += out.eq(Mux(quotient < cfg.activation_min, cfg.activation_min,
-                                   Mux(quotient > cfg.activation_max, cfg.activation_max,
-                                       quotient)))
-            values.append(out)
-        result = Cat(*values)
-        valid = sums_valid
-        for stage in range(3):
-            delayed = Signal(name=f"pool_valid{stage}")
-            m.d.sync += delayed.eq(valid)
-            valid = delayed
-        # Delayed to leave with the lanes' results.
-        for stage in range(latency - 3):
-            delayed = Signal(len(result), name=f"pool_delay{stage}", reset_less=True)
-            delayed_valid = Signal(name=f"pool_valid_d{stage}")
-            m.d.sync += [delayed.eq(result), delayed_valid.eq(valid)]
-            result, valid = delayed, delayed_valid
-        return result, valid
+        recip = Signal(bits, name=f"{name}_recip", reset_less=True)
+        magnitude = Signal(unsigned(width), name=f"{name}_mag", reset_less=True)
+        negative = Signal(name=f"{name}_neg", reset_less=True)
+        keep = Signal(signed(9), name=f"{name}_max", reset_less=True)
+        m.d.sync += [recip.eq(table[taps]),
+                     magnitude.eq(Mux(total < 0, -total, total) + (taps >> 1)),
+                     negative.eq(total < 0), keep.eq(total)]
+        # P2: the quotient, signed; or the maximum.
+        if self._fabric_macs:
+            product = _shift_add(m, magnitude, recip, f"{name}_div")
+        else:
+            product = magnitude * recip
+        quotient = Signal(signed(width + 1), name=f"{name}_q", reset_less=True)
+        q = product >> _RECIPROCAL_SHIFT
+        m.d.sync += quotient.eq(Mux(is_max, keep, Mux(negative, -q, q)))
+        # P3: the clamp.
+        out = Signal(signed(8), name=f"{name}_out", reset_less=True)
+        m.d.sync += out.eq(Mux(quotient < cfg.activation_min, cfg.activation_min,
+                               Mux(quotient > cfg.activation_max, cfg.activation_max,
+                                   quotient)))
+        result = out
+        for stage in range(self.requant_latency - 3):
+            delayed = Signal(8, name=f"{name}_delay{stage}", reset_less=True)
+            m.d.sync += delayed.eq(result)
+            result = delayed
+        return result
 
 
 def _check_int(name, value, lo, hi):
