@@ -9,8 +9,22 @@ does not take on the default path) runs LiteRT's ``kGenericOptimized`` kernels
   (optimized_integer_ops/conv.h, optimized_integer_ops/fully_connected.h), which requantizes
   with ruy's x86 kernels: pwconv's ``"ruy"`` rounding (:func:`pwconv.golden.requant._mbqm_ruy`,
   ruy/kernel_avx2_fma.cc, kernel_avx512.cc).
-- the others are listed per function with the source they follow; each is checked bit for bit
-  against ai-edge-litert 2.3.0 by tests/test_golden_xnnpack.py.
+- TFLite compiles its NEON paths on x86 too, through NEON_2_SSE
+  (tflite/kernels/internal/optimized/neon_check.h), and those paths round like ruy
+  (``vqrdmulhq``, ``vrshlq``: ties up) while their scalar leftovers call
+  ``MultiplyByQuantizedMultiplier`` (the reference's ``"double"``): DEPTHWISE_CONV_2D's
+  requantization (channels in blocks of 8), the global-average MEAN (channels in blocks of 16),
+  QUANTIZE int8->int8 (elements in blocks of 16); QUANTIZE float->int8 rounds its blocks of 8
+  to even and the rest away from zero.
+- SOFTMAX uses a float32 table of ``expf`` instead of gemmlowp's fixed point.
+- ADD and AVERAGE_POOL_2D equal the reference's.
+
+Sources (LiteRT, tflite/kernels/internal/): optimized/optimized_ops.h (``Quantize``,
+``Requantize``, ``AffineQuantize``, ``Softmax``, ``PopulateSoftmaxLookupTable``),
+optimized/integer_ops/depthwise_conv.h, optimized/integer_ops/mean.h, common.h
+(``MultiplyByQuantizedMultiplier4Rows``), and tflite/kernels/reduce.cc, quantize.cc,
+activations.cc for which kernel runs. Each function is checked bit for bit against
+ai-edge-litert 2.3.0 by tests/test_golden_xnnpack.py.
 """
 
 from __future__ import annotations
