@@ -453,6 +453,7 @@ def program_gateware(backend):
 def open_program_board(backend, cfg=None, *, port=None, baud=None, memory_bytes=None):
     """A :class:`LinkedBoard` for ``backend``: ``board-golden`` (a :class:`GoldenBoard` of
     ``cfg``), ``board-sim`` (the board's gateware in Verilator) or ``board`` (``port``).
+    ``memory_bytes``: the simulated memory's size (board-golden, board-sim).
 
     Raises :class:`NoProgramGateware` (one line) for board-sim and board while their gateware
     has no command processor, before anything is built or sent."""
@@ -471,7 +472,8 @@ def open_program_board(backend, cfg=None, *, port=None, baud=None, memory_bytes=
     if backend == "board":
         transport = SerialTransport(port or "/dev/ttyUSB1", baud or DEFAULT_BAUD)
     else:
-        transport = SimTransport(cfg if cfg is not None else ArrayConfig())
+        sim = {} if memory_bytes is None else {"memory_bytes": memory_bytes}
+        transport = SimTransport(cfg if cfg is not None else ArrayConfig(), **sim)
     try:
         return LinkedBoard(transport, cfg)
     except BaseException:

@@ -47,11 +47,13 @@ def run(args, cfg):
     if not program_gateware(args.backend):
         open_program_board(args.backend)       # raises NoProgramGateware: one line
     board_ops = BOARD_OPS if args.board_ops == "all" else ARRAY_OPS
-    compiled = None
-    if args.backend == "board-golden":         # refused before a device is opened
+    compiled, memory = None, None
+    if args.backend != "board":         # the array is known: refused before a device is opened
         compiled = compile_model(model, cfg, runtime=runtime, board_ops=board_ops)
+        if args.backend == "board-sim":     # a simulated memory just large enough
+            memory = 1 << max(12, (compiled.header.image_bytes - 1).bit_length())
     device = open_program_board(args.backend, cfg if args.backend != "board" else None,
-                                port=args.port, baud=args.baud)
+                                port=args.port, baud=args.baud, memory_bytes=memory)
     try:
         resident = ResidentModel(model, device, runtime=runtime, board_ops=board_ops,
                                  compiled=compiled)

@@ -383,13 +383,19 @@ def test_command_line(tmp_path, capsys, monkeypatch):
             (("--inferences", "0"), r"--inferences: must be a positive integer, not 0"),
             (("--backend", "board-sim"), r"--backend board-sim: the board's gateware cannot"),
             (("--backend", "golden", "--report", str(report)), r"--report, --inferences and "
-             r"--board-ops need a backend that runs the compiled model")]:
+             r"--board-ops need a backend that runs the compiled model"),
+            (("--layers-out", str(tmp_path / "layers")), r"--layers-out: not available with "
+             r"--backend board-golden")]:
         if "board-sim" in argv and res.program_gateware("board-sim"):
             continue
         full = ["model", str(path), "--backend", "board-golden", *argv]
         status, out, err = _cli(capsys, *full)
         assert status == 2 and re.match(rf"^pwconv: error: .*{message}", err), err
         assert err.count("\n") == 1
+    status, out, err = _cli(capsys, "model", str(MODELS / "pointwise_qdq.onnx"), "--backend",
+                            "board-golden")
+    assert status == 2 and re.match(r"^pwconv: error: .*pointwise_qdq\.onnx: --backend "
+                                    r"board-golden runs \.tflite models only", err), err
     monkeypatch.setattr(fmt, "SDRAM_BYTES", 4000)
     opened = []
     monkeypatch.setattr(res, "LinkedBoard", lambda *a, **k: opened.append(a))
