@@ -47,7 +47,33 @@ def _export(controller, path):
     text = verilog.convert(controller, name=EXPORT_NAME, emit_src=False)
     if not path.is_file() or path.read_text() != text:
         path.write_text(text)
+    path.touch()                # in use (see _prune)
     return path
+
+
+#: Builds of the bench kept under ``build/sim/sdram`` (the most recently used ones).
+KEEP = 4
+
+
+def _prune(root, keep=KEEP):
+    """Delete all but the ``keep`` most recently used bench builds under ``root`` (sparing any
+    used in the last ``cache.GRACE_S`` seconds) and exports no build was made from lately."""
+    import time
+    now = time.time()
+
+    def used(path):
+        try:
+            return (path / ".last_used").stat().st_mtime
+        except OSError:
+            return 0.0
+    configs = sorted((d for d in root.iterdir() if d.is_dir() and (d / "obj").is_dir()),
+                     key=used, reverse=True)
+    for config_dir in configs[keep:]:
+        if now - used(config_dir) >= cache.GRACE_S:
+            shutil.rmtree(config_dir, ignore_errors=True)
+    for export in root.glob(f"{EXPORT_NAME}-*.v"):
+        if now - export.stat().st_mtime >= cache.GRACE_S and len(configs) > keep:
+            export.unlink(missing_ok=True)
 
 
 def build_sdram_sim(*, part=DEFAULT_PART, clock_hz=100e6, config=None, build_root="build/sim",
@@ -109,6 +135,7 @@ def build_sdram_sim(*, part=DEFAULT_PART, clock_hz=100e6, config=None, build_roo
                         os.environ["MAKEFLAGS"] = saved
             cache.drop_intermediates(build_dir)
             stamp.write_text(json.dumps(meta, sort_keys=True))
+    _prune(root)
     return build_dir, meta
 
 

@@ -4,6 +4,8 @@ throughput)."""
 
 import random
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from amaranth.hdl import Module, Signal
@@ -307,9 +309,12 @@ def test_sim_throughput(sdram_sim):
 def test_sim_powerup_violation_caught(sdram_sim):
     """A planted bug: the model's power-up wait made longer than the sequencer's, so the
     PRECHARGE ALL comes too early; the model stops the run and the job fails naming it."""
-    with pytest.raises(RuntimeError, match=r"sdram_model: power-up violated: PRECHARGE"):
+    with pytest.raises(RuntimeError, match=r"sdram_model: power-up violated: PRECHARGE") as info:
         sdram_sim.run_sdram_job({"seed": 0, "batches": []},
                                 plusargs=["+sdram_init_cycles=10500"])
+    log = Path(re.search(r"log: (\S+)$", str(info.value))[1])
+    assert log.is_file() and log.parent.name.startswith("run-")
+    shutil.rmtree(log.parent)               # a failed job keeps its run directory
 
 
 # ------------------------------------------------------------------ on the ULX3S (slow)
