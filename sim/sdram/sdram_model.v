@@ -311,8 +311,8 @@ module sdram_model #(
         rc_cycles = RC_C;
         if ($value$plusargs("sdram_t_rc=%d", arg)) rc_cycles = {32'd0, arg};
         if (refresh_count < 1 || refresh_count > REFRESH_COUNT) begin
-            $display("sdram_model: +sdram_refresh_count=%0d is outside 1..%0d (REFRESH_COUNT)",
-                     refresh_count, REFRESH_COUNT);
+            $display("sdram_model: +sdram_refresh_count=%0d is outside ", refresh_count,
+                     "1..%0d (REFRESH_COUNT)", REFRESH_COUNT);
             refresh_count = REFRESH_COUNT;
         end
         cke_prev = 0;
@@ -356,8 +356,8 @@ module sdram_model #(
         dump_file = 0;
         if ($value$plusargs("sdram_dump=%s", dump_file)) ;
         if (ROW_BITS < 1 || ROW_BITS > 13 || COL_BITS < 1 || COL_BITS > 10) begin
-            $display("sdram_model: ROW_BITS must be 1..13 and COL_BITS 1..10, not %0d and %0d",
-                     ROW_BITS, COL_BITS);
+            $display("sdram_model: ROW_BITS must be 1..13 and COL_BITS 1..10, not %0d ", ROW_BITS,
+                     "and %0d", COL_BITS);
             $fatal(1, "sdram_model: bad geometry");
         end
         if ($value$plusargs("sdram_load=%s", load_file)) begin
@@ -370,8 +370,8 @@ module sdram_model #(
             extra = $fgetc(fd);
             $fclose(fd);
             if (extra != -1) begin
-                $display("sdram_model: +sdram_load file %0s is larger than the memory (%0d bytes)",
-                         load_file, 2 * WORDS);
+                $display("sdram_model: +sdram_load file %0s is larger than the memory ", load_file,
+                         "(%0d bytes)", 2 * WORDS);
                 $fatal(1, "sdram_model: bad +sdram_load");
             end
             for (i = 0; i < (got + 1) / 2; i = i + 1)
@@ -414,8 +414,8 @@ module sdram_model #(
 
         // Bus conflict: what both sides drive in the cycle that ends at this edge.
         if (dq_oe === 1'b1 && dq_o_en) begin
-            $display("sdram_model: bus conflict violated: the controller (dq_oe) and the model both drive DQ at cycle %0d (%0t)",
-                     cyc, $time);
+            $display("sdram_model: bus conflict violated: the controller (dq_oe) and the model ",
+                     "both drive DQ at cycle %0d (%0t)", cyc, $time);
             violated;
         end
 
@@ -435,8 +435,9 @@ module sdram_model #(
         for (b = 0; b < 4; b = b + 1)
             if (bank_open[b] && !ras_max_said[b] && cyc - t_act[b] > RAS_MAX_C) begin
                 ras_max_said[b] = 1;
-                $display("sdram_model: tRAS max violated: bank %0d row %0d open %0d cycles (max %0d) at cycle %0d (%0t)",
-                         b, bank_row[b], cyc - t_act[b], RAS_MAX_C, cyc, $time);
+                $display("sdram_model: tRAS max violated: bank %0d row %0d open ", b, bank_row[b],
+                         "%0d cycles (max %0d) at cycle %0d ", cyc - t_act[b], RAS_MAX_C, cyc,
+                         "(%0t)", $time);
                 violated;
             end
 
@@ -460,8 +461,8 @@ module sdram_model #(
             end
             if (cyc >= init_cycles && (cs_n !== 1'b0 && cs_n !== 1'b1
                                        || cs_n === 1'b0 && ^{ras_n, cas_n, we_n} === 1'bx)) begin
-                $display("sdram_model: command violated: X or Z on cs_n/ras_n/cas_n/we_n at cycle %0d (%0t)",
-                         cyc, $time);
+                $display("sdram_model: command violated: X or Z on cs_n/ras_n/cas_n/we_n at ",
+                         "cycle %0d (%0t)", cyc, $time);
                 violated;
                 is_cmd = 0;
             end
@@ -469,49 +470,54 @@ module sdram_model #(
             // ------------------------------------------------ power-up sequence
             if (is_cmd && init_state == 0) begin
                 if (cyc < init_cycles) begin
-                    $display("sdram_model: power-up violated: %0s at cycle %0d, before the power-up wait of %0d cycles is over (%0t)",
-                             cmd_name(cmd), cyc, init_cycles, $time);
+                    $display("sdram_model: power-up violated: %0s at cycle ", cmd_name(cmd),
+                             "%0d, before the power-up wait of %0d cycles is ", cyc, init_cycles,
+                             "over (%0t)", $time);
                     violated;
                 end else if (!(cmd == C_PRE && a[10])) begin
-                    $display("sdram_model: power-up violated: %0s before PRECHARGE ALL at cycle %0d (%0t)",
-                             cmd_name(cmd), cyc, $time);
+                    $display("sdram_model: power-up violated: %0s before ", cmd_name(cmd),
+                             "PRECHARGE ALL at cycle %0d (%0t)", cyc, $time);
                     violated;
                 end
             end
             if (is_cmd && init_state == 1 && cmd == C_ACT) begin
                 if (init_refreshes < INIT_REFRESHES) begin
-                    $display("sdram_model: power-up violated: ACTIVE after %0d AUTO REFRESH (needs %0d) at cycle %0d (%0t)",
-                             init_refreshes, INIT_REFRESHES, cyc, $time);
+                    $display("sdram_model: power-up violated: ACTIVE after %0d ", init_refreshes,
+                             "AUTO REFRESH (needs %0d) at cycle %0d ", INIT_REFRESHES, cyc,
+                             "(%0t)", $time);
                     violated;
                 end else if (!mode_set) begin
-                    $display("sdram_model: power-up violated: ACTIVE before LOAD MODE REGISTER at cycle %0d (%0t)",
-                             cyc, $time);
+                    $display("sdram_model: power-up violated: ACTIVE before LOAD MODE REGISTER ",
+                             "at cycle %0d (%0t)", cyc, $time);
                     violated;
                 end
             end
 
             // ------------------------------------------------ command-to-command times
             if (is_cmd && cyc - t_lmr < MRD_C) begin
-                $display("sdram_model: tMRD violated: %0s %0d cycles after LOAD MODE REGISTER (needs %0d) at cycle %0d (%0t)",
-                         cmd_name(cmd), cyc - t_lmr, MRD_C, cyc, $time);
+                $display("sdram_model: tMRD violated: %0s %0d cycles ", cmd_name(cmd), cyc - t_lmr,
+                         "after LOAD MODE REGISTER (needs %0d) at cycle %0d ", MRD_C, cyc,
+                         "(%0t)", $time);
                 violated;
             end
             if (is_cmd && cyc - t_ref < RFC_C) begin
-                $display("sdram_model: tRFC violated: %0s %0d cycles after AUTO REFRESH (needs %0d) at cycle %0d (%0t)",
-                         cmd_name(cmd), cyc - t_ref, RFC_C, cyc, $time);
+                $display("sdram_model: tRFC violated: %0s %0d cycles ", cmd_name(cmd), cyc - t_ref,
+                         "after AUTO REFRESH (needs %0d) at cycle %0d (%0t)", RFC_C, cyc, $time);
                 violated;
             end
             if (is_cmd && cyc - t_xsr_exit < XSR_C) begin
-                $display("sdram_model: tXSR violated: %0s %0d cycles after leaving SELF REFRESH (needs %0d) at cycle %0d (%0t)",
-                         cmd_name(cmd), cyc - t_xsr_exit, XSR_C, cyc, $time);
+                $display("sdram_model: tXSR violated: %0s %0d ", cmd_name(cmd), cyc - t_xsr_exit,
+                         "cycles after leaving SELF REFRESH (needs %0d) at cycle %0d ", XSR_C, cyc,
+                         "(%0t)", $time);
                 violated;
             end
 
             // ------------------------------------------------ the command
             if (is_cmd) case (cmd)
             C_ACT, C_READ, C_WRITE: if (mode_bad) begin
-                $display("sdram_model: mode register violated: %0s while the mode register holds %0s (LOAD MODE REGISTER at cycle %0d) at cycle %0d (%0t)",
-                         cmd_name(cmd), mode_reason, t_mode, cyc, $time);
+                $display("sdram_model: mode register violated: %0s while the mode ", cmd_name(cmd),
+                         "register holds %0s (LOAD MODE REGISTER at cycle ", mode_reason,
+                         "%0d) at cycle %0d (%0t)", t_mode, cyc, $time);
                 violated;
             end
             default: ;
@@ -520,29 +526,32 @@ module sdram_model #(
             if (is_cmd) case (cmd)
             C_ACT: begin
                 if (bank_open[ba] || ap_state[ba] != 0) begin
-                    $display("sdram_model: bank state violated: ACTIVE to bank %0d, which has row %0d open, at cycle %0d (%0t)",
-                             ba, bank_row[ba], cyc, $time);
+                    $display("sdram_model: bank state violated: ACTIVE to bank %0d, which ", ba,
+                             "has row %0d open, at cycle %0d (%0t)", bank_row[ba], cyc, $time);
                     violated;
                 end
                 if (cyc - t_pre[ba] < RP_C) begin
-                    $display("sdram_model: tRP violated: ACTIVE to bank %0d %0d cycles after its precharge (needs %0d) at cycle %0d (%0t)",
-                             ba, cyc - t_pre[ba], RP_C, cyc, $time);
+                    $display("sdram_model: tRP violated: ACTIVE to bank %0d ", ba,
+                             "%0d cycles after its precharge (needs %0d) ", cyc - t_pre[ba], RP_C,
+                             "at cycle %0d (%0t)", cyc, $time);
                     violated;
                 end
                 if (cyc - t_act[ba] < rc_cycles) begin
-                    $display("sdram_model: tRC violated: ACTIVE to bank %0d %0d cycles after its last ACTIVE (needs %0d) at cycle %0d (%0t)",
-                             ba, cyc - t_act[ba], rc_cycles, cyc, $time);
+                    $display("sdram_model: tRC violated: ACTIVE to bank %0d ", ba,
+                             "%0d cycles after its last ACTIVE (needs ", cyc - t_act[ba],
+                             "%0d) at cycle %0d (%0t)", rc_cycles, cyc, $time);
                     violated;
                 end
                 for (b = 0; b < 4; b = b + 1)
                     if (b[1:0] != ba && cyc - t_act[b] < RRD_C) begin
-                        $display("sdram_model: tRRD violated: ACTIVE to bank %0d %0d cycles after ACTIVE to bank %0d (needs %0d) at cycle %0d (%0t)",
-                                 ba, cyc - t_act[b], b, RRD_C, cyc, $time);
+                        $display("sdram_model: tRRD violated: ACTIVE to bank %0d ", ba,
+                                 "%0d cycles after ACTIVE to bank %0d (needs ", cyc - t_act[b], b,
+                                 "%0d) at cycle %0d (%0t)", RRD_C, cyc, $time);
                         violated;
                     end
                 if (ROW_BITS < 13 && (a >> ROW_BITS) != 0) begin
-                    $display("sdram_model: address violated: ACTIVE to bank %0d row %0d, beyond the %0d rows at cycle %0d (%0t)",
-                             ba, a, 1 << ROW_BITS, cyc, $time);
+                    $display("sdram_model: address violated: ACTIVE to bank %0d row %0d, ", ba, a,
+                             "beyond the %0d rows at cycle %0d (%0t)", 1 << ROW_BITS, cyc, $time);
                     violated;
                 end
                 bank_open[ba] = 1;
@@ -552,21 +561,24 @@ module sdram_model #(
             end
             C_READ, C_WRITE: begin
                 if (ap_state[ba] != 0) begin
-                    $display("sdram_model: bank state violated: %0s to bank %0d during its auto precharge at cycle %0d (%0t)",
-                             cmd_name(cmd), ba, cyc, $time);
+                    $display("sdram_model: bank state violated: %0s to bank ", cmd_name(cmd),
+                             "%0d during its auto precharge at cycle %0d (%0t)", ba, cyc, $time);
                     violated;
                 end else if (!bank_open[ba]) begin
-                    $display("sdram_model: bank state violated: %0s to bank %0d, which is idle (no row open), at cycle %0d (%0t)",
-                             cmd_name(cmd), ba, cyc, $time);
+                    $display("sdram_model: bank state violated: %0s to bank ", cmd_name(cmd),
+                             "%0d, which is idle (no row open), at cycle %0d ", ba, cyc,
+                             "(%0t)", $time);
                     violated;
                 end else if (cyc - t_act[ba] < RCD_C) begin
-                    $display("sdram_model: tRCD violated: %0s to bank %0d %0d cycles after ACTIVE (needs %0d) at cycle %0d (%0t)",
-                             cmd_name(cmd), ba, cyc - t_act[ba], RCD_C, cyc, $time);
+                    $display("sdram_model: tRCD violated: %0s to bank %0d ", cmd_name(cmd), ba,
+                             "%0d cycles after ACTIVE (needs %0d) at ", cyc - t_act[ba], RCD_C,
+                             "cycle %0d (%0t)", cyc, $time);
                     violated;
                 end
                 if (cyc - t_rw < CCD_C) begin
-                    $display("sdram_model: tCCD violated: %0s %0d cycles after the last READ/WRITE (needs %0d) at cycle %0d (%0t)",
-                             cmd_name(cmd), cyc - t_rw, CCD_C, cyc, $time);
+                    $display("sdram_model: tCCD violated: %0s %0d ", cmd_name(cmd), cyc - t_rw,
+                             "cycles after the last READ/WRITE (needs %0d) at cycle ", CCD_C,
+                             "%0d (%0t)", cyc, $time);
                     violated;
                 end
                 t_rw = cyc;
@@ -605,13 +617,15 @@ module sdram_model #(
                 for (b = 0; b < 4; b = b + 1)
                     if ((a[10] || b[1:0] == ba) && bank_open[b] && ap_state[b] == 0) begin
                         if (cyc - t_act[b] < RAS_C) begin
-                            $display("sdram_model: tRAS violated: PRECHARGE to bank %0d row %0d %0d cycles after ACTIVE (needs %0d) at cycle %0d (%0t)",
-                                     b, bank_row[b], cyc - t_act[b], RAS_C, cyc, $time);
+                            $display("sdram_model: tRAS violated: PRECHARGE to bank %0d row ", b,
+                                     "%0d %0d cycles after ACTIVE ", bank_row[b], cyc - t_act[b],
+                                     "(needs %0d) at cycle %0d (%0t)", RAS_C, cyc, $time);
                             violated;
                         end
                         if (cyc - t_wdata[b] < WR_C) begin
-                            $display("sdram_model: tWR violated: PRECHARGE to bank %0d %0d cycles after its last write data (needs %0d) at cycle %0d (%0t)",
-                                     b, cyc - t_wdata[b], WR_C, cyc, $time);
+                            $display("sdram_model: tWR violated: PRECHARGE to bank %0d ", b,
+                                     "%0d cycles after its last write data ", cyc - t_wdata[b],
+                                     "(needs %0d) at cycle %0d (%0t)", WR_C, cyc, $time);
                             violated;
                         end
                         if (rd_on && rd_bank == b[1:0]) cut_read;
@@ -623,13 +637,14 @@ module sdram_model #(
             C_REF, C_LMR: begin
                 for (b = 0; b < 4; b = b + 1) begin
                     if (bank_open[b] || ap_state[b] != 0) begin
-                        $display("sdram_model: bank state violated: %0s with bank %0d open (row %0d) at cycle %0d (%0t)",
-                                 (cmd == C_REF && cke !== 1'b1) ? "SELF REFRESH" : cmd_name(cmd),
-                                 b, bank_row[b], cyc, $time);
+                        $display("sdram_model: bank state violated: %0s with bank %0d open ",
+                                 (cmd == C_REF && cke !== 1'b1) ? "SELF REFRESH" : cmd_name(cmd), b,
+                                 "(row %0d) at cycle %0d (%0t)", bank_row[b], cyc, $time);
                         violated;
                     end else if (cyc - t_pre[b] < RP_C) begin
-                        $display("sdram_model: tRP violated: %0s %0d cycles after the precharge of bank %0d (needs %0d) at cycle %0d (%0t)",
-                                 cmd_name(cmd), cyc - t_pre[b], b, RP_C, cyc, $time);
+                        $display("sdram_model: tRP violated: %0s ", cmd_name(cmd),
+                                 "%0d cycles after the precharge of bank %0d ", cyc - t_pre[b], b,
+                                 "(needs %0d) at cycle %0d (%0t)", RP_C, cyc, $time);
                         violated;
                     end
                 end
@@ -651,8 +666,9 @@ module sdram_model #(
                     else
                         mode_bad = 0;
                     if (mode_bad)
-                        $display("sdram_model: note: LOAD MODE REGISTER %h at cycle %0d holds %0s; it must be loaded again before an ACTIVE (%0t)",
-                                 a, cyc, mode_reason, $time);
+                        $display("sdram_model: note: LOAD MODE REGISTER %h at cycle %0d ", a, cyc,
+                                 "holds %0s; it must be loaded again before an ", mode_reason,
+                                 "ACTIVE (%0t)", $time);
                     t_mode = cyc;
                     bl_code = a[2:0];
                     interleaved = a[3];
@@ -685,8 +701,9 @@ module sdram_model #(
                 idx = word_addr(wr_bank, bank_row[wr_bank], col);
                 if (dqm != 2'b11) begin
                     if (dq_oe !== 1'b1) begin
-                        $display("sdram_model: write data violated: WRITE burst element %0d to bank %0d column %0d with dq_oe low at cycle %0d (%0t)",
-                                 wr_idx, wr_bank, col, cyc, $time);
+                        $display("sdram_model: write data violated: WRITE burst element ",
+                                 "%0d to bank %0d column %0d with dq_oe ", wr_idx, wr_bank, col,
+                                 "low at cycle %0d (%0t)", cyc, $time);
                         violated;
                     end
                     if (!dqm[0]) mem[idx][7:0] = dq_i[7:0];
@@ -741,8 +758,9 @@ module sdram_model #(
             oldest = (ref_n >= refresh_count) ? ref_ring[ref_ptr] : ref_base;
             if (!ref_said && cyc - oldest >= refresh_window) begin
                 ref_said = 1;
-                $display("sdram_model: refresh violated: fewer than %0d AUTO REFRESH in the window of %0d cycles ending at cycle %0d (%0t)",
-                         refresh_count, refresh_window, cyc, $time);
+                $display("sdram_model: refresh violated: fewer than %0d AUTO ", refresh_count,
+                         "REFRESH in the window of %0d cycles ending at cycle ", refresh_window,
+                         "%0d (%0t)", cyc, $time);
                 violated;
             end
         end

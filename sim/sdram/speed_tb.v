@@ -40,7 +40,9 @@ module speed_tb;
         else if (n >= 199) begin
             case ((n - 199) % 32)
             0: begin rcw <= 3'b011; ba <= slot[1:0]; a <= slot[14:2]; end
-            3: begin rcw <= 3'b100; a <= {4'd0, slot[10:2]}; wdata <= slot[15:0] ^ 16'h5A5A; oe <= 1; end
+            3: begin
+                rcw <= 3'b100; a <= {4'd0, slot[10:2]}; wdata <= slot[15:0] ^ 16'h5A5A; oe <= 1;
+            end
             5: begin rcw <= 3'b101; a <= {4'd0, slot[10:2]}; want <= slot[15:0] ^ 16'h5A5A; end
             8: rcw <= 3'b010;
             12: rcw <= 3'b001;
