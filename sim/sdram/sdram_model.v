@@ -36,6 +36,8 @@
 // {row, bank, column}: LiteDRAM's ROW_BANK_COL mapping, so a word address of the controller's
 // native port is the same word here. Backdoor plusargs (both simulators):
 //   +sdram_load=FILE   at time 0, little-endian 16-bit words from word address 0 upward
+//                      (so the file is the memory's byte image: byte 2w is word w's DQ[7:0];
+//                      a 32 MB load takes seconds in Verilator, longer in Icarus)
 //   +sdram_dump=FILE   at the end of the simulation (`final`), or when `dump_memory` is
 //                      called / the `dump_request` register toggles; +sdram_dump_words=N
 //                      limits it to the first N words (default: all)
