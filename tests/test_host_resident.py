@@ -432,3 +432,16 @@ def test_soak_short():
     print(f"\nsoak-board: {count} inferences on board-golden, image loaded {loads} time(s), "
           f"{wrong} wrong outputs, {time.perf_counter() - start:.1f} s")
     assert wrong == 0 and loads == 1
+
+
+def test_to_board(tmp_path):
+    path = _write(tmp_path, "chain", _chain(8))
+    model = load_model(path)
+    resident = model.to_board("board-golden", progress=False)
+    assert isinstance(resident, res.ResidentModel) and resident.loads == 1
+    for seed in (4, 5):
+        x = model.random_input(seed)
+        assert np.array_equal(resident.run(x).output,
+                              run_reference(path.read_bytes(), [x])[0][0])
+    assert resident.loads == 1
+    resident.close()

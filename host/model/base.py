@@ -159,6 +159,16 @@ class Model:
         info = np.iinfo(self.input_dtype)
         return rng.integers(info.min, info.max + 1, self.input_shape, dtype=self.input_dtype)
 
+    def to_board(self, device, **kwargs):
+        """Compile this model for a board and load its image there once: a
+        :class:`pwconv.host.resident.ResidentModel`, whose ``run(x)`` then infers, writing only
+        the input and reading only the output. ``device``: a ``ProgramBoard`` or a backend
+        name (``"board-golden"``, ...); keyword arguments go to ``ResidentModel``."""
+        from ..resident import ResidentModel, open_program_board
+        if isinstance(device, str):
+            device = open_program_board(device)
+        return ResidentModel(self, device, **kwargs)
+
     def run(self, x, accelerator, *, runtime=None, layers_out=None):
         """Run the model on ``x``: offloaded layers on ``accelerator``, the rest on the host.
 
