@@ -743,8 +743,8 @@ def format_table(model, run, device):
 
 def report_dict(model, resident, run, device, bit_exact=None):
     """The ``--report`` JSON object."""
-    return {"model": str(model.path.name), "backend_clock_estimated": run.cycles_estimated,
-            "cycles_per_inference": run.cycles, "clock_hz": device.clock_hz,
+    return {"model": str(model.path.name), "cycles_per_inference": run.cycles,
+            "cycles_estimated": run.cycles_estimated, "clock_hz": device.clock_hz,
             "ms_per_inference": 1e3 * run.cycles / device.clock_hz,
             "link_bytes_per_inference": run.link_bytes,
             "link_bytes_to_board": run.link_sent, "link_bytes_from_board": run.link_received,
@@ -756,5 +756,5 @@ def report_dict(model, resident, run, device, bit_exact=None):
             "host_segments": len(resident.compiled.segments),
             "input_bytes": int(np.prod(model.input_shape)),
             "output_bytes": int(run.output.size),
-            "bit_exact": bit_exact,
+            "bit_exact": bit_exact, "wall_seconds": run.seconds,
             "ops": [s.as_dict() for s in run.ops]}

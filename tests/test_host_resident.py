@@ -370,6 +370,8 @@ def test_command_line(tmp_path, capsys, monkeypatch):
                 "sdram_bytes_per_inference", "ops"):
         assert key in data
     assert data["bit_exact"] is True and data["clock_hz"] == res.GOLDEN_CLOCK_HZ
+    assert data["cycles_estimated"] is True
+    assert {op["where"] for op in data["ops"]} == {"board"}
     assert data["cycles_per_inference"] == sum(op["cycles"] for op in data["ops"])
     assert [set(op) >= {"index", "op", "where", "macs", "cycles"} for op in data["ops"]] == \
         [True] * 3
