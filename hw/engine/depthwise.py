@@ -179,7 +179,10 @@ class DepthwiseEngine(wiring.Component):
     average_pool2d`): the MACs multiply by 1 and the accumulators keep the maximum (taps
     outside the image read -128) or the sum and the count of in-image taps, divided as C
     divides ``(sum +- count / 2) / count``, by an exact reciprocal multiply; then the
-    activation clamp. A pool's results skip the lanes and leave with the same latency.
+    activation clamp. A pool's results are computed beside the shared requantization lanes (a
+    divider per lane, on the same slices) and leave with the same latency; a pool window of
+    fewer taps than ``lanes / requant_lanes`` makes a beat every ``lanes / requant_lanes``
+    cycles.
 
     **Data flow.** The input tensor arrives once, row by row in NHWC order, as beats of
     ``lanes`` channels of one pixel (``ceil(C / lanes)`` beats per pixel; lanes beyond C are
