@@ -80,7 +80,8 @@ class MeanUnit(wiring.Component):
     cfg : ArrayConfig
         The build's configuration (its ``requant_multiply`` maps the lanes' multiplies).
     lanes : int
-        Channels per beat, 1..64.
+        Channels per beat, 1..64 (each with a requantization lane); the SDRAM gives 2 bytes
+        per cycle, so the default, 2, keeps up with it.
     max_channels : int
         Largest C, 1..65536.
     max_pixels : int
@@ -104,7 +105,7 @@ class MeanUnit(wiring.Component):
     cycles plus the lane's latency. One clock domain, ``sync``.
     """
 
-    def __init__(self, cfg: ArrayConfig, *, lanes=16, max_channels=1280, max_pixels=1 << 12):
+    def __init__(self, cfg: ArrayConfig, *, lanes=2, max_channels=1280, max_pixels=1 << 12):
         check_config(self, cfg)
         for name, value, hi in (("Lane count", lanes, 64),
                                 ("Maximum channel count", max_channels, 1 << 16),
