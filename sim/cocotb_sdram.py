@@ -1,4 +1,4 @@
-"""cocotb driver of sdram_tb: bring-up, then batches of native-port commands; the checks are the host's.
+"""cocotb driver of sdram_tb: bring-up, then batches of native-port commands (the host checks them)."""
 
 Job (JSON, ``PWCONV_JOB``)::
 
