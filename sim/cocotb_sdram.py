@@ -1,4 +1,4 @@
-"""cocotb driver of sdram_tb: bring-up, then batches of native-port commands (the host checks them)."""
+"""cocotb driver of sdram_tb: bring-up, then native-port command batches the host checks."""
 
 Job (JSON, ``PWCONV_JOB``)::
 
