@@ -440,14 +440,12 @@ def roofline_estimate(cfg, d):
 
 def program_gateware(backend):
     """Whether ``backend``'s gateware can serve RUN_PROGRAM: board-golden always; board-sim
-    and board once the link controller or an engine in hw/ handles the command (the source
-    names ``RUN_PROGRAM`` outside the protocol's data)."""
+    and board once the board top wires the command processor to the link
+    (:data:`pwconv.hw.engine.SERVES_RUN_PROGRAM`)."""
     if backend == "board-golden":
         return True
-    hw = Path(__file__).resolve().parent.parent / "hw"
-    sources = [p for d in ("link", "engine") for p in sorted((hw / d).glob("*.py"))
-               if p.name != "protocol.py"] + [hw / "board.py"]
-    return any("RUN_PROGRAM" in p.read_text() for p in sources if p.exists())
+    from pwconv.hw.engine import SERVES_RUN_PROGRAM
+    return SERVES_RUN_PROGRAM
 
 
 def open_program_board(backend, cfg=None, *, port=None, baud=None, memory_bytes=None):

@@ -12,3 +12,9 @@ This room holds the gateware that runs a layer program's ops beside the pointwis
   pooling);
 - the command processor that fetches and runs the program's descriptors (to come).
 """
+
+#: Whether the board top (hw/board.py) wires the command processor to the link's RUN_PROGRAM
+#: and READ_COUNTERS (docs/protocol.md): until then ``pwconv model --backend board-sim/board``
+#: refuses a compiled model with one line (host/resident.py ``program_gateware``). The board's
+#: IDENTITY reply should carry this as a capability bit once the gateware exists.
+SERVES_RUN_PROGRAM = False
