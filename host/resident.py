@@ -31,7 +31,6 @@ import abc
 import time
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
