@@ -312,6 +312,9 @@ class BoardDevice(Device):
 
     def _write_block(self, addr, data, bar):
         chunk = self.max_payload - MEM_ADDR_BYTES
+        if chunk < 1:
+            raise ValueError(f"A MEM_WRITE needs a payload of at least {MEM_ADDR_BYTES + 1} "
+                             f"bytes, but frames are limited to {self.max_payload}")
         for at in range(0, len(data), chunk):
             part = data[at:at + chunk]
             start = addr + at
