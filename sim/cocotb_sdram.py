@@ -1,4 +1,4 @@
-"""cocotb driver of sdram_tb: bring-up, then native-port command batches the host checks."""
+"""cocotb driver of sdram_tb: bring-up, then native-port command batches the host checks.
 
 Job (JSON, ``PWCONV_JOB``)::
 
@@ -135,7 +135,12 @@ async def sdram_job(dut):
     with open(os.environ["PWCONV_JOB"]) as f:
         job = json.load(f)
     rng = random.Random(job.get("seed", 0))
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    meta = job.get("meta", {})
+    period_ps = round(1e12 / meta.get("clock_hz", 100e6))
+    cocotb.start_soon(Clock(dut.clk, period_ps, unit="ps").start())
+    if meta.get("memory_clock_hz", meta.get("clock_hz", 100e6)) != meta.get("clock_hz", 100e6):
+        mem_ps = round(1e12 / meta["memory_clock_hz"])
+        cocotb.start_soon(Clock(dut.clk_mem, mem_ps, unit="ps").start())
     init_cycles = await _init(dut, job.get("init_timeout", 60000))
     result = {"init_cycles": init_cycles, "init_done": int(dut.init_done.value),
               "init_error": int(dut.init_error.value), "batches": []}

@@ -16,10 +16,16 @@ import tempfile
 from pathlib import Path
 
 import cocotb
+from amaranth.hdl import ClockDomain, DomainRenamer, Module, ResetSignal
+from amaranth.lib import wiring
+from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.wiring import In, Out
 from cocotb_tools.runner import get_runner
 
 from pwconv.hw.memory.litedram_core import LiteDRAMConfig, generate
-from pwconv.hw.memory.sdram import SDRAMController
+from pwconv.hw.memory.port import NativePortSignature
+from pwconv.hw.memory.port_cdc import NativePortCDC
+from pwconv.hw.memory.sdram import SDRAMController, SDRAMPinsSignature
 from . import cache
 from .runner import TIMESCALE, _importable, file_lock, read_failures, repo_path, toolchain_env
 from .sdram.parts import model_parameters
@@ -39,6 +45,34 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "-Wno-PINMISSING", "-Wno-CASEINCOM
 #: The C++ compiled without optimization: the build took 48 s instead of about 100 s on the
 #: 2-core machine, and the default test's run 2.8 s instead of 2.4 s.
 MAKE_OPT = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+
+
+class _SeparateDomain(wiring.Component):
+    """The bench's controller in a domain of its own (``sdram``, clocked by ``clk_mem``, reset
+    with ``sync``) behind a :class:`NativePortCDC`: the ports of the controller, in ``sync``."""
+
+    def __init__(self, controller):
+        self._controller = controller
+        super().__init__({
+            "user": In(NativePortSignature(addr_width=controller.core.addr_width,
+                                           data_width=16)),
+            "pins": Out(SDRAMPinsSignature()), "init_done": Out(1), "init_error": Out(1),
+            "clk_mem": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ctrl = self._controller
+        m.domains.sdram = sdram = ClockDomain()
+        m.d.comb += [sdram.clk.eq(self.clk_mem), sdram.rst.eq(ResetSignal("sync"))]
+        m.submodules.ctrl = DomainRenamer("sdram")(ctrl)
+        m.submodules.cdc = cdc = NativePortCDC(addr_width=ctrl.core.addr_width, data_width=16)
+        wiring.connect(m, wiring.flipped(self.user), cdc.master)
+        wiring.connect(m, cdc.memory, ctrl.user)
+        wiring.connect(m, ctrl.pins, wiring.flipped(self.pins))
+        m.submodules.done = FFSynchronizer(ctrl.init_done, self.init_done)
+        m.submodules.error = FFSynchronizer(ctrl.init_error, self.init_error)
+        return m
 
 
 def _export(controller, path):
@@ -77,7 +111,7 @@ def _prune(root, keep=KEEP):
 
 
 def build_sdram_sim(*, part=DEFAULT_PART, clock_hz=100e6, config=None, build_root="build/sim",
-                    log=None):
+                    memory_clock_hz=None, log=None):
     """Build ``sdram_tb`` on Verilator for ``part``; return ``(build_dir, meta)``.
 
     ``config`` is the core's :class:`~pwconv.hw.memory.litedram_core.LiteDRAMConfig` (default:
@@ -85,29 +119,37 @@ def build_sdram_sim(*, part=DEFAULT_PART, clock_hz=100e6, config=None, build_roo
     init cycles. The init
     sequence's power-up wait is the part's own (the model's ``T_INIT``), as short as its check
     allows. Rebuilt only when a source or a parameter changes (first build ~50 s).
+
+    With ``memory_clock_hz``, the controller, core and model run at that clock in a domain of
+    their own, behind a :class:`NativePortCDC` from the port's ``clock_hz`` domain (the bench's
+    ``clk_mem`` input; Verilog define ``TWO_CLOCKS``).
     """
-    params = model_parameters(part, clock_hz)
+    memory_hz = clock_hz if memory_clock_hz is None else memory_clock_hz
+    params = model_parameters(part, memory_hz)
     if config is None:
-        config = LiteDRAMConfig(sys_clk_freq=clock_hz)
-    if config.sys_clk_freq != clock_hz:
+        config = LiteDRAMConfig(sys_clk_freq=memory_hz)
+    if config.sys_clk_freq != memory_hz:
         raise ValueError(f"The core's clock ({config.sys_clk_freq / 1e6:g} MHz) is not the "
-                         f"model's ({clock_hz / 1e6:g} MHz)")
+                         f"model's ({memory_hz / 1e6:g} MHz)")
     core = generate(config)
     controller = SDRAMController(core, target="sim", powerup_cycles=params["T_INIT"])
+    top = controller if memory_clock_hz is None else _SeparateDomain(controller)
+    args = list(VERILATOR_ARGS) + ([] if memory_clock_hz is None else ["-DTWO_CLOCKS"])
     root = repo_path(build_root) / "sdram"
     root.mkdir(parents=True, exist_ok=True)
-    export = _export(controller, root / f"{EXPORT_NAME}-{core.config.key()}-{params['T_INIT']}.v")
+    two = "" if memory_clock_hz is None else "-cdc"
+    export = _export(top, root / f"{EXPORT_NAME}-{core.config.key()}-{params['T_INIT']}{two}.v")
     sources = [export, *controller.sim_sources, SIM_DIR / "sdram" / "sdram_model.v",
                SIM_DIR / "sdram_tb.v"]
     digest = hashlib.sha256()
     for source in sources:
         digest.update(Path(source).read_bytes())
-    digest.update(json.dumps({"params": params, "args": VERILATOR_ARGS, "make": MAKE_OPT,
+    digest.update(json.dumps({"params": params, "args": args, "make": MAKE_OPT,
                               "cocotb": cocotb.__version__}, sort_keys=True).encode())
     config_dir = root / digest.hexdigest()[:12]
     build_dir = config_dir / "obj"
     stamp = build_dir / "pwconv.stamp"
-    meta = {"part": part, "clock_hz": clock_hz, "params": params,
+    meta = {"part": part, "clock_hz": clock_hz, "memory_clock_hz": memory_hz, "params": params,
             "init_cycles": controller.init_cycles, "cl": core.cl}
     with file_lock(config_dir / ".obj.lock"):
         cache.mark_used(config_dir)
@@ -122,7 +164,7 @@ def build_sdram_sim(*, part=DEFAULT_PART, clock_hz=100e6, config=None, build_roo
                 try:
                     get_runner("verilator").build(
                         sources=[str(s) for s in sources], hdl_toplevel=TOPLEVEL,
-                        build_dir=build_dir, build_args=list(VERILATOR_ARGS),
+                        build_dir=build_dir, build_args=args,
                         parameters=params, always=False, timescale=TIMESCALE,
                         log_file=build_dir / "build.log")
                 except (RuntimeError, SystemExit) as error:
@@ -140,7 +182,7 @@ def build_sdram_sim(*, part=DEFAULT_PART, clock_hz=100e6, config=None, build_roo
 
 
 def run_sdram_job(job, *, part=DEFAULT_PART, config=None, build_root="build/sim", plusargs=(),
-                  keep=False):
+                  memory_clock_hz=None, keep=False):
     """Run one cocotb job (a dict, see sim/cocotb_sdram.py) on the model; return its result.
 
     Raises
@@ -149,7 +191,8 @@ def run_sdram_job(job, *, part=DEFAULT_PART, config=None, build_root="build/sim"
         If the build fails, the model reports a timing violation, or a check of the job fails;
         the message names the log (the run directory is then kept).
     """
-    build_dir, meta = build_sdram_sim(part=part, config=config, build_root=build_root)
+    build_dir, meta = build_sdram_sim(part=part, config=config, build_root=build_root,
+                                      memory_clock_hz=memory_clock_hz)
     job = dict(job, meta=meta)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir.parent))
     job_file, result_file = run_dir / "job.json", run_dir / "result.json"

@@ -31,6 +31,9 @@ module sdram_tb #(
     parameter integer CHECKS_FATAL   = 1
 ) (
     input         clk,
+`ifdef TWO_CLOCKS
+    input         clk_mem,      // the controller's and the SDRAM's own domain (behind a CDC)
+`endif
     input         rst,
     input         cmd_valid,
     output        cmd_ready,
@@ -51,8 +54,16 @@ module sdram_tb #(
     wire [12:0] a;
     wire [15:0] dq_ctrl, dq_chip;
 
+`ifdef TWO_CLOCKS
+    wire clk_sdram = clk_mem;
+`else
+    wire clk_sdram = clk;
+`endif
     pwconv_sdram ctrl (
         .clk(clk), .rst(rst),
+`ifdef TWO_CLOCKS
+        .clk_mem(clk_mem),
+`endif
         .user__cmd__valid(cmd_valid), .user__cmd__ready(cmd_ready),
         .user__cmd__payload({cmd_we, cmd_addr}),
         .user__wdata__valid(wdata_valid), .user__wdata__ready(wdata_ready),
@@ -74,7 +85,7 @@ module sdram_tb #(
         .REFRESH_COUNT(REFRESH_COUNT), .REFRESH_WINDOW(REFRESH_WINDOW),
         .CHECKS_FATAL(CHECKS_FATAL)
     ) chip (
-        .clk(~clk), .cke(cke), .cs_n(cs_n), .ras_n(ras_n), .cas_n(cas_n), .we_n(we_n),
+        .clk(~clk_sdram), .cke(cke), .cs_n(cs_n), .ras_n(ras_n), .cas_n(cas_n), .we_n(we_n),
         .ba(ba), .a(a), .dqm(dqm), .dq_i(dq_ctrl), .dq_oe(dq_oe),
         .dq_o(dq_model), .dq_o_en(dq_o_en)
     );
