@@ -115,7 +115,8 @@ soak: setup
 
 # The board-sim fault suite: FAULT_ROUNDS rounds of every link fault (garbage, truncated and
 # corrupted frames, line noise, resets mid-frame and mid-RESULT, host restarts), each followed
-# by a layer that must be bit-exact; prints the fault table, writes build/faults.json.
+# by a layer that must be bit-exact, and each again on the memory commands, followed by a
+# CRC-verified memory load read back; prints the fault table, writes build/faults.json.
 FAULT_ROUNDS ?= 20
 faults: setup
 	@mkdir -p build
