@@ -91,6 +91,11 @@ class LiteDRAMConfig:
         done so since sim/sdram commit 55cb47e, and flagged tRAS before). Both pass the
         regions test on the model; on its random read/write mix, on took 1,996 cycles and off
         2,010, so off costs under 1% there and does not depend on that lock-out.
+    refresh_interval_ns : float
+        The refresh interval LiteDRAM is generated with (its module's tREFI). LiteDRAM's own,
+        64 ms / 8192 = 7812.5 ns, is rounded up to whole cycles (782 at 100 MHz, 391 at 50),
+        so 8,192 refreshes took 64.06 ms, over the data sheets' 64 ms (the model's refresh
+        rule); 7,800 ns gives 780 cycles at 100 MHz (63.9 ms).
     """
 
     device: str = "LFE5U-85F-6BG381C"
@@ -98,6 +103,7 @@ class LiteDRAMConfig:
     sys_clk_freq: float = 100e6
     user_data_width: int = 16
     auto_precharge: bool = False
+    refresh_interval_ns: float = 7800.0
 
     def __post_init__(self):
         if self.module not in MODULES:
@@ -109,6 +115,10 @@ class LiteDRAMConfig:
         if self.user_data_width not in (16, 32, 64, 128):
             raise ValueError(f"User port width must be 16, 32, 64 or 128 bits, "
                              f"not {self.user_data_width!r}")
+        if not isinstance(self.refresh_interval_ns, (int, float)) or not \
+                1000 <= self.refresh_interval_ns <= 64e6 / 8192:
+            raise ValueError(f"Refresh interval must be 1000-7812.5 ns, "
+                             f"not {self.refresh_interval_ns!r}")
         if not isinstance(self.device, str) or not self.device.startswith("LFE5U"):
             raise ValueError(f"Device must be an ECP5 part (LFE5U-...), not {self.device!r}")
 
@@ -134,6 +144,7 @@ class LiteDRAMConfig:
         """A short hash of the configuration, the generator and this module's processing."""
         from importlib.metadata import version
         text = json.dumps({"config": self.core_config(), "gen": GENERATOR_VERSION,
+                           "refresh_interval_ns": self.refresh_interval_ns,
                            "litedram": version("litedram"), "litex": version("litex"),
                            "cells": SIM_CELLS}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -307,6 +318,22 @@ def _repo_root():
     return here if (here / "pyproject.toml").is_file() else Path.cwd()
 
 
+#: ``litedram_gen`` with the module's refresh interval replaced (argv: module, tREFI in ns,
+#: then litedram_gen's own arguments).
+_GEN = """\
+import sys
+import litedram.modules as modules
+cls = getattr(modules, sys.argv.pop(1))
+trefi = float(sys.argv.pop(1))
+old = cls.technology_timings
+cls.technology_timings = modules._TechnologyTimings(
+    tREFI=trefi, tWTR=old.tWTR, tCCD=old.tCCD, tRRD=old.tRRD, tZQCS=old.tZQCS)
+from litedram.gen import main
+sys.argv[0] = "litedram_gen"
+main()
+"""
+
+
 def _run_generator(config, out):
     """Run ``litedram_gen`` for ``config`` in ``out`` (``out/gen``); return its output files."""
     import yaml
@@ -315,8 +342,8 @@ def _run_generator(config, out):
     yml = gen / "core.yml"
     yml.write_text(yaml.safe_dump(config.core_config(), sort_keys=True))
     log = gen / "litedram_gen.log"
-    cmd = [sys.executable, "-m", "litedram.gen", str(yml), "--name", CORE_NAME,
-           "--no-compile", "--output-dir", str(gen)]
+    cmd = [sys.executable, "-c", _GEN, config.module, repr(float(config.refresh_interval_ns)),
+           str(yml), "--name", CORE_NAME, "--no-compile", "--output-dir", str(gen)]
     with open(log, "w") as f:
         done = subprocess.run(cmd, cwd=gen, stdout=f, stderr=subprocess.STDOUT)
     if done.returncode != 0:
