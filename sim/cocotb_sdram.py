@@ -12,7 +12,9 @@ write data on ``wdata`` in command order, and ends when every command, write wor
 word has been transferred. Result (``PWCONV_RESULT``)::
 
     {"init_cycles": n, "init_error": 0/1,
-     "batches": [{"reads": [word, ...], "cycles": n, "first": c, "last": c}]}
+     "batches": [{"reads": [word, ...], "cycles": n, "first": c, "last": c}],
+     "refreshes", "mem_cycles" (and their values "..._at_init"): AUTO REFRESH commands and
+     SDRAM clock edges counted by sdram_tb}
 
 ``cycles`` runs from the edge that takes the batch's first command to the edge of its last
 transfer, inclusive. The model (sim/sdram/sdram_model.v) stops the simulation on any timing
@@ -143,10 +145,14 @@ async def sdram_job(dut):
         cocotb.start_soon(Clock(dut.clk_mem, mem_ps, unit="ps").start())
     init_cycles = await _init(dut, job.get("init_timeout", 60000))
     result = {"init_cycles": init_cycles, "init_done": int(dut.init_done.value),
-              "init_error": int(dut.init_error.value), "batches": []}
+              "init_error": int(dut.init_error.value), "batches": [],
+              "refreshes_at_init": int(dut.refreshes.value),
+              "mem_cycles_at_init": int(dut.mem_cycles.value)}
     if result["init_done"] and not result["init_error"]:
         for batch in job.get("batches", []):
             result["batches"].append(await _batch(dut, batch, rng))
             await ClockCycles(dut.clk, batch.get("idle_after", 0) + 1)
+    result["refreshes"] = int(dut.refreshes.value)
+    result["mem_cycles"] = int(dut.mem_cycles.value)
     with open(os.environ["PWCONV_RESULT"], "w") as f:
         json.dump(result, f)

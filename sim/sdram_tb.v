@@ -47,7 +47,9 @@ module sdram_tb #(
     input         rdata_ready,
     output [15:0] rdata_data,
     output        init_done,
-    output        init_error
+    output        init_error,
+    output reg [31:0] refreshes,        // AUTO REFRESH commands the chip took (CKE high)
+    output reg [31:0] mem_cycles        // edges of the chip's clock
 );
     wire        cke, cs_n, ras_n, cas_n, we_n, dq_oe, dq_o_en;
     wire [1:0]  ba, dqm;
@@ -89,6 +91,14 @@ module sdram_tb #(
         .ba(ba), .a(a), .dqm(dqm), .dq_i(dq_ctrl), .dq_oe(dq_oe),
         .dq_o(dq_model), .dq_o_en(dq_o_en)
     );
+    initial begin
+        refreshes = 0;
+        mem_cycles = 0;
+    end
+    always @(posedge clk_sdram) begin
+        mem_cycles <= mem_cycles + 1;
+        if (cke && !cs_n && !ras_n && !cas_n && we_n) refreshes <= refreshes + 1;
+    end
     // What the controller's input registers see: the chip's data while it drives, else a
     // pattern (a real bus would float).
     assign dq_chip = dq_o_en ? dq_model : 16'hdead;
