@@ -57,7 +57,18 @@ class SDRAMController(wiring.Component):
     output): commands leave the FPGA's output registers on a rising edge and the SDRAM samples
     them half a cycle later; read data it drives on its edge is captured by the input registers
     half a cycle after. On the board an ``ODDRX1F`` (``io.DDRBuffer``, 0 then 1) makes that
-    clock in the I/O tile; in simulation the test top feeds the model ``~clk``.
+    clock in the I/O tile; in simulation the test top feeds the model ``~clk`` (sim/sdram_tb.v:
+    with the model clocked in phase every read came back a word late). That 180-degree phase
+    is the cycle-level model; the board's real margins (tAC, tOH, pad and trace delays) are
+    not simulated and remain to be checked on hardware.
+
+    Clock: placed and routed alone at 100 MHz on the LFE5U-85F-6 (``make sdram-fmax``), this
+    component reached 89.8-106.1 MHz over eight placements, six short of 100 MHz (the paths
+    are inside LiteDRAM's bank machines and command multiplexer). Beside the array it may need
+    a slower domain of its own: ``DomainRenamer`` it, generate the core for that clock
+    (:class:`.litedram_core.LiteDRAMConfig` ``sys_clk_freq``) and reach it through
+    :class:`.port_cdc.NativePortCDC` (simulated at 50 MHz behind a 100 MHz port: 0.48 words
+    per port cycle sequentially, 0.96 of the SDRAM's peak).
 
     LiteDRAM's native port has no backpressure on read data (``rdata.valid`` is a pulse,
     ``rdata.ready`` ignored) and takes write data when the bank machine issues the write,
