@@ -144,13 +144,15 @@ def weight_layout(engine):
 
 
 def param_layout(engine):
-    """One transfer on ``params``: bias, multiplier and shift of channel group ``addr``'s
-    ``lanes`` channels (the multiplier holds a float32 scale's bits in the float mode)."""
+    """One transfer on ``params``: bias, multiplier and shift of the ``requant_lanes``
+    channels of slice ``s`` of channel group ``g`` (channels ``g * lanes + s * requant_lanes +
+    r``), at ``addr = g * requant_slices + s``: the words the shared lanes read, one per cycle
+    (the multiplier holds a float32 scale's bits in the float mode)."""
     return data.StructLayout({
-        "addr":       _addr(engine.max_groups),
-        "bias":       data.ArrayLayout(signed(32), engine.lanes),
-        "multiplier": data.ArrayLayout(signed(32), engine.lanes),
-        "shift":      data.ArrayLayout(SHIFT_SHAPE, engine.lanes),
+        "addr":       _addr(engine.max_groups * engine.requant_slices),
+        "bias":       data.ArrayLayout(signed(32), engine.requant_lanes),
+        "multiplier": data.ArrayLayout(signed(32), engine.requant_lanes),
+        "shift":      data.ArrayLayout(SHIFT_SHAPE, engine.requant_lanes),
     })
 
 
@@ -423,7 +425,8 @@ class DepthwiseEngine(wiring.Component):
             shape=word, depth=self.max_groups * self._max_kernel ** 2, init=[])
         pshape = data.StructLayout({name: param_layout(self)[name].shape
                                     for name in ("bias", "multiplier", "shift")})
-        m.submodules.pmem = pmem = memory.Memory(shape=pshape, depth=self.max_groups, init=[])
+        m.submodules.pmem = pmem = memory.Memory(
+            shape=pshape, depth=self.max_groups * self.requant_slices, init=[])
         line_w, line_r = line.write_port(), line.read_port(domain="sync")
         wmem_w, wmem_r = wmem.write_port(), wmem.read_port(domain="sync")
         pmem_w, pmem_r = pmem.write_port(), pmem.read_port(domain="sync")
@@ -601,7 +604,8 @@ class DepthwiseEngine(wiring.Component):
         acc = [Signal(signed(24), name=f"acc{i}", reset_less=True) for i in range(lanes)]
         sums_valid = Signal()
         m.d.sync += sums_valid.eq(v_c & last_c)
-        m.d.comb += pmem_r.addr.eq(g_c)
+        g_d = Signal.like(g)                # the group whose sums are ready with sums_valid
+        m.d.sync += g_d.eq(g_c)
         # The pools: the running maximum instead of the sum, and the count of in-image taps.
         taps = Signal(range(self._max_kernel ** 2 + 1))
         with m.If(v_c):
@@ -620,24 +624,22 @@ class DepthwiseEngine(wiring.Component):
         shared = self._requant_lanes
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=8 * lanes, depth=self.fifo_depth)
-        fields = (("sum", signed(24)), ("bias", signed(32)), ("multiplier", signed(32)),
-                  ("shift", SHIFT_SHAPE))
-        hold = {name: [Signal(shape, name=f"hold_{name}{i}", reset_less=True)
-                       for i in range(lanes)] for name, shape in fields}
+        hold = [Signal(signed(24), name=f"hold_sum{i}", reset_less=True) for i in range(lanes)]
         hold_taps = Signal.like(taps)
         feed = Signal(slices)               # feed[p]: slice p is at the bottom this cycle
         m.d.sync += feed.eq(Cat(sums_valid, feed[:slices - 1]))
-        sources = {"sum": acc, "bias": [pmem_r.data.bias[i] for i in range(lanes)],
-                   "multiplier": [pmem_r.data.multiplier[i] for i in range(lanes)],
-                   "shift": [pmem_r.data.shift[i] for i in range(lanes)]}
         with m.If(sums_valid):
-            m.d.sync += hold_taps.eq(taps)
-        for name, _ in fields:
-            with m.If(sums_valid):
-                m.d.sync += [hold[name][i].eq(sources[name][i]) for i in range(lanes)]
-            with m.Else():
-                m.d.sync += [hold[name][i].eq(hold[name][i + shared])
-                             for i in range(lanes - shared)]
+            m.d.sync += [hold_taps.eq(taps)] + [hold[i].eq(acc[i]) for i in range(lanes)]
+        with m.Else():
+            m.d.sync += [hold[i].eq(hold[i + shared]) for i in range(lanes - shared)]
+        # The slices' parameters: word (g, p) read the cycle before slice p is fed.
+        g_hold = Signal.like(g)
+        next_slice = Signal(range(slices))
+        with m.If(sums_valid):
+            m.d.sync += [g_hold.eq(g_d), next_slice.eq(1 % slices)]
+        with m.Elif(next_slice != 0):
+            m.d.sync += next_slice.eq(Mux(next_slice == slices - 1, 0, next_slice + 1))
+        m.d.comb += pmem_r.addr.eq(Mux(sums_valid, g_d * slices, g_hold * slices + next_slice))
         results = []
         for r in range(shared):
             lane = RequantLane(sum_shape=signed(24), steps=1, roundings=self._cfg.roundings,
@@ -645,17 +647,17 @@ class DepthwiseEngine(wiring.Component):
             m.submodules[f"lane{r}"] = lane
             m.d.comb += [
                 lane.valid.eq(feed.any()),
-                lane.sum.eq(hold["sum"][r]),
-                lane.bias.eq(hold["bias"][r]),
-                lane.multiplier.eq(hold["multiplier"][r]),
-                lane.shift.eq(hold["shift"][r]),
+                lane.sum.eq(hold[r]),
+                lane.bias.eq(pmem_r.data.bias[r]),
+                lane.multiplier.eq(pmem_r.data.multiplier[r]),
+                lane.shift.eq(pmem_r.data.shift[r]),
                 lane.rounding.eq(cfg.rounding),
                 lane.output_zero_point.eq(cfg.output_zero_point),
                 lane.activation_min.eq(cfg.activation_min),
                 lane.activation_max.eq(cfg.activation_max),
                 lane.raw.eq(0),
             ]
-            pooled = self._pool(m, hold["sum"][r], hold_taps, cfg, is_max, f"pool{r}")
+            pooled = self._pool(m, hold[r], hold_taps, cfg, is_max, f"pool{r}")
             results.append(Mux(is_conv, lane.result[:8], pooled))
         # The last slice's result: its feed bit delayed by the lane's latency.
         marker = feed[slices - 1]
@@ -822,11 +824,18 @@ def param_words(engine, bias, multiplier, shift):
     """The ``params`` transfers of per-channel ``bias``, ``multiplier`` (or float32 scale bits
     as int32) and ``shift`` (each [C]), as integers of :func:`param_layout`."""
     layout = param_layout(engine)
+    shared = engine.requant_lanes
     parts = [_pad_channels(np.asarray(a, np.int64), engine.lanes)
              for a in (bias, multiplier, shift)]
-    return [layout.const({"addr": g, "bias": parts[0][g].tolist(),
-                          "multiplier": parts[1][g].tolist(), "shift": parts[2][g].tolist()})
-            .as_bits() for g in range(parts[0].shape[0])]
+    words = []
+    for g in range(parts[0].shape[0]):
+        for p in range(engine.requant_slices):
+            chosen = slice(p * shared, (p + 1) * shared)
+            words.append(layout.const({
+                "addr": g * engine.requant_slices + p, "bias": parts[0][g, chosen].tolist(),
+                "multiplier": parts[1][g, chosen].tolist(),
+                "shift": parts[2][g, chosen].tolist()}).as_bits())
+    return words
 
 
 def input_beats(engine, x):
