@@ -215,10 +215,17 @@ def test_sim_sequencer_error_and_timeout():
 
 # ------------------------------------------------------------------ on the SDRAM model
 
-#: The model's refresh rule over a shorter window, so a test of ~40k cycles checks it: at
-#: least 16 AUTO REFRESH in every 12,500 cycles (the full rule's rate, 8,192 in 64 ms, one per
-#: 781.25 cycles at 100 MHz).
-REFRESH_PLUSARGS = ["+sdram_refresh_count=16", "+sdram_refresh_window=12500"]
+def refresh_plusargs(clock_hz, count=32):
+    """The model's refresh rule over a shorter window, so a test of ~45k cycles checks it: at
+    least ``count`` AUTO REFRESH in every ``count`` refresh periods of the full rule (8,192 in
+    64 ms: 781.25 cycles at 100 MHz) plus one period. The model counts from the end of the
+    init sequence's refreshes, the controller's timer runs from reset, so its first refresh
+    after the hand-over comes up to a period late: with 16 refreshes and no extra period the
+    check passed at 100 MHz and failed at 50 MHz, by that phase alone (26 refreshes came in
+    the 10,186 cycles after init at 50 MHz, one per 391.8)."""
+    period = 64e-3 / 8192 * clock_hz
+    return [f"+sdram_refresh_count={count}",
+            f"+sdram_refresh_window={int((count + 1) * period)}"]
 
 BANK_SHIFT, ROW_SHIFT = 9, 11           # LiteDRAM's ROW_BANK_COL word address
 
@@ -269,7 +276,7 @@ def _regions_job(seed):
     batch(mixed, **stalls)
     for base, n in regions:
         batch([[0, base + i, 0, 0] for i in range(n)])
-    batches[-1]["idle_after"] = 14000       # the refresh check runs on while idle
+    batches[-1]["idle_after"] = 28000       # the refresh check runs on while idle
     return {"seed": seed, "batches": batches}, expected
 
 
@@ -301,19 +308,17 @@ def _check_regions(result, expected):
 
 def test_sim_separate_domain(sdram_sim):
     """The controller, core and model at 50 MHz behind NativePortCDC, the port at 100 MHz:
-    the same regions, stalls and checks. (The model's refresh window check is left at its
-    full 64 ms here: shortened to 16 refreshes it failed at 6,400 cycles and passed at 7,000
-    although 26 refreshes came in 10,186 cycles after init, one per 391.8; the rate is checked
-    from sdram_tb's count instead.)"""
+    the same regions, stalls and checks."""
     job, expected = _regions_job(seed=25)
-    result = sdram_sim.run_sdram_job(job, memory_clock_hz=50e6)
+    result = sdram_sim.run_sdram_job(job, memory_clock_hz=50e6,
+                                     plusargs=refresh_plusargs(50e6))
     _check_regions(result, expected)
     _check_refresh_rate(result, 50e6)
 
 
 def test_sim_regions(sdram_sim):
     job, expected = _regions_job(seed=24)
-    result = sdram_sim.run_sdram_job(job, plusargs=REFRESH_PLUSARGS)
+    result = sdram_sim.run_sdram_job(job, plusargs=refresh_plusargs(100e6))
     _check_regions(result, expected)
     _check_refresh_rate(result, 100e6)
 
