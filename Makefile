@@ -133,6 +133,13 @@ memory-link: setup
 formal: setup
 	$(BIN)/python -m pwconv.hw.formal --out build/formal
 
+# Bounded checks (25 steps) of the DMA reader + writer + arbiter's port contract
+# (hw/memory/formal.py): stream hold (~18 min on a loaded 2-core machine), read data always
+# taken and no write data before its command (under 30 s each once Yosys is warm).
+.PHONY: formal-dma
+formal-dma: setup
+	$(BIN)/python -m pytest -q -m slow tests/test_memory_formal.py
+
 # The SDRAM chip model (sim/sdram/): every test of it, the slow ones too (each planted timing
 # violation on Icarus as well as on Verilator).
 .PHONY: test-sdram-model
