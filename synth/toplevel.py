@@ -1,7 +1,7 @@
 """The board-level top: the board's clock, its USB-serial pins and LED wired to BoardTop."""
 
 from amaranth.hdl import ClockDomain, Elaboratable, Module
-from amaranth.lib import io
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 
 from pwconv.hw.board import BoardTop
@@ -18,6 +18,11 @@ class BoardToplevel(Elaboratable):
     platform's default one (its oscillator with a power-on reset) when ``board.clk_freq`` equals
     ``board.osc_freq``; otherwise a PLL makes it (see :mod:`.clocks`).
 
+    With ``board.sdram_clk_freq`` (the ULX3S) the board's SDRAM is BoardTop's memory: a
+    :class:`~pwconv.hw.memory.board_memory.BoardMemory` (LiteDRAM generated for that clock, on
+    the ``sdram`` resource, in the PLL's ``sdram`` domain; its clock pin from the 180-degree
+    ``sdram_ps`` output) on BoardTop's ``mem`` port.
+
     Parameters
     ----------
     board : Board
@@ -32,8 +37,19 @@ class BoardToplevel(Elaboratable):
         self._board = board
         self._work_dir = work_dir
         self._pll_tool = pll_tool
+        self.memory = None
+        memory = None
+        if board.sdram_clk_freq is not None:
+            from pwconv.hw.memory.board_memory import BoardMemory
+            from pwconv.hw.memory.litedram_core import LiteDRAMConfig, generate
+            from pwconv.hw.memory.port import NativePortSignature
+            from pwconv.hw.memory.sdram import SDRAMController
+            core = generate(LiteDRAMConfig(sys_clk_freq=board.sdram_clk_freq))
+            self.memory = BoardMemory(SDRAMController(core, target="board",
+                                                      clock_domain="sdram_ps"))
+            memory = NativePortSignature(addr_width=core.addr_width, data_width=16)
         self.core = BoardTop(board.config, clk_freq=board.clk_freq, baud=board.baud,
-                             register_streams=board.register_streams)
+                             register_streams=board.register_streams, memory=memory)
 
     @property
     def board(self):
@@ -41,12 +57,21 @@ class BoardToplevel(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        if self.memory is not None and self._board.clk_freq == self._board.osc_freq:
+            raise ValueError(f"{self._board.name}: the SDRAM's clocks come from the PLL; build "
+                             f"at a clock other than the oscillator's")
         if self._board.clk_freq != self._board.osc_freq:
             from .clocks import pll_domain
             m.domains.sync = ClockDomain("sync")
+            if self.memory is not None:
+                m.domains.sdram = ClockDomain("sdram")
+                m.domains.sdram_ps = ClockDomain("sdram_ps", reset_less=True)
             m.submodules.clocks = pll_domain(platform, self._board, work_dir=self._work_dir,
                                              tool=self._pll_tool)
         m.submodules.core = core = self.core
+        if self.memory is not None:
+            m.submodules.memory = self.memory
+            wiring.connect(m, core.mem, self.memory.user)
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)

@@ -89,6 +89,11 @@ class SDRAMController(wiring.Component):
         Power-up wait of the init sequence (default 200 us; at least 100 us).
     read_buffer, write_buffer, command_buffer : int
         Depths of the read-data, write-data and command FIFOs (powers of two, at least 4).
+    clock_domain : str or None
+        ``target="board"`` only: the domain whose clock drives the SDRAM clock pin through an
+        ``ODDRX1F`` (1 then 0), as LiteX's ULX3S target does with its ``sys_ps`` PLL output
+        (the controller's clock shifted 180 degrees; litex-boards ``radiona_ulx3s.py``).
+        None: the controller's own clock, inverted in the I/O tile (0 then 1).
 
     Members
     -------
@@ -114,7 +119,7 @@ class SDRAMController(wiring.Component):
     """
 
     def __init__(self, core=None, *, target="sim", powerup_cycles=None, read_buffer=16,
-                 write_buffer=16, command_buffer=4):
+                 write_buffer=16, command_buffer=4, clock_domain=None):
         self._MustUse__silence = True       # not an error if a parameter check fails below
         if target not in TARGETS:
             raise ValueError(f"Target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -130,6 +135,11 @@ class SDRAMController(wiring.Component):
             raise ValueError(f"User port must be 16 bits wide (no width conversion here), "
                              f"not {core.data_width}")
         _check_pins(core)
+        if clock_domain is not None and (target != "board" or not isinstance(clock_domain, str)
+                                         or not clock_domain):
+            raise ValueError(f"Clock domain must be a domain name, and only for the board "
+                             f"target, not {clock_domain!r}")
+        self._clock_domain = clock_domain
         self._core = core
         self._target = target
         self._program = init_program(core, powerup_cycles=powerup_cycles)
@@ -267,8 +277,13 @@ class SDRAMController(wiring.Component):
                 o_sdram_a=pins.a.io, o_sdram_ba=pins.ba.io, o_sdram_cas_n=pins.cas.io,
                 o_sdram_cke=pins.clk_en.io, o_sdram_cs_n=pins.cs.io, o_sdram_dm=pins.dqm.io,
                 o_sdram_ras_n=pins.ras.io, o_sdram_we_n=pins.we.io, io_sdram_dq=pins.dq.io)
-            m.submodules.sdram_clk = clk = io.DDRBuffer("o", pins.clk)
-            m.d.comb += [clk.o[0].eq(0), clk.o[1].eq(1)]
+            if self._clock_domain is None:
+                m.submodules.sdram_clk = clk = io.DDRBuffer("o", pins.clk)
+                m.d.comb += [clk.o[0].eq(0), clk.o[1].eq(1)]
+            else:
+                m.submodules.sdram_clk = clk = io.DDRBuffer("o", pins.clk,
+                                                            o_domain=self._clock_domain)
+                m.d.comb += [clk.o[0].eq(1), clk.o[1].eq(0)]
             platform.add_file(f"{core.name}.v", core.board_verilog.read_text())
         m.submodules.litedram = Instance(core.name, **ports)
         return m
