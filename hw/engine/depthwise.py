@@ -219,6 +219,13 @@ class DepthwiseEngine(wiring.Component):
     stay on chip (fusion), where 64-128 lanes would balance it against the array.
     (0.35/96: 1.58 M of 11.9 M MACs, 13.2%, 0.10 M cycles at 16 lanes.)
 
+    **Cost** (Yosys 0.50 ``synth_ecp5``, no place and route, the ULX3S configuration's
+    rounding modes and fabric requantization lanes; 16 lanes, 2 shared requantization lanes,
+    max_width 112, max_channels 960, max_row_bytes 10752, max_kernel 5, ``fabric_macs``):
+    9,107 LUT4, 2,732 CCU2C, 6,482 flip-flops, 54 DP16KD (the line buffer about 40 of them),
+    no MULT18X18D. Beside the ULX3S array (36,813 LUT4 slots, 124 DP16KD, all 156 DSPs) that
+    fits the LFE5U-85F (83,640 LUT4, 208 DP16KD); timing is not measured yet.
+
     **Loading.** Weights (``weights``, :func:`weight_words`) and per-channel parameters
     (``params``, :func:`param_words`) load before the layer, while the engine is idle (their
     ``ready`` is low while ``busy``), a word per cycle.
