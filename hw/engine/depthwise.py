@@ -1,4 +1,4 @@
-"""DepthwiseEngine: int8 DEPTHWISE_CONV_2D from an NHWC pixel stream through line buffers."""
+"""DepthwiseEngine: int8 DEPTHWISE_CONV_2D and pools from an NHWC stream through line buffers."""
 
 import numbers
 
@@ -194,9 +194,9 @@ class DepthwiseEngine(wiring.Component):
     and up to two more being written ahead, so the rows of the next output row load while the
     current one computes. The compute loop reads one word (one filter tap of ``lanes``
     channels) and one weight word per cycle and multiply-accumulates them in ``lanes``
-    parallel MACs (x - zp_in, 9 bits, times int8 w); after the last tap of an output
-    beat the sums go to the requantization lanes. Results leave in NHWC order, a beat of ``lanes`` channels
-    per (output pixel, channel group).
+    parallel MACs (x - zp_in, 9 bits, times int8 w); after the last tap of an output beat the
+    sums go to the requantization lanes. Results leave in NHWC order, a beat of ``lanes``
+    channels per (output pixel, channel group).
 
     **Throughput.** ``lanes`` MACs per cycle: ``kernel**2 * ceil(C / lanes)`` cycles per output
     pixel once the first ``kernel - pad_top`` rows are in, input and compute overlapped (a
@@ -212,8 +212,8 @@ class DepthwiseEngine(wiring.Component):
     MACs/cycle, 1.46 M cycles for the other 280 M at full rate), 16 lanes take 1.29 M cycles:
     47% of the compute time, not a tenth; a tenth needs 128 MACs/cycle (32 lanes: 31%, 64: 18%,
     128: 10.0%). Unfused, however, the depthwise layers are bound by SDRAM traffic, not MACs:
-    they move 6.04 MB (each input read once, each output written once), 3.02 M cycles at the 16-bit SDRAM's
-    2 bytes per cycle, 2.3x the 1.29 M cycles of 16 lanes (a stride-1 3x3 layer moves 2 bytes
+    they move 6.04 MB (each input read once, each output written once), 3.02 M cycles at the
+    16-bit SDRAM's 2 bytes per cycle, 2.3x the 1.29 M cycles of 16 lanes (a stride-1 3x3 layer moves 2 bytes
     per 9 MACs: the SDRAM feeds at most 9 MACs/cycle of it). So 16 lanes keep the engine off
     the critical path of the unfused program; more lanes pay only once the expanded tensors
     stay on chip (fusion), where 64-128 lanes would balance it against the array.
