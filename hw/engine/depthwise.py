@@ -214,9 +214,10 @@ class DepthwiseEngine(wiring.Component):
     128: 10.0%). Unfused, however, the depthwise layers are bound by SDRAM traffic, not MACs:
     they move 6.04 MB (each input read once, each output written once), 3.02 M cycles at the
     16-bit SDRAM's 2 bytes per cycle, 2.3x the 1.29 M cycles of 16 lanes (a stride-1 3x3
-    layer moves 2 bytes per 9 MACs: the SDRAM feeds at most 9 MACs/cycle of it). So 16 lanes keep the engine off
-    the critical path of the unfused program; more lanes pay only once the expanded tensors
-    stay on chip (fusion), where 64-128 lanes would balance it against the array.
+    layer moves 2 bytes per 9 MACs: the SDRAM feeds at most 9 MACs/cycle of it). So 16 lanes
+    keep the engine off the critical path of the unfused program; more lanes pay only once the
+    expanded tensors stay on chip (fusion), where 64-128 lanes would balance it against the
+    array.
     (0.35/96: 1.58 M of 11.9 M MACs, 13.2%, 0.10 M cycles at 16 lanes.)
 
     **Cost** (Yosys 0.50 ``synth_ecp5``, no place and route, the ULX3S configuration's
