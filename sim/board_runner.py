@@ -150,6 +150,13 @@ class BoardSimulation:
         :class:`BoardTop` parameters (defaults: 4 cycles per bit, 4 KiB frames, 0.25 ms).
     memory_bytes : int or None
         A block-RAM board memory of that many bytes (:func:`build_board`).
+    sdram : bool
+        Instead: the SDRAM (LiteDRAM on the timing-checked chip model, its controller at
+        ``sdram_clock_hz``; :mod:`pwconv.sim.board_sdram`).
+    sdram_clock_hz : int
+        The SDRAM controller's clock (default the ULX3S's 50 MHz).
+    plusargs : sequence of str
+        Simulator plusargs, e.g. the SDRAM model's ``+sdram_load=FILE``, ``+sdram_dump=FILE``.
     build_root : str or Path
         Where builds are cached (relative paths are inside the repository).
     keep : bool
@@ -161,9 +168,13 @@ class BoardSimulation:
     def __init__(self, cfg: ArrayConfig, *, clk_freq=SIM_CLK_FREQ, baud=SIM_BAUD,
                  max_payload=DEFAULT_MAX_PAYLOAD, frame_timeout=SIM_FRAME_TIMEOUT,
                  build_root="build/board-sim", keep=False, start_timeout=120.0,
-                 memory_bytes=None):
+                 memory_bytes=None, sdram=False, sdram_clock_hz=50_000_000, plusargs=()):
         self.cfg = cfg
         self.memory_bytes = memory_bytes
+        if sdram and memory_bytes is not None:
+            raise ValueError("Give board-sim a block-RAM memory or the SDRAM, not both")
+        self.sdram, self.sdram_clock_hz = bool(sdram), sdram_clock_hz
+        self.plusargs = [str(arg) for arg in plusargs]
         self.clk_freq, self.baud = clk_freq, baud
         self.max_payload, self.frame_timeout = max_payload, frame_timeout
         self.build_root, self.keep, self.start_timeout = build_root, keep, start_timeout
@@ -182,11 +193,19 @@ class BoardSimulation:
 
     def start(self):
         """Build (cached), launch the simulator and wait for it to connect."""
-        build_dir, meta = build_board(self.cfg, clk_freq=self.clk_freq, baud=self.baud,
-                                      max_payload=self.max_payload,
-                                      frame_timeout=self.frame_timeout,
-                                      build_root=self.build_root,
-                                      memory_bytes=self.memory_bytes)
+        if self.sdram:
+            from .board_sdram import build_board_sdram
+            build_dir, meta = build_board_sdram(
+                self.cfg, clk_freq=self.clk_freq, baud=self.baud, max_payload=self.max_payload,
+                frame_timeout=self.frame_timeout, memory_clock_hz=self.sdram_clock_hz,
+                build_root=self.build_root)
+        else:
+            build_dir, meta = build_board(self.cfg, clk_freq=self.clk_freq, baud=self.baud,
+                                          max_payload=self.max_payload,
+                                          frame_timeout=self.frame_timeout,
+                                          build_root=self.build_root,
+                                          memory_bytes=self.memory_bytes)
+        self.meta = meta
         self.run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir.parent))
         self.log = self.run_dir / "sim.log"
         path = str(self.run_dir / "link.sock")
@@ -202,6 +221,8 @@ class BoardSimulation:
                 "PWCONV_LINK_CLOCK_PS": str(round(1e12 / self.clk_freq)),
                 "PWCONV_LINK_DIVISOR": str(meta["divisor"]),
             }
+            if self.sdram:
+                env["PWCONV_MEM_CLOCK_PS"] = str(round(1e12 / self.sdram_clock_hz))
             self._thread = threading.Thread(
                 target=self._simulate, args=(build_dir, env), name="pwconv-board-sim",
                 daemon=True)
@@ -226,7 +247,8 @@ class BoardSimulation:
             get_runner("verilator").test(
                 test_module=TEST_MODULE, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
                 build_dir=build_dir, test_dir=self.run_dir, results_xml=str(xml),
-                extra_env=env, waves=False, timescale=TIMESCALE, log_file=self.log)
+                extra_env=env, waves=False, timescale=TIMESCALE, log_file=self.log,
+                plusargs=list(self.plusargs))
         except BaseException as error:      # SystemExit from the runner under pytest, too
             self._crash = f"{type(error).__name__}: {error}"
 

@@ -126,6 +126,8 @@ async def test_board_link(dut):
     clock_ps = int(os.environ["PWCONV_LINK_CLOCK_PS"])
     bit_ps = clock_ps * int(os.environ["PWCONV_LINK_DIVISOR"])
     Clock(dut.clk, clock_ps, unit="ps").start()
+    if "PWCONV_MEM_CLOCK_PS" in os.environ:       # board-sim with the SDRAM (board_sdram.py)
+        Clock(dut.clk_mem, int(os.environ["PWCONV_MEM_CLOCK_PS"]), unit="ps").start()
     dut.rst.value = 1
     dut.uart_rx.value = 1
     await ClockCycles(dut.clk, 4)
