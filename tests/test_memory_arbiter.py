@@ -69,12 +69,12 @@ def test_sim_alone_full_throughput(kind):
     size = 8192
     rng = np.random.default_rng(5)
     memory = rng.integers(0, 256, size, dtype=np.uint8)
-    requests = [(1, 6000, 1, 0)]
+    requests = [(1, 4000, 1, 0)]
     job = (ReadJob(requests, lanes=4) if kind == "reader" else
-           WriteJob(requests, [rng.integers(0, 256, 6000, dtype=np.uint8)], lanes=4))
+           WriteJob(requests, [rng.integers(0, 256, 4000, dtype=np.uint8)], lanes=4))
     mem, cycles, _ = run_dma(_port(size), [job], memory.copy(), arbiter=True,
                              mem_kwargs=dict(read_latency=3))
-    words = 3001
+    words = 2001
     print(f"{kind} alone behind the arbiter: {words} words in {job.cycles_busy} busy cycles, "
           f"{words / job.cycles_busy:.3f} words/cycle")
     assert words / job.cycles_busy >= 0.95
@@ -87,15 +87,15 @@ def test_sim_round_robin():
     size = 8192
     rng = np.random.default_rng(6)
     memory = rng.integers(0, 256, size, dtype=np.uint8)
-    jobs = [ReadJob([(0, 3000, 1, 0)], lanes=4), ReadJob([(4000, 3000, 1, 0)], lanes=4)]
+    jobs = [ReadJob([(0, 2000, 1, 0)], lanes=4), ReadJob([(4000, 2000, 1, 0)], lanes=4)]
     finished = []
     _, cycles, _ = run_dma(_port(size), jobs, memory.copy(), mem_kwargs=dict(read_latency=3))
     for job in jobs:
         assert job.beats == expected_beats(job.requests, memory, 4)
         finished.append(job.cycles_busy)
-    print(f"two readers: 3000 words in {cycles} cycles ({3000 / cycles:.3f} words/cycle), "
+    print(f"two readers: 2000 words in {cycles} cycles ({2000 / cycles:.3f} words/cycle), "
           f"busy {finished}")
-    assert 3000 / cycles >= 0.95
+    assert 2000 / cycles >= 0.95
     assert min(finished) >= 0.95 * cycles
 
 
@@ -108,14 +108,10 @@ def test_init():
 
 
 def test_init_wrong_params():
-    class Quiet(PortArbiter):
-        def __init__(self, *args, **kwargs):
-            self._MustUse__silence = True
-            super().__init__(*args, **kwargs)
     port = _port(4096)
     with pytest.raises(TypeError, match=r"^Master count must be a positive integer, not 0$"):
-        Quiet(port, masters=0)
+        PortArbiter(port, masters=0)
     with pytest.raises(TypeError, match=r"^Port must be a NativePortSignature, not None$"):
-        Quiet(None, masters=2)
+        PortArbiter(None, masters=2)
     with pytest.raises(TypeError, match=r"^Read tag depth must be a positive integer, not 0$"):
-        Quiet(port, masters=2, read_tags=0)
+        PortArbiter(port, masters=2, read_tags=0)

@@ -5,6 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from ..params import rejected
 from .port import NativePortSignature
 
 __all__ = ["PortArbiter"]
@@ -56,12 +57,13 @@ class PortArbiter(wiring.Component):
 
     def __init__(self, port, *, masters, read_tags=16, write_tags=8):
         if not isinstance(port, NativePortSignature):
-            raise TypeError(f"Port must be a NativePortSignature, not {port!r}")
+            raise rejected(self, TypeError(f"Port must be a NativePortSignature, not {port!r}"))
         if not isinstance(masters, int) or masters < 1:
-            raise TypeError(f"Master count must be a positive integer, not {masters!r}")
+            raise rejected(self, TypeError(
+                f"Master count must be a positive integer, not {masters!r}"))
         for name, value in (("Read tag depth", read_tags), ("Write tag depth", write_tags)):
             if not isinstance(value, int) or value < 1:
-                raise TypeError(f"{name} must be a positive integer, not {value!r}")
+                raise rejected(self, TypeError(f"{name} must be a positive integer, not {value!r}"))
         self._port = port
         self._n = masters
         self._read_tags = read_tags

@@ -4,8 +4,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for, ceil_log2, exact_log2
+from amaranth.utils import bits_for, exact_log2
 
+from ..params import rejected
 from .port import NativePortSignature
 
 __all__ = ["request_layout", "beat_layout", "RowAddresses", "DMAReader", "DMAWriter"]
@@ -37,19 +38,21 @@ def beat_layout(lanes):
     })
 
 
-def _check_common(port, lanes, length_width, count_width, counter_width):
+def _check_common(component, port, lanes, length_width, count_width, counter_width):
     if not isinstance(port, NativePortSignature):
-        raise TypeError(f"Port must be a NativePortSignature, not {port!r}")
+        raise rejected(component, TypeError(f"Port must be a NativePortSignature, not {port!r}"))
     word_bytes = port.data_width // 8
     if word_bytes & (word_bytes - 1):
-        raise ValueError(f"Port data width must be 8 times a power of two, not "
-                         f"{port.data_width}")
+        raise rejected(component, ValueError(
+            f"Port data width must be 8 times a power of two, not {port.data_width}"))
     if not isinstance(lanes, int) or lanes < 1:
-        raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        raise rejected(component, TypeError(
+            f"Lane count must be a positive integer, not {lanes!r}"))
     for name, value in (("Length width", length_width), ("Count width", count_width),
                         ("Counter width", counter_width)):
         if not isinstance(value, int) or not 1 <= value <= 64:
-            raise TypeError(f"{name} must be an integer from 1 to 64, not {value!r}")
+            raise rejected(component, TypeError(
+                f"{name} must be an integer from 1 to 64, not {value!r}"))
 
 
 class RowAddresses(wiring.Component):
@@ -169,9 +172,9 @@ class DMAReader(wiring.Component):
 
     def __init__(self, port, *, lanes, depth=16, length_width=16, count_width=16,
                  counter_width=32):
-        _check_common(port, lanes, length_width, count_width, counter_width)
+        _check_common(self, port, lanes, length_width, count_width, counter_width)
         if not isinstance(depth, int) or depth < 2:
-            raise TypeError(f"FIFO depth must be an integer >= 2, not {depth!r}")
+            raise rejected(self, TypeError(f"FIFO depth must be an integer >= 2, not {depth!r}"))
         self._port = port
         self._lanes = lanes
         self._depth = depth
@@ -392,11 +395,12 @@ class DMAWriter(wiring.Component):
 
     def __init__(self, port, *, lanes, depth=4, length_width=16, count_width=16,
                  counter_width=32, max_pending=15):
-        _check_common(port, lanes, length_width, count_width, counter_width)
+        _check_common(self, port, lanes, length_width, count_width, counter_width)
         if not isinstance(depth, int) or depth < 2:
-            raise TypeError(f"FIFO depth must be an integer >= 2, not {depth!r}")
+            raise rejected(self, TypeError(f"FIFO depth must be an integer >= 2, not {depth!r}"))
         if not isinstance(max_pending, int) or max_pending < 1:
-            raise TypeError(f"Max pending must be a positive integer, not {max_pending!r}")
+            raise rejected(self, TypeError(
+                f"Max pending must be a positive integer, not {max_pending!r}"))
         self._port = port
         self._lanes = lanes
         self._depth = depth

@@ -15,6 +15,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from ..formal import _sby_text, _tool_path, check_tools
+from ..params import rejected
 from .arbiter import PortArbiter
 from .dma import DMAReader, DMAWriter
 from .port import NativePortSignature
@@ -44,7 +45,8 @@ class DMAHarness(wiring.Component):
 
     def __init__(self, prop):
         if prop not in PROPERTIES:
-            raise ValueError(f"Property must be one of {', '.join(PROPERTIES)}, not {prop!r}")
+            raise rejected(self, ValueError(
+                f"Property must be one of {', '.join(PROPERTIES)}, not {prop!r}"))
         self._prop = prop
         port = NativePortSignature(addr_width=3, data_width=16)
         self.reader = DMAReader(port, lanes=2, depth=3, length_width=4, count_width=2,
