@@ -146,7 +146,8 @@ class DMAReader(wiring.Component):
         last row is issued, so requests run back to back. ``length == 0`` or ``count == 0``:
         taken, moves nothing, no beat.
     o : Out(stream.Signature(beat_layout(lanes)))
-        The bytes. ``o.valid`` and ``o.payload`` are registers (no path from ``o.ready``); full
+        The bytes. ``o.valid`` and ``o.payload`` are decoded from registers only (the unpack
+        buffer and the row FIFO's head; no path from ``o.ready`` or the port); full
         backpressure: while ``o.ready`` is low the reader keeps reading until its FIFO is
         reserved full, then stops issuing commands.
     bus : Out(NativePortSignature)
