@@ -1,0 +1,124 @@
+"""ConvEngine: CONV (1x1, strided) and FULLY_CONNECTED descriptors of compiled images, run from
+a simulated memory with stalls, every byte of the memory compared with golden/program.py."""
+
+import re
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tflite")
+
+from program_bench import (PORT, compiled, conv_chain, memory_of, mlp, simulate,  # noqa: E402
+                           wait_for)
+
+from pwconv.config import ArrayConfig  # noqa: E402
+from pwconv.golden import program as gprog  # noqa: E402
+from pwconv.hw.engine.conv import ERRORS, ConvEngine  # noqa: E402
+from pwconv.host.compiler import format as fmt  # noqa: E402
+
+#: 4x4 array; 8 weight words per PE: a C=8 layer holds 4 column tiles (16 filters) per pass.
+SMALL = ArrayConfig(rows=4, cols=4, max_channels=32, max_filters=16, weight_depth=8)
+SMALL_ONE_BANK = ArrayConfig(rows=4, cols=4, max_channels=32, max_filters=16, weight_depth=8,
+                             weight_banks=1)
+
+
+def test_init():
+    e = ConvEngine(SMALL, port=PORT)
+    assert e.array_config == SMALL
+    assert len(e.desc.as_value()) == 512
+
+
+def test_init_wrong_params():
+    with pytest.raises(TypeError, match=r"^Configuration must be an ArrayConfig, not 3$"):
+        ConvEngine(3, port=PORT)
+    with pytest.raises(TypeError, match=r"^Port must be a NativePortSignature, not 'x'$"):
+        ConvEngine(SMALL, port="x")
+    with pytest.raises(TypeError, match=r"^FIFO depth must be an integer >= 2, not 1$"):
+        ConvEngine(SMALL, port=PORT, fifo_depth=1)
+
+
+def descriptors(comp):
+    h = comp.header
+    return [comp.image[h.program_addr + 64 * i:h.program_addr + 64 * (i + 1)]
+            for i in range(h.descriptor_count)]
+
+
+def run_descriptor(cfg, image, raw, *, stall=0.0, seed=0):
+    """Run descriptor bytes ``raw`` on a ConvEngine over ``image``; returns ``(memory bytes,
+    cycles, error code)``."""
+    dut = ConvEngine(cfg, port=PORT)
+    mem = memory_of(dut.bus, image, stall=stall, seed=seed)
+
+    async def bench(ctx):
+        ctx.set(dut.desc.as_value(), int.from_bytes(bytes(raw), "little"))
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        await wait_for(ctx, dut.done, 200_000)
+        return ctx.get(dut.cycles), ctx.get(dut.error_code)
+
+    cycles, code = simulate(dut, mem, bench)
+    return mem.data[:len(image)].tobytes(), cycles, code
+
+
+def golden_after(cfg, image, raw):
+    ref = bytearray(image)
+    gprog._execute(cfg, ref, fmt.decode_descriptor(raw), None)
+    return bytes(ref)
+
+
+@pytest.mark.parametrize("cfg, stall", [(SMALL, 0.0), (SMALL, 0.3), (SMALL_ONE_BANK, 0.2)])
+def test_conv_layers_match_golden(tmp_path, cfg, stall):
+    # 8 -> 24 filters: two passes (16 + 8); then 24 -> 6 with stride 2 (reads 4 of 16 pixels).
+    comp, image, _ = compiled(tmp_path, conv_chain(layers=((8, 24, 1), (24, 6, 2))), "chain",
+                              cfg)
+    raws = descriptors(comp)
+    assert [fmt.decode_descriptor(r).kind for r in raws] == ["CONV", "CONV"]
+    assert fmt.decode_descriptor(raws[0]).group_filters == 16
+    for i, raw in enumerate(raws):
+        ref = golden_after(cfg, image, raw)
+        assert ref != bytes(image)                 # the op writes something
+        got, cycles, code = run_descriptor(cfg, image, raw, stall=stall, seed=i)
+        assert code == 0
+        diff = np.flatnonzero(np.frombuffer(got, np.uint8) != np.frombuffer(ref, np.uint8))
+        assert diff.size == 0, f"descriptor {i}: {diff.size} bytes differ, first at {diff[:8]}"
+        image = bytearray(ref)                     # the next layer reads this one's output
+
+
+def test_fully_connected_matches_golden(tmp_path):
+    comp, image, _ = compiled(tmp_path, mlp(batch=3), "mlp", SMALL)
+    for i, raw in enumerate(descriptors(comp)):
+        assert fmt.decode_descriptor(raw).kind == "FULLY_CONNECTED"
+        ref = golden_after(SMALL, image, raw)
+        got, _, code = run_descriptor(SMALL, image, raw, stall=0.2, seed=i)
+        assert code == 0 and got == ref, f"descriptor {i}"
+        image = bytearray(ref)
+
+
+def test_refuses_what_it_does_not_run(tmp_path):
+    comp, image, _ = compiled(tmp_path, conv_chain(layers=((8, 8, 1),)), "one", SMALL)
+    d = fmt.decode_descriptor(descriptors(comp)[0])
+    depth = d.input.c
+    cases = [
+        (fmt.replace(d, kernel=(3, 3), padding=(1, 1, 1, 1), chunk_channels=9 * depth),
+         "kernel"),
+        (fmt.replace(d, chunk_channels=depth // 2), "chunks"),
+    ]
+    for bad, name in cases:
+        raw = fmt.encode_descriptor(bad)
+        got, cycles, code = run_descriptor(SMALL, image, raw)
+        assert code == ERRORS[name] and got == bytes(image) and cycles < 10, name
+
+
+def test_roofline(tmp_path):
+    """Cycles of a 16x16-pixel, 8 -> 16 layer against its roofline (4x4 array, 2-byte port)."""
+    comp, image, _ = compiled(tmp_path, conv_chain(hw=(16, 16), layers=((8, 16, 1),)),
+                              "roof", SMALL)
+    raw = descriptors(comp)[0]
+    got, cycles, code = run_descriptor(SMALL, image, raw)
+    assert code == 0 and got == golden_after(SMALL, image, raw)
+    macs = 256 * 8 * 16
+    min_bytes = 256 * (8 + 16) + 8 * 16 + 4 * 36
+    roof = max(macs / SMALL.macs, min_bytes / 2)
+    print(f"roofline: {cycles} cycles, roofline {roof:.0f} ({roof / cycles:.1%})")
+    assert re.match(r"\d", str(cycles)) and cycles < 2 * roof
