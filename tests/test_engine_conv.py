@@ -26,6 +26,7 @@ def test_init():
     e = ConvEngine(SMALL, port=PORT)
     assert e.array_config == SMALL
     assert len(e.desc.as_value()) == 512
+    e._MustUse__silence = True          # not elaborated here
 
 
 def test_init_wrong_params():

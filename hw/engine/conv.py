@@ -166,6 +166,7 @@ class ConvEngine(wiring.Component):
         px_done = Signal()
         wr_done = Signal()
         running = Signal()
+        run = Signal()      # one cycle: the three sides start the descriptor
 
         m.d.comb += self.busy.eq(running)
         with m.If(running):
@@ -219,13 +220,12 @@ class ConvEngine(wiring.Component):
                                  self.done.eq(1), running.eq(0)]
                     m.next = "IDLE"
                 with m.Else():
+                    m.d.comb += run.eq(1)
                     m.next = "RUN"
             with m.State("RUN"):
                 with m.If(ld_done & px_done & wr_done & ~writer.busy & array.idle):
                     m.d.sync += [self.done.eq(1), running.eq(0)]
                     m.next = "IDLE"
-        run = Signal()
-        m.d.comb += run.eq(running & (code == 0))
 
         # --- layer settings of the pass being loaded (latched by its commit with 2 banks) ---
         layer = Signal(runtime_config(cfg))
@@ -276,8 +276,8 @@ class ConvEngine(wiring.Component):
         one_bank = cfg.weight_banks == 1
         with m.FSM(name="loader"):
             with m.State("IDLE"):
-                m.d.sync += ld_done.eq(0)
                 with m.If(run):
+                    m.d.sync += ld_done.eq(0)
                     m.d.sync += [waddr.eq(d.weight_addr), paddr.eq(d.param_addr)]
                     m.next = "WAIT"
             with m.State("WAIT"):
@@ -337,8 +337,7 @@ class ConvEngine(wiring.Component):
                 m.d.sync += [ld_g.eq(ld_g + 1), ld_f0.eq(ld_f0 + group)]
                 m.next = "WAIT"
             with m.State("DONE"):
-                with m.If(~running):
-                    m.next = "IDLE"
+                m.next = "IDLE"
 
         # --- pixel reader: the input's pixels, once per pass --------------------------------
         row_addr = Signal(baw)
@@ -351,8 +350,8 @@ class ConvEngine(wiring.Component):
         ]
         with m.FSM(name="pixels"):
             with m.State("IDLE"):
-                m.d.sync += px_done.eq(0)
                 with m.If(run):
+                    m.d.sync += px_done.eq(0)
                     m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.sync += [row_addr.eq(d.in_addr), oy.eq(0), fed.eq(0)]
@@ -378,8 +377,7 @@ class ConvEngine(wiring.Component):
                     m.d.sync += [px_g.eq(px_g + 1), px_f0.eq(px_f0 + group)]
                     m.next = "WAIT"
             with m.State("DONE"):
-                with m.If(~running):
-                    m.next = "IDLE"
+                m.next = "IDLE"
         with m.If(array.i.valid & array.i.ready):
             m.d.sync += fed.eq(fed + 1)
 
@@ -398,8 +396,8 @@ class ConvEngine(wiring.Component):
         ]
         with m.FSM(name="writer"):
             with m.State("IDLE"):
-                m.d.sync += wr_done.eq(0)
                 with m.If(run):
+                    m.d.sync += wr_done.eq(0)
                     m.next = "WAIT"
             with m.State("WAIT"):
                 left = filters - wr_f0
@@ -427,8 +425,7 @@ class ConvEngine(wiring.Component):
                     m.d.sync += wr_f0.eq(wr_f0 + group)
                     m.next = "WAIT"
             with m.State("DONE"):
-                with m.If(~running):
-                    m.next = "IDLE"
+                m.next = "IDLE"
         with m.If(writer.done.valid):
             m.d.sync += written.eq(written + 1)
         return m
