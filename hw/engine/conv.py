@@ -358,7 +358,9 @@ class ConvEngine(wiring.Component):
                 with m.If(px_f0 >= filters):
                     m.d.sync += px_done.eq(1)
                     m.next = "DONE"
-                with m.Elif(ld_g > px_g):
+                with m.Elif((ld_g > px_g) if one_bank else 1):
+                    # Two banks: the pass queue holds the pixels until their pass is
+                    # committed, so they are fetched while its weights load.
                     m.next = "ROWS"
             with m.State("ROWS"):
                 m.d.comb += [
