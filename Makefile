@@ -179,10 +179,12 @@ lane-cost: setup
 	$(BIN)/python -m pwconv.synth.lane_cost
 
 # The layer-program engines (hw/engine/) in full: their default tests plus the slow randomized
-# ones (random layers against golden.ops with random stalls; about 2 minutes in all).
+# ones (random layers against golden.ops with random stalls; about 2 minutes in all), and the
+# conv engine's and command processor's cycles vs roofline table (-s prints it).
 test-engine: setup
 	$(BIN)/python -m pytest -q tests/test_engine_depthwise.py tests/test_engine_add.py \
 	  tests/test_engine_mean.py
+	$(BIN)/python -m pytest -q -s tests/test_engine_conv.py tests/test_engine_processor.py
 
 clean:
 	rm -rf build sim_build .pytest_cache
