@@ -10,7 +10,13 @@ This room holds the gateware that runs a layer program's ops beside the pointwis
   arithmetic);
 - :mod:`.mean` -- :class:`~.mean.MeanUnit`, MEAN over a tensor's pixels (global average
   pooling);
-- the command processor that fetches and runs the program's descriptors (to come).
+- :mod:`.descriptor` -- the 64-byte op descriptor as a StructLayout (from
+  host/compiler/format.py ``DESCRIPTOR_FIELDS``);
+- :mod:`.conv` -- :class:`~.conv.ConvEngine`, one CONV (1x1, any stride) or FULLY_CONNECTED
+  descriptor on the pointwise array, weights, parameters, pixels and results by DMA, filter
+  groups as passes (KxK im2col and channel chunks: not yet);
+- :mod:`.processor` -- :class:`~.processor.CommandProcessor`, fetches the header and
+  descriptors by DMA and runs them in order, with per-op and per-program cycle counters.
 """
 
 #: Whether the board top (hw/board.py) wires the command processor to the link's RUN_PROGRAM
