@@ -128,6 +128,19 @@ faults: setup
 memory-link: setup
 	$(BIN)/python -m pytest -q -m slow tests/test_board_memory_sim.py
 
+# The board memory on board-sim with the SDRAM (LiteDRAM + the timing-checked model, ULX3S
+# clocks; sim/board_sdram.py). bench-memory: sequential, interleaved (a conv layer's streams)
+# and long transfers on the SDRAM bench at 50 MHz behind the CDC, MB/s and share of peak.
+# test-memory-full: the whole 32 MB (backdoor image, the board's CRC of all of it, writes
+# spread over it, the model's dump). memory-load-1mb: 1 MB through the link with faults.
+.PHONY: bench-memory test-memory-full memory-load-1mb
+bench-memory: setup
+	$(BIN)/python -m pwconv.sim.memory_bench
+test-memory-full: setup
+	$(BIN)/python -m pytest -q -s -m slow tests/test_board_sdram_sim.py -k whole_32mb
+memory-load-1mb: setup
+	$(BIN)/python -m pytest -q -s -m slow tests/test_board_sdram_sim.py -k load_1mb
+
 # Every SymbiYosys proof of the stream contract on 2x2 configurations, and every mutation that
 # must break one (a fast subset runs in make test: tests/test_formal.py).
 formal: setup

@@ -41,7 +41,10 @@ PLL_TOOLS = {"ice40": "yowasp-icepll", "ecp5": "yowasp-ecppll"}
 #: requantizer lane keeps its own copies of the layer's settings and of the valid line. It runs
 #: before splitnets, which drops the attribute from the bits of the wires it splits.
 KEEP_REGISTERS = f"setattr -set keep 1 a:{OWN_REGISTER} w:* %i %ci1:+[Q] t:$*dff* %i"
-SCRIPT_AFTER_READ = f"proc; {KEEP_REGISTERS}; splitnets -ports"
+# Inout ports stay whole: split, the ULX3S SDRAM's DQ (LiteDRAM's own TRELLIS_IO on each bit)
+# reached nextpnr as 'sdram_0__dq__io[9][9]', a name the LPF does not constrain (the build
+# failed). Amaranth's top-level pins are all inout ports; the iCEBreaker's are one bit each.
+SCRIPT_AFTER_READ = f"proc; {KEEP_REGISTERS}; splitnets -ports w:* x:* %d"
 
 
 class BuildError(RuntimeError):

@@ -94,9 +94,12 @@ def make_report(board, *, build_dir, name, times, seed, bitstream):
     resources["ff"] = {"used": _flip_flops(counts), "available": None}
     resources["lut4"] = {"used": _luts(counts), "available": None}
 
-    # The design has one clock domain (sync): the constrained clock nextpnr reports.
+    # The array's clock domain (sync): the constrained clock nextpnr reports at the board's
+    # clock (a board with SDRAM has its controller's clocks too, see _sdram).
     clocks = raw["fmax"]
-    clock_name = min(clocks, key=lambda clk: clocks[clk]["achieved"])
+    at_clock = [clk for clk in clocks if clocks[clk].get("constraint") is None
+                or abs(clocks[clk]["constraint"] - board.clk_freq / 1e6) < 0.01]
+    clock_name = min(at_clock or clocks, key=lambda clk: clocks[clk]["achieved"])
 
     def _is_sync(clock):
         return any(clock.endswith(" " + name) or clock == name for name in clocks)
@@ -159,6 +162,9 @@ def make_report(board, *, build_dir, name, times, seed, bitstream):
         "bitstream_bytes": full_bitstream.stat().st_size if full_bitstream.exists() else None,
         "tools": {pkg: _version(pkg) for pkg in _TOOL_PACKAGES},
     }
+    report["sdram"] = _sdram(board, clocks, build_dir / f"{name}.json")
+    if report["sdram"] is not None:
+        report["timing_met"] = report["timing_met"] and report["sdram"]["timing_met"]
     report["summary"] = (
         f"{report['array']} array ({cfg.mac_style}), Fmax {fmax:.1f} MHz vs {clock_mhz:g} MHz "
         f"({'met' if report['timing_met'] else 'MISSED'}), "
@@ -166,6 +172,74 @@ def make_report(board, *, build_dir, name, times, seed, bitstream):
         f"{resources['dsp']['used']}/{resources['dsp']['available']} DSP, "
         f"{resources['bram']['used']}/{resources['bram']['available']} BRAM")
     return report
+
+
+#: Where ``make bench-memory`` (pwconv.sim.memory_bench) leaves its measured streams.
+BENCH_MEMORY_JSON = Path("build/bench-memory.json")
+
+
+def _sdram(board, clocks, netlist):
+    """The SDRAM's part of a report (None without one): its clock and nextpnr's Fmax for it,
+    its peak and measured bandwidth (``make bench-memory``'s JSON, when it ran), and the cells
+    of LiteDRAM's core and of the whole board memory (controller, init, FIFOs, CDC) counted in
+    the synthesized netlist by hierarchical name."""
+    if getattr(board, "sdram_clk_freq", None) is None:
+        return None
+    mhz = board.sdram_clk_freq / 1e6
+    mine = [clk for clk in clocks if clocks[clk].get("constraint") is not None
+            and abs(clocks[clk]["constraint"] - mhz) < 0.01]
+    fmax = min((clocks[clk]["achieved"] for clk in mine), default=None)
+    cells = {"litedram": {}, "board_memory": {}}
+    try:
+        top = json.loads(Path(netlist).read_text())["modules"]
+        module = next(m for m in top.values() if m.get("attributes", {}).get("top"))
+        for cell_name, cell in module["cells"].items():
+            for key, prefix in (("litedram", "memory.ctrl.litedram."), ("board_memory", "memory.")):
+                if cell_name.startswith(prefix):
+                    cells[key][cell["type"]] = cells[key].get(cell["type"], 0) + 1
+    except (OSError, ValueError, StopIteration, KeyError):
+        pass
+
+    def summary(counts):
+        return {"lut4": counts.get("LUT4", 0), "ff": counts.get("TRELLIS_FF", 0),
+                "ccu2c": counts.get("CCU2C", 0), "dpram16x4": counts.get("TRELLIS_DPR16X4", 0),
+                "dp16kd": counts.get("DP16KD", 0)}
+    measured = None
+    if BENCH_MEMORY_JSON.is_file():
+        try:
+            measured = json.loads(BENCH_MEMORY_JSON.read_text())
+        except ValueError:
+            measured = None
+    return {
+        "clock_mhz": round(mhz, 3),
+        "fmax_mhz": None if fmax is None else round(fmax, 2),
+        "timing_met": fmax is not None and fmax >= mhz,
+        "peak_mb_s": round(2 * mhz, 1),
+        "measured": measured,
+        "litedram_cells": summary(cells["litedram"]),
+        "board_memory_cells": summary(cells["board_memory"]),
+    }
+
+
+def _sdram_rows(report):
+    sd = report.get("sdram")
+    if not sd:
+        return []
+    fmax = "?" if sd["fmax_mhz"] is None else f"{sd['fmax_mhz']:.2f} MHz"
+    rows = [("SDRAM clock", f"{sd['clock_mhz']:g} MHz (PLL; the pin from its 180-degree "
+                            f"output), Fmax {fmax}: "
+                            f"{'met' if sd['timing_met'] else 'MISSED'}"),
+            ("SDRAM peak", f"{sd['peak_mb_s']:g} MB/s (16 bits per SDRAM clock)")]
+    if sd.get("measured"):
+        rows.append(("SDRAM measured (make bench-memory)", "; ".join(
+            f"{r['stream']} {r['mb_s']:.1f} MB/s ({100 * r['share']:.1f}%)"
+            for r in sd["measured"]["streams"])))
+    for key, label in (("litedram_cells", "LiteDRAM core"),
+                       ("board_memory_cells", "Board memory (LiteDRAM, init, FIFOs, CDC)")):
+        c = sd[key]
+        rows.append((label, f"{c['lut4']} LUT4, {c['ff']} FF, {c['ccu2c']} CCU2C, "
+                            f"{c['dpram16x4']} DPR16X4, {c['dp16kd']} DP16KD"))
+    return rows
 
 
 def mobilenetv2_time(cfg: ArrayConfig, clk_freq, baud):
@@ -279,6 +353,7 @@ def markdown(report):
         ("Peak throughput", f"{report['peak_gmacs']:.3f} GMAC/s at {report['clock_mhz']:g} MHz "
                             f"({report['peak_gmacs_at_fmax']:.3f} at Fmax)"),
         ("UART", f"{report['baud']} baud"),
+        *_sdram_rows(report),
         ("MobileNetV2 pointwise, per inference", _mobilenet(report)),
         ("Build time", f"{report['times']['total_s']:.0f} s (synthesis "
                        f"{report['times']['synth_s']:.0f} s, place and route "
