@@ -101,8 +101,8 @@ def test_refuses_what_it_does_not_run(tmp_path):
     d = fmt.decode_descriptor(descriptors(comp)[0])
     depth = d.input.c
     cases = [
-        (fmt.replace(d, kernel=(3, 3), padding=(1, 1, 1, 1), chunk_channels=9 * depth),
-         "kernel"),
+        (fmt.replace(d, kernel=(5, 5), padding=(2, 2, 2, 2), chunk_channels=25 * depth),
+         "kernel"),         # 5 rows do not fit the line buffer's 4 slots
         (fmt.replace(d, chunk_channels=depth // 2), "chunks"),
     ]
     for bad, name in cases:
@@ -155,3 +155,39 @@ def test_roofline_table(tmp_path, name, data, cfg):
           f"bytes {nbytes} ({nbytes / 2:.0f} cycles at 2 B/cycle), roofline {roof:.0f}: "
           f"{roof / cycles:.1%}")
     assert cycles >= roof
+
+
+def conv_kxk(k, stride, dilation, same, c, f, hw=(5, 6), seed=2):
+    """One KxK CONV_2D (TFLite padding SAME or VALID)."""
+    from tflite_builder import ModelBuilder
+    from program_bench import _quant_conv
+    rng = np.random.default_rng(seed)
+    b = ModelBuilder()
+    h, w = hw
+    x = b.tensor("x", (1, h, w, c), np.int8, 0.05, 5)
+    wt, bias, s_out = _quant_conv(b, rng, "k", c, f, 0.05, k=k)
+    eff = [(k[i] - 1) * dilation + 1 for i in range(2)]
+    oh, ow = ((-(-h // stride), -(-w // stride)) if same else
+              ((h - eff[0]) // stride + 1, (w - eff[1]) // stride + 1))
+    y = b.tensor("y", (1, oh, ow, f), np.int8, s_out, -4)
+    b.op("CONV_2D", [x, wt, bias], [y], "Conv2DOptions", padding=0 if same else 1,
+         strideW=stride, strideH=stride, dilationWFactor=dilation, dilationHFactor=dilation)
+    return b.finish([0], [y])
+
+
+@pytest.mark.parametrize("k, stride, dilation, same, c, f, stall", [
+    ((3, 3), 1, 1, True, 3, 6, 0.2), ((3, 3), 2, 1, False, 2, 5, 0.0),
+    ((2, 3), 1, 2, True, 1, 4, 0.1),
+])
+def test_kxk_conv_matches_golden(tmp_path, k, stride, dilation, same, c, f, stall):
+    comp, image, _ = compiled(tmp_path, conv_kxk(k, stride, dilation, same, c, f), "kxk",
+                              SMALL)
+    raw = descriptors(comp)[0]
+    d = fmt.decode_descriptor(raw)
+    assert d.kind == "CONV" and d.kernel == k and d.chunk_channels == k[0] * k[1] * c
+    ref = golden_after(SMALL, image, raw)
+    assert ref != bytes(image)
+    got, cycles, code = run_descriptor(SMALL, image, raw, stall=stall)
+    assert code == 0
+    diff = np.flatnonzero(np.frombuffer(got, np.uint8) != np.frombuffer(ref, np.uint8))
+    assert diff.size == 0, f"{diff.size} bytes differ, first at {diff[:8]}"

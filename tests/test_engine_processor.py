@@ -10,6 +10,7 @@ pytest.importorskip("ai_edge_litert")
 
 from program_bench import (PORT, compiled, conv_chain, memory_of, mlp, simulate,  # noqa: E402
                            wait_for)
+from test_engine_conv import conv_kxk  # noqa: E402
 from tflite_builder import run_reference  # noqa: E402
 
 from pwconv.config import ArrayConfig  # noqa: E402
@@ -69,6 +70,7 @@ def golden_run(image):
 @pytest.mark.parametrize("name, data, stall", [
     ("chain", conv_chain(layers=((8, 24, 1), (24, 9, 2))), 0.25),
     ("mlp", mlp(), 0.1),
+    ("kxk", conv_kxk((3, 3), 2, 1, True, 3, 8, hw=(6, 6)), 0.2),
 ])
 def test_program_matches_golden_and_litert(tmp_path, name, data, stall):
     comp, image, x = compiled(tmp_path, data, name, SMALL)

@@ -12,13 +12,14 @@ from ..memory.port import NativePortSignature
 from ..params import check_config, rejected
 from ..top import PointwiseConv
 from .descriptor import OP_CODES, descriptor_layout
+from .im2col import Im2col
 
 __all__ = ["ConvEngine", "ERRORS"]
 
 #: ``error_code`` values: why a descriptor was refused (nothing was read or written).
 ERRORS = {
     "none": 0,
-    "kernel": 1,        # a CONV kernel other than 1x1, or padding (im2col is not built yet)
+    "kernel": 1,        # a KxK kernel taller or a row wider than the im2col line buffer
     "chunks": 2,        # chunk_channels below the channels: partial sums (not built yet)
     "residual": 3,      # a fused residual ADD (FLAG_RESIDUAL; not built yet)
     "size": 4,          # channels or a filter group larger than the array holds
@@ -97,7 +98,8 @@ class ConvEngine(wiring.Component):
     golden/program.py ``_passes`` (the order of the stored words), hw/memory/dma.py.
     """
 
-    def __init__(self, cfg: ArrayConfig, *, port, fifo_depth=16):
+    def __init__(self, cfg: ArrayConfig, *, port, fifo_depth=16, max_row_bytes=4096,
+                 slots=4):
         check_config(self, cfg)
         if not isinstance(port, NativePortSignature):
             raise rejected(self, TypeError(f"Port must be a NativePortSignature, not {port!r}"))
@@ -107,6 +109,7 @@ class ConvEngine(wiring.Component):
         self._cfg = cfg
         self._port = port
         self._fifo_depth = fifo_depth
+        self._im2col = dict(max_row_bytes=max_row_bytes, slots=slots)
         super().__init__({
             "desc": In(descriptor_layout()),
             "start": In(1),
@@ -135,7 +138,9 @@ class ConvEngine(wiring.Component):
         m.submodules.loader = loader = DMAReader(port, lanes=lanes, depth=self._fifo_depth)
         m.submodules.pixels = pixels = DMAReader(port, lanes=rows, depth=self._fifo_depth)
         m.submodules.writer = writer = DMAWriter(port, lanes=cols)
-        m.submodules.arbiter = arbiter = PortArbiter(port, masters=3)
+        m.submodules.im2col = im2col = Im2col(cfg, port=port, **self._im2col)
+        m.submodules.arbiter = arbiter = PortArbiter(port, masters=4)
+        wiring.connect(m, im2col.bus, arbiter.masters[3])
         wiring.connect(m, loader.bus, arbiter.masters[0])
         wiring.connect(m, pixels.bus, arbiter.masters[1])
         wiring.connect(m, writer.bus, arbiter.masters[2])
@@ -155,6 +160,7 @@ class ConvEngine(wiring.Component):
         out_row_pitch = Signal(baw)
         pass_beats = Signal(32)
         code = Signal(4)
+        kxk = Signal()
 
         # Group counters of the three sides: loaded (committed), fed, written.
         ld_g = Signal(16)
@@ -184,11 +190,15 @@ class ConvEngine(wiring.Component):
                 sh = Mux(is_fc, 1, d.stride_h)
                 sw = Mux(is_fc, 1, d.stride_w)
                 conv = d.op == OP_CODES["CONV"]
-                depth = d.in_c
+                taps = d.kernel_h * d.kernel_w
+                windowed = conv & ((taps != 1) | (d.pad_top != 0) | (d.pad_left != 0)
+                                   | (d.pad_bottom != 0) | (d.pad_right != 0))
+                depth = Mux(conv, taps * d.in_c, d.in_c)
                 g_tiles = _cdiv(d.group_filters, cols)
-                c_beats = _cdiv(d.in_c, rows)
+                c_beats = _cdiv(depth, rows)
                 m.d.sync += [
                     channels.eq(d.in_c), filters.eq(d.out_c), group.eq(d.group_filters),
+                    kxk.eq(windowed),
                     beats.eq(c_beats),
                     pixels_n.eq(d.out_h * d.out_w),
                     in_row_step.eq(d.in_row_pixels * d.in_pixel_stride * sh),
@@ -197,15 +207,15 @@ class ConvEngine(wiring.Component):
                 ]
                 with m.If(~conv & ~is_fc):
                     m.d.sync += code.eq(ERRORS["op"])
-                with m.Elif(conv & ((d.kernel_h != 1) | (d.kernel_w != 1) | (d.pad_top != 0)
-                                    | (d.pad_left != 0) | (d.pad_bottom != 0)
-                                    | (d.pad_right != 0))):
+                with m.Elif(windowed & (((d.kernel_h - 1) * d.dilation_h + 1
+                                         >= self._im2col["slots"])
+                                        | (d.in_w * d.in_c > self._im2col["max_row_bytes"]))):
                     m.d.sync += code.eq(ERRORS["kernel"])
                 with m.Elif(d.flags & _FLAG_RESIDUAL):
                     m.d.sync += code.eq(ERRORS["residual"])
                 with m.Elif(d.chunk_channels != depth):
                     m.d.sync += code.eq(ERRORS["chunks"])
-                with m.Elif((d.in_c > cfg.max_channels) | (d.group_filters == 0)
+                with m.Elif((depth > cfg.max_channels) | (d.group_filters == 0)
                             | (d.group_filters > cfg.max_filters)
                             | (c_beats * g_tiles > cfg.weight_depth)):
                     m.d.sync += code.eq(ERRORS["size"])
@@ -343,11 +353,19 @@ class ConvEngine(wiring.Component):
         row_addr = Signal(baw)
         oy = Signal(16)
         fed = Signal(32)
-        m.d.comb += [
-            array.i.payload.as_value().eq(pixels.o.payload.data.as_value()),
-            array.i.valid.eq(pixels.o.valid),
-            pixels.o.ready.eq(array.i.ready),
-        ]
+        m.d.comb += im2col.desc.eq(d)
+        with m.If(kxk):
+            m.d.comb += [
+                array.i.payload.eq(im2col.o.payload),
+                array.i.valid.eq(im2col.o.valid),
+                im2col.o.ready.eq(array.i.ready),
+            ]
+        with m.Else():
+            m.d.comb += [
+                array.i.payload.as_value().eq(pixels.o.payload.data.as_value()),
+                array.i.valid.eq(pixels.o.valid),
+                pixels.o.ready.eq(array.i.ready),
+            ]
         with m.FSM(name="pixels"):
             with m.State("IDLE"):
                 with m.If(run):
@@ -361,7 +379,11 @@ class ConvEngine(wiring.Component):
                 with m.Elif((ld_g > px_g) if one_bank else 1):
                     # Two banks: the pass queue holds the pixels until their pass is
                     # committed, so they are fetched while its weights load.
-                    m.next = "ROWS"
+                    with m.If(kxk):
+                        m.d.comb += im2col.start.eq(1)
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.next = "ROWS"
             with m.State("ROWS"):
                 m.d.comb += [
                     pixels.req.valid.eq(1),
