@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """BoardTop's optional board memory: parameters, the mem port only with a memory."""
 
 import pytest

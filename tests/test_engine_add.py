@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """AddUnit against golden.ops.add (TFLite's reference ADD) in Amaranth's simulator."""
 
 import numpy as np

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """DepthwiseEngine against golden.ops.depthwise_conv2d: Amaranth simulator and cocotb."""
 
 import numpy as np

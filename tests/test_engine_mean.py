@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """MeanUnit against golden.ops.mean (LiteRT's reference MEAN over H and W) in Amaranth's
 simulator."""
 

@@ -183,8 +183,8 @@ def test_cache_keeps_most_recent_configurations(tmp_path, monkeypatch):
 
 
 def test_first_demo_says_what_it_builds_at_once():
-    """A first `pwconv demo` (a configuration never built) names the build within 2 s of
-    starting, and its wall time leaves the build out."""
+    """A first `pwconv demo` (a configuration never built) names the build as it starts it,
+    and its wall time leaves the build out."""
     import subprocess
     import sys
     cfg = ArrayConfig(rows=3, cols=2, max_channels=24, max_filters=48, weight_depth=200)
@@ -199,7 +199,9 @@ def test_first_demo_says_what_it_builds_at_once():
     assert proc.returncode == 0, err
     assert first.startswith("pwconv: building the Verilator model for 3x2 parallel (first use "
                             "of this configuration; once, ~"), first
-    assert said_after < 2.0, said_after
     match = re.search(r"wall time: (\d+\.\d+) s, .* cycles/s \(not counting (\d+\.\d) s "
                       r"building the simulator model\)", out)
     assert match and float(match[1]) < float(match[2]), out
+    # Said before the build, not after: within a small part of the build's own time (Python's
+    # start-up alone takes seconds on a loaded machine, the build tens of seconds).
+    assert said_after < 0.25 * float(match[2]), (said_after, match[2])

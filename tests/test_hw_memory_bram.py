@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """hw/memory/bram.py: the block-RAM native-port memory against a byte array, with backpressure."""
 
 import random

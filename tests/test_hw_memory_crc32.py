@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The gateware CRC-32 engine (a memory word per cycle, partial words) against zlib.crc32."""
 
 import random

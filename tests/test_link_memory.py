@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The link's memory commands in Amaranth's simulator: MEM_INFO/WRITE/READ/CRC, NACKs, faults."""
 
 import random

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """PortArbiter in Amaranth's simulator: DMA readers and writers sharing one NativeMemory port under
 random stalls, every byte compared with NumPy; full throughput alone, round robin when shared."""
 

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """DMAReader and DMAWriter in Amaranth's simulator against NativeMemory: random 2-D requests
 (any alignment, lengths, strides, counts), random stalls on every stream, every byte compared
 with a NumPy reference; completion, counters, parameter checks, throughput."""

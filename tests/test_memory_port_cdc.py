@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """NativePortCDC: a native memory port across two clock domains, against sim/native_memory.py."""
 
 import random

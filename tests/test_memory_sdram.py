@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """SDRAM controller: LiteDRAM generation, the init program and sequencer, and the whole controller
 on the timing-checked SDRAM model in Verilator (bring-up, regions written and read back,
 throughput)."""
