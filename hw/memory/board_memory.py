@@ -22,9 +22,9 @@ class BoardMemory(wiring.Component):
     """The board's SDRAM as one ``sync``-domain native port, the controller in its own domain.
 
     Why two domains: LiteDRAM alone placed and routed at 89.8-106.1 MHz on the LFE5U-85F-6
-    (``make sdram-fmax``, eight seeds, six under 100 MHz; :class:`.sdram.SDRAMController`), so in the full
-    design beside the 100 MHz array it runs slower, in ``memory_domain`` (the ULX3S: 50 MHz,
-    :data:`pwconv.synth.boards.ULX3S`), generated for that clock.
+    (``make sdram-fmax``, eight seeds, six under 100 MHz; :class:`.sdram.SDRAMController`),
+    so in the full design beside the 100 MHz array it runs slower, in ``memory_domain`` (the
+    ULX3S: 50 MHz, :data:`pwconv.synth.boards.ULX3S`), generated for that clock.
 
     Parameters
     ----------
