@@ -1,7 +1,5 @@
-"""ConvEngine: CONV (1x1, strided) and FULLY_CONNECTED descriptors of compiled images, run from
-a simulated memory with stalls, every byte of the memory compared with golden/program.py."""
-
-import re
+"""ConvEngine: CONV (1x1, strided, KxK) and FULLY_CONNECTED descriptors of compiled images, run
+from a simulated memory with stalls, every byte of the memory compared with golden/program.py."""
 
 import numpy as np
 import pytest
@@ -129,6 +127,8 @@ def test_roofline(tmp_path):
     _, _, roof = _roofline(comp, 0, cycles)
     assert roof <= cycles < 1.15 * roof, (cycles, roof)
 
+#: A 4x4 array with room for a 3x3x3 -> 16 layer's weights in one pass.
+DEEP = ArrayConfig(rows=4, cols=4, max_channels=64, max_filters=32, weight_depth=64)
 
 LAYERS = [   # (name, model, config)
     ("1x1 16x16 8->16", conv_chain(hw=(16, 16), layers=((8, 16, 1),)), SMALL),
@@ -137,6 +137,9 @@ LAYERS = [   # (name, model, config)
     ("1x1 16x16 8->24 one bank", conv_chain(hw=(16, 16), layers=((8, 24, 1),)),
      SMALL_ONE_BANK),
     ("FC 8x32->16", mlp(widths=(32, 16), batch=8), SMALL),
+    ("3x3 SAME 12x12 3->16 (one pass)", None, DEEP),
+    ("3x3 SAME 12x12 3->16 (4 passes)", None, SMALL),
+    ("3x3 stride 2 SAME 12x12 3->8", None, DEEP),
     ("1x1 8x8 32->32 8x8 array", conv_chain(hw=(8, 8), layers=((32, 32, 1),)),
      ArrayConfig(rows=8, cols=8, max_channels=64, max_filters=64, weight_depth=64)),
 ]
@@ -146,6 +149,13 @@ LAYERS = [   # (name, model, config)
 @pytest.mark.parametrize("name, data, cfg", LAYERS, ids=[n for n, *_ in LAYERS])
 def test_roofline_table(tmp_path, name, data, cfg):
     """Cycles vs roofline of a few layers (printed with -s; make test-engine)."""
+    if data is None:        # KxK layers: built here (conv_kxk is defined below)
+        data = {"3x3 SAME 12x12 3->16 (one pass)": conv_kxk((3, 3), 1, 1, True, 3, 16,
+                                                            hw=(12, 12)),
+                "3x3 SAME 12x12 3->16 (4 passes)": conv_kxk((3, 3), 1, 1, True, 3, 16,
+                                                            hw=(12, 12)),
+                "3x3 stride 2 SAME 12x12 3->8": conv_kxk((3, 3), 2, 1, True, 3, 8,
+                                                         hw=(12, 12))}[name]
     comp, image, _ = compiled(tmp_path, data, "layer", cfg)
     raw = descriptors(comp)[0]
     got, cycles, code = run_descriptor(cfg, image, raw)
@@ -191,3 +201,11 @@ def test_kxk_conv_matches_golden(tmp_path, k, stride, dilation, same, c, f, stal
     assert code == 0
     diff = np.flatnonzero(np.frombuffer(got, np.uint8) != np.frombuffer(ref, np.uint8))
     assert diff.size == 0, f"{diff.size} bytes differ, first at {diff[:8]}"
+
+
+def test_im2col_init_wrong_params():
+    from pwconv.hw.engine.im2col import Im2col
+    with pytest.raises(TypeError, match=r"^Slots must be a power of 2, at least 2, not 3$"):
+        Im2col(SMALL, port=PORT, slots=3)
+    with pytest.raises(TypeError, match=r"^Max row bytes must be a positive integer, not 0$"):
+        Im2col(SMALL, port=PORT, max_row_bytes=0)

@@ -12,9 +12,11 @@ This room holds the gateware that runs a layer program's ops beside the pointwis
   pooling);
 - :mod:`.descriptor` -- the 64-byte op descriptor as a StructLayout (from
   host/compiler/format.py ``DESCRIPTOR_FIELDS``);
-- :mod:`.conv` -- :class:`~.conv.ConvEngine`, one CONV (1x1, any stride) or FULLY_CONNECTED
-  descriptor on the pointwise array, weights, parameters, pixels and results by DMA, filter
-  groups as passes (KxK im2col and channel chunks: not yet);
+- :mod:`.conv` -- :class:`~.conv.ConvEngine`, one CONV or FULLY_CONNECTED descriptor on the
+  pointwise array, weights, parameters, pixels and results by DMA, filter groups as passes
+  (channel chunks: not yet);
+- :mod:`.im2col` -- :class:`~.im2col.Im2col`, a KxK conv's pixels gathered from an on-chip
+  ring of input rows (each input byte read once per pass);
 - :mod:`.processor` -- :class:`~.processor.CommandProcessor`, fetches the header and
   descriptors by DMA and runs them in order, with per-op and per-program cycle counters.
 """

@@ -1,4 +1,4 @@
-"""The layer program's 64-byte op descriptor as an Amaranth StructLayout (format.DESCRIPTOR_FIELDS)."""
+"""The layer program's 64-byte op descriptor as a StructLayout (from format.DESCRIPTOR_FIELDS)."""
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data

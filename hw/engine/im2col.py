@@ -139,7 +139,7 @@ class Im2col(wiring.Component):
             with m.State("DATA"):
                 m.d.comb += fill.o.ready.eq(1)
                 with m.If(fill.o.valid):
-                    m.d.comb += [wr.addr.eq(Cat_slot(r[:sb], k, R)),
+                    m.d.comb += [wr.addr.eq(_slot_address(r[:sb], k, R)),
                                  wr.data.eq(fill.o.payload.data[0]), wr.en.eq(1)]
                     m.d.sync += k.eq(k + 1)
                     with m.If(k + 1 == row_len):
@@ -169,7 +169,7 @@ class Im2col(wiring.Component):
             iy.eq(base_row + ky * d.dilation_h),
             ix.eq(ox * d.stride_w - d.pad_left + kx * d.dilation_w),
             inside.eq((iy >= 0) & (iy < d.in_h) & (ix >= 0) & (ix < d.in_w)),
-            rd.addr.eq(Cat_slot(iy[:sb], ix[:16] * d.in_c + c, R)),
+            rd.addr.eq(_slot_address(iy[:sb], ix[:16] * d.in_c + c, R)),
             self.o.valid.eq(full),
             self.o.payload.eq(beat),
         ]
@@ -230,6 +230,6 @@ class Im2col(wiring.Component):
         return m
 
 
-def Cat_slot(slot, offset, row_bytes):
+def _slot_address(slot, offset, row_bytes):
     """The line buffer address of byte ``offset`` of ring slot ``slot``."""
     return slot * row_bytes + offset

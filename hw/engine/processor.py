@@ -1,4 +1,4 @@
-"""CommandProcessor: fetches a layer program's header and descriptors by DMA and runs them in order."""
+"""CommandProcessor: fetches a layer program's descriptors by DMA and runs them in order."""
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import data, memory, wiring
