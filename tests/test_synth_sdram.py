@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The ULX3S build's SDRAM: the PLL's extra outputs, the report's SDRAM part and clock choice,
 BoardMemory's parameter checks, the iCEBreaker left without memory (fast, no place and route)."""
 
