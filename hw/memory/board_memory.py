@@ -11,6 +11,7 @@ from amaranth.lib import wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from ..stream_register import StreamRegister
 from .port import NativePortSignature
 from .port_cdc import NativePortCDC
 from .sdram import SDRAMController, SDRAMPinsSignature
@@ -40,8 +41,9 @@ class BoardMemory(wiring.Component):
     -------
     user : In(NativePortSignature(controller.core.addr_width, 16)), ``sync`` domain
         The memory port. Commands are held (``cmd.ready`` low) until ``init_done``.
-        Timing: a beat per cycle of the slower domain on each stream; a read takes about 8
-        cycles more than on the controller (the CDC's synchronizers).
+        Timing: a beat per cycle of the slower domain on each stream; a read takes about 10
+        cycles more than on the controller (the CDC's synchronizers and a register slice on
+        each stream, so every ready, valid and payload at this port is a flip-flop).
     pins : Out(SDRAMPinsSignature()), only for a controller with ``target="sim"``
         The SDRAM pins (``memory_domain``).
     init_done, init_error : Out(1), ``sync`` domain
@@ -87,17 +89,28 @@ class BoardMemory(wiring.Component):
         m.submodules.done_sync = FFSynchronizer(ctrl.init_done, self.init_done)
         m.submodules.error_sync = FFSynchronizer(ctrl.init_error, self.init_error)
 
+        # A register slice on each stream at the sync side (StreamRegister, a skid buffer): the
+        # first ULX3S build with the SDRAM missed 100 MHz (91.8 MHz) on the path from the CDC's
+        # command FIFO (its w_rdy, a Gray-pointer compare) through cmd.ready into the link's
+        # memory-command logic (10.9 ns, 17 steps). One cycle more each way; a beat per cycle.
+        regs = {}
+        for name in ("cmd", "wdata", "rdata"):
+            regs[name] = m.submodules[f"{name}_reg"] = StreamRegister(
+                getattr(self.user, name).payload.shape())
+        wiring.connect(m, wiring.flipped(self.user.cmd), regs["cmd"].i)
+        wiring.connect(m, wiring.flipped(self.user.wdata), regs["wdata"].i)
+        wiring.connect(m, regs["rdata"].o, wiring.flipped(self.user.rdata))
         # Commands pass only once the SDRAM is up; write data and read data pass freely (no
         # read returns before its command, and write data waits in the CDC's FIFO).
         ready = Signal()
         m.d.comb += [
             ready.eq(self.init_done),
-            cdc.master.cmd.payload.eq(self.user.cmd.payload),
-            cdc.master.cmd.valid.eq(self.user.cmd.valid & ready),
-            self.user.cmd.ready.eq(cdc.master.cmd.ready & ready),
+            cdc.master.cmd.payload.eq(regs["cmd"].o.payload),
+            cdc.master.cmd.valid.eq(regs["cmd"].o.valid & ready),
+            regs["cmd"].o.ready.eq(cdc.master.cmd.ready & ready),
         ]
-        wiring.connect(m, wiring.flipped(self.user.wdata), cdc.master.wdata)
-        wiring.connect(m, wiring.flipped(self.user.rdata), cdc.master.rdata)
+        wiring.connect(m, regs["wdata"].o, cdc.master.wdata)
+        wiring.connect(m, cdc.master.rdata, regs["rdata"].i)
         wiring.connect(m, cdc.memory, ctrl.user)
         if ctrl.target == "sim":
             wiring.connect(m, ctrl.pins, wiring.flipped(self.pins))
