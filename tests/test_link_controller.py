@@ -46,12 +46,12 @@ class LinkCore(Elaboratable):
         return m
 
 
-def converse(steps, *, cfg=CFG, max_payload=MAX_PAYLOAD, gap=3, stall=0.0, seed=0):
-    """Send each step's bytes (one per ``gap + 1`` cycles) and wait for its replies.
-
-    ``steps``: ``(data, replies)`` pairs. Returns the reply frames of each step.
-    """
-    dut = LinkCore(cfg, max_payload)
+def exchange(dut, steps, *, gap=3, stall=0.0, seed=0, max_cycles=None, processes=()):
+    """Drive ``dut.link``'s byte streams in Amaranth's simulator: send each step's bytes (one per
+    ``gap + 1`` cycles) and wait for its replies, the reply stream stalled with probability
+    ``stall``. ``steps``: ``(data, replies)`` pairs; ``max_cycles``: how long a step may wait
+    (default ``200 * (len(data) + 40)``); ``processes``: callables that add more simulator
+    processes (e.g. a memory model's ``add_to``). Returns the reply frames of each step."""
     rng = random.Random(seed)
     out = bytearray()
     replies = []
@@ -67,7 +67,7 @@ def converse(steps, *, cfg=CFG, max_payload=MAX_PAYLOAD, gap=3, stall=0.0, seed=
                 ctx.set(dut.link.rx.valid, 0)
                 await ctx.tick().repeat(gap)
             frames = []
-            for _ in range(200 * (len(data) + 40)):
+            for _ in range(max_cycles or 200 * (len(data) + 40)):
                 frames += decoder.feed(out[taken:])
                 taken = len(out)
                 if len(frames) >= count:
@@ -93,8 +93,18 @@ def converse(steps, *, cfg=CFG, max_payload=MAX_PAYLOAD, gap=3, stall=0.0, seed=
     sim.add_clock(1e-6)
     sim.add_testbench(host)
     sim.add_testbench(sink, background=True)
+    for add in processes:
+        add(sim)
     sim.run()
     return replies
+
+
+def converse(steps, *, cfg=CFG, max_payload=MAX_PAYLOAD, gap=3, stall=0.0, seed=0):
+    """Send each step's bytes (one per ``gap + 1`` cycles) and wait for its replies.
+
+    ``steps``: ``(data, replies)`` pairs. Returns the reply frames of each step.
+    """
+    return exchange(LinkCore(cfg, max_payload), steps, gap=gap, stall=stall, seed=seed)
 
 
 def one(steps, **kwargs):

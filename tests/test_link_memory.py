@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
-from amaranth.sim import Simulator
 
 from pwconv.config import ArrayConfig
-from pwconv.host.link import (Command, Error, FrameDecoder, MemoryInfo, Reply, encode_frame)
+from pwconv.host.link import Command, Error, MemoryInfo, Reply, encode_frame
 from pwconv.hw.link.controller import LinkController
 from pwconv.hw.memory.bram import BlockRAMMemory
 from pwconv.hw.memory.port import NativePortSignature
 from pwconv.sim.native_memory import NativeMemory
+from test_link_controller import exchange
 
 CFG = ArrayConfig(rows=3, cols=4, max_channels=12, max_filters=12, weight_depth=6)
 MAX_PAYLOAD = 48
@@ -48,59 +48,18 @@ class MemoryLink(Elaboratable):
 
 def converse(steps, *, port=PORT, size=SIZE, memory=True, bram=False, init=None, gap=3,
              stall=0.0, mem_stall=0.0, seed=0, max_cycles=20000):
-    """Send each step's bytes and wait for its replies (as tests/test_link_controller.py).
+    """Send each step's bytes and wait for its replies (tests/test_link_controller.py's
+    ``exchange``), the memory model behind the link's port unless ``bram``.
 
     Returns (reply frames per step, the memory's bytes after the run)."""
     dut = MemoryLink(port, size, memory, bram)
-    rng = random.Random(seed)
-    out = bytearray()
-    replies = []
     model = None
     if memory and not bram:
         model = NativeMemory(dut.link.mem, size=size, data=init, read_latency=3,
                              cmd_stall=mem_stall, wdata_stall=mem_stall,
                              rdata_stall=mem_stall, seed=seed, strict_rdata=not mem_stall)
-
-    async def host(ctx):
-        decoder = FrameDecoder()
-        taken = 0
-        for data, count in steps:
-            for byte in data:
-                ctx.set(dut.link.rx.payload, byte)
-                ctx.set(dut.link.rx.valid, 1)
-                await ctx.tick()
-                ctx.set(dut.link.rx.valid, 0)
-                await ctx.tick().repeat(gap)
-            frames = []
-            for _ in range(max_cycles):
-                frames += decoder.feed(out[taken:])
-                taken = len(out)
-                if len(frames) >= count:
-                    break
-                await ctx.tick()
-            await ctx.tick().repeat(4 * gap + 8)
-            frames += decoder.feed(out[taken:])
-            taken = len(out)
-            assert len(frames) == count, f"{frames} after {data.hex()}"
-            replies.append(frames)
-        assert decoder.skipped == 0 and decoder.bad_crc == 0
-
-    async def sink(ctx):
-        while True:
-            ready = not (stall and rng.random() < stall)
-            ctx.set(dut.link.tx.ready, ready)
-            _, _, valid, byte = await ctx.tick().sample(dut.link.tx.valid,
-                                                        dut.link.tx.payload)
-            if valid and ready:
-                out.append(byte)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(host)
-    sim.add_testbench(sink, background=True)
-    if model is not None:
-        model.add_to(sim)
-    sim.run()
+    replies = exchange(dut, steps, gap=gap, stall=stall, seed=seed, max_cycles=max_cycles,
+                       processes=() if model is None else (model.add_to,))
     if model is not None:
         model.check_idle()
         return replies, bytes(model.data)
