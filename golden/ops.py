@@ -226,8 +226,10 @@ def fully_connected(x, w, bias, *, input_zero_point, output_zero_point, scale=No
     if bias is not None:
         acc = wrap_int32(acc + np.asarray(bias, np.int64))
     if scale is None:
-        y = _MBQM[check_rounding(rounding)](acc, np.asarray(multiplier, np.int64),
-                                            np.asarray(shift, np.int64))
+        if check_rounding(rounding) not in _MBQM:
+            raise ValueError(f"fully_connected: multiplier and shift take a fixed-point "
+                             f"rounding ({', '.join(_MBQM)}), not {rounding!r}")
+        y = _MBQM[rounding](acc, np.asarray(multiplier, np.int64), np.asarray(shift, np.int64))
     else:
         y = _round_double_scale(acc, np.asarray(scale, np.float64))
     y = wrap_int32(y + int(output_zero_point))
